@@ -1,0 +1,157 @@
+"""One typed configuration for a run: data, model, optimisation and runtime.
+
+The CLI fills these dataclasses from the reference's flag names (``--dataroot``, ``--netG`` ...);
+the resolved config is written to ``<checkpoints_dir>/<name>/config.json`` and into every
+checkpoint so that ``test``, ``export`` and resume rebuild the networks from it without the user
+repeating ``--netG --norm --no_dropout`` (the reference's most reported error).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CONFIG_FILENAME = "config.json"
+
+
+@dataclass
+class DataConfig:
+    dataroot: str = ""
+    dataset_mode: str = "unaligned"  # unaligned | aligned | single
+    direction: str = "AtoB"  # AtoB | BtoA
+    phase: str = "train"
+    input_nc: int = 3
+    output_nc: int = 3
+    preprocess: str = "resize_and_crop"  # resize_and_crop | crop | scale_width | scale_width_and_crop | none
+    load_size: int = 286
+    crop_size: int = 256
+    no_flip: bool = False
+    serial_batches: bool = False
+    max_dataset_size: int | None = None  # None: every image (the reference's float("inf"))
+    batch_size: int = 1
+    num_threads: int = 4
+    # Stop with the list of bad files when more than this fraction of a folder cannot be decoded.
+    max_bad_fraction: float = 0.1
+
+
+@dataclass
+class ModelConfig:
+    model: str = "cycle_gan"
+    netG: str = "resnet_9blocks"
+    netD: str = "basic"
+    ngf: int = 64
+    ndf: int = 64
+    n_layers_D: int = 3
+    norm: str = "instance"  # batch | instance | none | syncbatch
+    # The reference's CycleGAN sets no_dropout=True by default (cycle_gan_model.modify_commandline_options).
+    no_dropout: bool = True
+    init_type: str = "normal"
+    init_gain: float = 0.02
+    padding_type: str = "reflect"
+    gan_mode: str = "lsgan"  # lsgan | vanilla | wgangp | hinge
+    lambda_A: float = 10.0
+    lambda_B: float = 10.0
+    # A fraction of lambda_A / lambda_B, as in the reference (0.5 means 0.5 * 10 = 5 on the L1).
+    lambda_identity: float = 0.5
+    pool_size: int = 50
+    lambda_gp: float = 10.0
+    gp_type: str = "mixed"  # mixed | real | fake
+    gp_constant: float = 1.0
+    real_label: float = 1.0  # < 1 gives one-sided label smoothing
+    fake_label: float = 0.0
+
+    @property
+    def arch_fields(self) -> dict[str, Any]:
+        """The fields that fix tensor shapes: a resume or a checkpoint load must agree on these."""
+        keys = ("model", "netG", "netD", "ngf", "ndf", "n_layers_D", "norm", "no_dropout", "padding_type")
+        return {k: getattr(self, k) for k in keys}
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 0.0002
+    beta1: float = 0.5
+    beta2: float = 0.999
+    n_epochs: int = 100  # epochs at the initial learning rate
+    n_epochs_decay: int = 100  # epochs to decay it to zero
+    epoch_count: int = 1  # the starting epoch number
+    lr_policy: str = "linear"  # linear | step | plateau | cosine
+    lr_decay_iters: int = 50  # step policy: multiply by 0.1 every this many epochs
+    max_iters: int | None = None  # stop after this many iterations in total (demo, tests)
+
+
+@dataclass
+class RuntimeConfig:
+    name: str = "experiment_name"
+    checkpoints_dir: str = "./checkpoints"
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    seed: int | None = None
+    deterministic: bool = False
+    print_freq: int = 100  # iterations between loss-log lines
+    display_freq: int = 400  # iterations between image pages
+    save_latest_freq: int = 5000  # iterations between `latest` checkpoints
+    save_epoch_freq: int = 5  # epochs between numbered checkpoints
+    checkpoint_every: float | None = None  # seconds between `latest` checkpoints, in addition
+    keep_last: int | None = None
+    precision: str = "fp32"  # fp32 | bf16 | fp16
+    channels_last: bool = False
+    compile: bool = False
+    verbose: bool = False
+
+
+@dataclass
+class TrainConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.runtime.checkpoints_dir) / self.runtime.name
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> TrainConfig:
+        """Rebuild from a saved dict; unknown keys are an error (a typo must not pass silently)."""
+        sections = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "runtime": RuntimeConfig}
+        unknown = set(raw) - set(sections)
+        if unknown:
+            raise ValueError(f"unknown config sections {sorted(unknown)}; expected {sorted(sections)}")
+        kwargs = {}
+        for section, klass in sections.items():
+            values = dict(raw.get(section, {}))
+            known = {f.name for f in dataclasses.fields(klass)}
+            bad = set(values) - known
+            if bad:
+                raise ValueError(f"unknown {section} options {sorted(bad)}; known: {sorted(known)}")
+            kwargs[section] = klass(**values)
+        return cls(**kwargs)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainConfig:
+        path = Path(path)
+        try:
+            raw = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise FileNotFoundError(f"no saved options at {path}: was this run trained with `cyclegan train`?") from None
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path} is not valid JSON ({error}); restore it or delete the run folder") from None
+        return cls.from_dict(raw)
+
+
+def update_dataclass(instance: Any, **values: Any) -> Any:
+    """Return a copy of a dataclass with some fields replaced, rejecting unknown names."""
+    known = {f.name for f in dataclasses.fields(instance)}
+    bad = set(values) - known
+    if bad:
+        raise ValueError(f"unknown options {sorted(bad)}; known: {sorted(known)}")
+    return dataclasses.replace(instance, **values)

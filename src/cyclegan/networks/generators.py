@@ -1,0 +1,212 @@
+"""The reference's generators, layer for layer: ResNet (6 / 9 blocks) and U-Net (128 / 256).
+
+Module names, nesting and order follow junyanz/pytorch-CycleGAN-and-pix2pix exactly (``model.1``,
+``model.10.conv_block.5``, ``model.model.1.model.3...``) so its checkpoints load with
+``strict=True`` and ours load into its ``test.py``; keep it so when editing.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cyclegan.networks.layers import NormFactory, padding_layer
+
+
+class ImageSizeError(ValueError):
+    """An input whose height or width the network cannot take."""
+
+
+class SizeCheckedGenerator(nn.Module):
+    """Checks (or pads) the input size before any convolution runs.
+
+    A generator that downsamples ``k`` times by 2 and upsamples back needs H and W divisible by
+    ``2**k``; otherwise torch fails deep inside with a shape mismatch. ``pad_to_multiple`` (off by
+    default) reflect-pads to the multiple and crops the output back instead. It is a plain
+    attribute, not a buffer, so the state_dict keys stay the reference's.
+    """
+
+    size_multiple: int = 1
+    input_nc: int = 3
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pad_to_multiple = False
+
+    def check_input(self, x: torch.Tensor) -> None:
+        if x.dim() != 4:
+            raise ImageSizeError(f"{type(self).__name__} expects a batch N×C×H×W, got shape {tuple(x.shape)}")
+        if x.shape[1] != self.input_nc:
+            raise ImageSizeError(
+                f"{type(self).__name__} was built for {self.input_nc} input channel(s) but got {x.shape[1]}: "
+                f"set --input_nc/--output_nc to match the images"
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
+        height, width = x.shape[-2:]
+        multiple = self.size_multiple
+        if height % multiple == 0 and width % multiple == 0:
+            return self.body(x)
+        if not self.pad_to_multiple:
+            raise ImageSizeError(
+                f"{type(self).__name__} needs height and width divisible by {multiple}, got {height}×{width}; "
+                f"crop or resize to a multiple of {multiple} (e.g. --crop_size), or enable pad_to_multiple "
+                f"to reflect-pad and crop back"
+            )
+        pad_h, pad_w = -height % multiple, -width % multiple
+        # Reflection needs the pad smaller than the side; tiny images fall back to replication.
+        mode = "reflect" if pad_h < height and pad_w < width else "replicate"
+        padded = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+        return self.body(padded)[..., :height, :width]
+
+    def body(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+class ResnetBlock(nn.Module):
+    """conv-norm-ReLU-(dropout)-conv-norm with a skip connection; keys ``conv_block.N``."""
+
+    def __init__(self, dim: int, padding_type: str, norm_layer: NormFactory, use_dropout: bool, use_bias: bool):
+        super().__init__()
+        self.conv_block = self.build_conv_block(dim, padding_type, norm_layer, use_dropout, use_bias)
+
+    @staticmethod
+    def build_conv_block(
+        dim: int, padding_type: str, norm_layer: NormFactory, use_dropout: bool, use_bias: bool
+    ) -> nn.Sequential:
+        pad, conv_padding = padding_layer(padding_type, 1)
+        block: list[nn.Module] = [
+            *pad,
+            nn.Conv2d(dim, dim, kernel_size=3, padding=conv_padding, bias=use_bias),
+            norm_layer(dim),
+            nn.ReLU(True),
+        ]
+        if use_dropout:  # shifts the second conv's index, as in the reference
+            block.append(nn.Dropout(0.5))
+        pad, conv_padding = padding_layer(padding_type, 1)
+        block += [*pad, nn.Conv2d(dim, dim, kernel_size=3, padding=conv_padding, bias=use_bias), norm_layer(dim)]
+        return nn.Sequential(*block)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv_block(x)
+
+
+class ResnetGenerator(SizeCheckedGenerator):
+    """c7s1-ngf, two stride-2 downsamplings, ``n_blocks`` ResNet blocks, two upsamplings, c7s1-out, tanh."""
+
+    n_downsampling = 2
+
+    def __init__(
+        self,
+        input_nc: int,
+        output_nc: int,
+        ngf: int = 64,
+        norm_layer: NormFactory = nn.BatchNorm2d,
+        use_dropout: bool = False,
+        n_blocks: int = 6,
+        padding_type: str = "reflect",
+        use_bias: bool = False,
+    ):
+        if n_blocks < 0:
+            raise ValueError(f"n_blocks must be >= 0, got {n_blocks}")
+        super().__init__()
+        self.input_nc = input_nc
+        self.size_multiple = 2**self.n_downsampling
+        model: list[nn.Module] = [
+            nn.ReflectionPad2d(3),
+            nn.Conv2d(input_nc, ngf, kernel_size=7, padding=0, bias=use_bias),
+            norm_layer(ngf),
+            nn.ReLU(True),
+        ]
+        for i in range(self.n_downsampling):
+            mult = 2**i
+            model += [
+                nn.Conv2d(ngf * mult, ngf * mult * 2, kernel_size=3, stride=2, padding=1, bias=use_bias),
+                norm_layer(ngf * mult * 2),
+                nn.ReLU(True),
+            ]
+        mult = 2**self.n_downsampling
+        for _ in range(n_blocks):
+            model.append(ResnetBlock(ngf * mult, padding_type, norm_layer, use_dropout, use_bias))
+        for i in range(self.n_downsampling):
+            mult = 2 ** (self.n_downsampling - i)
+            model += [
+                nn.ConvTranspose2d(
+                    ngf * mult, ngf * mult // 2, kernel_size=3, stride=2, padding=1, output_padding=1, bias=use_bias
+                ),
+                norm_layer(ngf * mult // 2),
+                nn.ReLU(True),
+            ]
+        model += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, kernel_size=7, padding=0), nn.Tanh()]
+        self.model = nn.Sequential(*model)
+
+
+class UnetSkipConnectionBlock(nn.Module):
+    """One level of the U-Net: down, the inner submodule, up, and the skip concatenation."""
+
+    def __init__(
+        self,
+        outer_nc: int,
+        inner_nc: int,
+        input_nc: int | None = None,
+        submodule: nn.Module | None = None,
+        outermost: bool = False,
+        innermost: bool = False,
+        norm_layer: NormFactory = nn.BatchNorm2d,
+        use_dropout: bool = False,
+        use_bias: bool = False,
+    ):
+        super().__init__()
+        self.outermost = outermost
+        if input_nc is None:
+            input_nc = outer_nc
+        downconv = nn.Conv2d(input_nc, inner_nc, kernel_size=4, stride=2, padding=1, bias=use_bias)
+        downrelu = nn.LeakyReLU(0.2, True)
+        uprelu = nn.ReLU(True)
+        if outermost:
+            upconv = nn.ConvTranspose2d(inner_nc * 2, outer_nc, kernel_size=4, stride=2, padding=1)
+            model = [downconv, submodule, uprelu, upconv, nn.Tanh()]
+        elif innermost:
+            upconv = nn.ConvTranspose2d(inner_nc, outer_nc, kernel_size=4, stride=2, padding=1, bias=use_bias)
+            model = [downrelu, downconv, uprelu, upconv, norm_layer(outer_nc)]
+        else:
+            upconv = nn.ConvTranspose2d(inner_nc * 2, outer_nc, kernel_size=4, stride=2, padding=1, bias=use_bias)
+            model = [downrelu, downconv, norm_layer(inner_nc), submodule, uprelu, upconv, norm_layer(outer_nc)]
+            if use_dropout:
+                model.append(nn.Dropout(0.5))
+        self.model = nn.Sequential(*model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.outermost:
+            return self.model(x)
+        return torch.cat([x, self.model(x)], 1)
+
+
+class UnetGenerator(SizeCheckedGenerator):
+    """U-Net with ``num_downs`` stride-2 levels (7 for 128×128, 8 for 256×256) and skip connections."""
+
+    def __init__(
+        self,
+        input_nc: int,
+        output_nc: int,
+        num_downs: int,
+        ngf: int = 64,
+        norm_layer: NormFactory = nn.BatchNorm2d,
+        use_dropout: bool = False,
+        use_bias: bool = False,
+    ):
+        if num_downs < 5:
+            raise ValueError(f"a U-Net needs num_downs >= 5, got {num_downs}")
+        super().__init__()
+        self.input_nc = input_nc
+        self.size_multiple = 2**num_downs
+        common = {"norm_layer": norm_layer, "use_bias": use_bias}
+        block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, innermost=True, **common)
+        for _ in range(num_downs - 5):
+            block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, submodule=block, use_dropout=use_dropout, **common)
+        block = UnetSkipConnectionBlock(ngf * 4, ngf * 8, submodule=block, **common)
+        block = UnetSkipConnectionBlock(ngf * 2, ngf * 4, submodule=block, **common)
+        block = UnetSkipConnectionBlock(ngf, ngf * 2, submodule=block, **common)
+        self.model = UnetSkipConnectionBlock(output_nc, ngf, input_nc=input_nc, submodule=block, outermost=True, **common)

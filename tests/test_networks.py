@@ -1,0 +1,335 @@
+"""The networks: reference parity, exact keys, parameter arithmetic, shapes, sizes, save/load."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from torch import nn
+
+from cyclegan.networks import (
+    DISCRIMINATORS,
+    GENERATORS,
+    ImageSizeError,
+    ResnetGenerator,
+    UnetGenerator,
+    define_D,
+    define_G,
+    load_reference_state_dict,
+)
+from cyclegan.networks.layers import get_norm_layer
+
+from .conftest import reference_fixture_files, requires_fixtures
+
+# --- parity with the reference's own numbers ------------------------------------------------
+
+
+@requires_fixtures
+@pytest.mark.parametrize("path", reference_fixture_files("G_") + reference_fixture_files("D_"), ids=lambda p: p.stem)
+def test_reference_checkpoint_loads_strictly_and_reproduces_output(path):
+    fixture = torch.load(path, weights_only=True)
+    config = fixture["config"]
+    build = define_G if config["kind"] == "G" else define_D
+    torch.manual_seed(config["init_seed"])
+    net = build(**config["define_kwargs"])
+    # Same module names, shapes and dtypes, in the reference's order.
+    ours = [[k, list(v.shape), str(v.dtype).removeprefix("torch.")] for k, v in net.state_dict().items()]
+    assert ours == [[k, list(s), d] for k, s, d in fixture["state_dict_spec"]]
+    # Same initialisation from the same seed: the modules are visited in the reference's order.
+    for key, value in fixture["state_dict"].items():
+        assert torch.equal(net.state_dict()[key], value), key
+    net = build(**config["define_kwargs"])  # fresh weights, then the checkpoint
+    net.load_state_dict(fixture["state_dict"], strict=True)
+    net.eval()
+    with torch.no_grad():
+        output = net(fixture["input"])
+    reference = fixture["output"]
+    assert output.shape == reference.shape
+    tolerance = 1e-6 + 1e-5 * reference.abs().max().item()
+    assert (output - reference).abs().max().item() <= tolerance
+
+
+# --- exact key lists and parameter counts from the architecture -----------------------------
+
+
+def conv_params(c_in: int, c_out: int, k: int, bias: bool) -> int:
+    return c_in * c_out * k * k + (c_out if bias else 0)
+
+
+def resnet_expected(ngf: int, n_blocks: int, norm: str, dropout: bool, in_nc=3, out_nc=3):
+    """(keys, parameter count) of the reference's ResnetGenerator, from its layer list."""
+    bias = norm in ("instance", "none")
+    bn = norm == "batch"
+    keys, params = [], 0
+
+    def conv(prefix, cin, cout, k, has_bias):
+        nonlocal params
+        keys.append(f"{prefix}.weight")
+        if has_bias:
+            keys.append(f"{prefix}.bias")
+        params += conv_params(cin, cout, k, has_bias)
+
+    def norm_keys(prefix, c):
+        nonlocal params
+        if bn:
+            keys.extend(f"{prefix}.{n}" for n in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked"))
+            params += 2 * c
+
+    # ReflectionPad(0) conv(1) norm(2) relu(3), down: conv(4) norm(5) relu(6) conv(7) norm(8) relu(9)
+    conv("model.1", in_nc, ngf, 7, bias)
+    norm_keys("model.2", ngf)
+    conv("model.4", ngf, ngf * 2, 3, bias)
+    norm_keys("model.5", ngf * 2)
+    conv("model.7", ngf * 2, ngf * 4, 3, bias)
+    norm_keys("model.8", ngf * 4)
+    second = 6 if dropout else 5
+    for b in range(n_blocks):
+        conv(f"model.{10 + b}.conv_block.1", ngf * 4, ngf * 4, 3, bias)
+        norm_keys(f"model.{10 + b}.conv_block.2", ngf * 4)
+        conv(f"model.{10 + b}.conv_block.{second}", ngf * 4, ngf * 4, 3, bias)
+        norm_keys(f"model.{10 + b}.conv_block.{second + 1}", ngf * 4)
+    up = 10 + n_blocks
+    conv(f"model.{up}", ngf * 4, ngf * 2, 3, bias)  # transposed conv: same weight count
+    norm_keys(f"model.{up + 1}", ngf * 2)
+    conv(f"model.{up + 3}", ngf * 2, ngf, 3, bias)
+    norm_keys(f"model.{up + 4}", ngf)
+    conv(f"model.{up + 7}", ngf, out_nc, 7, True)
+    return keys, params
+
+
+def patchgan_expected(ndf: int, n_layers: int, norm: str, in_nc=3):
+    bias = norm in ("instance", "none")
+    keys, params = ["model.0.weight", "model.0.bias"], conv_params(in_nc, ndf, 4, True)
+    index, mult = 2, 1
+    for n in range(1, n_layers + 1):
+        prev, mult = mult, min(2**n, 8)
+        keys += [f"model.{index}.weight"] + ([f"model.{index}.bias"] if bias else [])
+        params += conv_params(ndf * prev, ndf * mult, 4, bias)
+        if norm == "batch":
+            keys += [f"model.{index + 1}.{n}" for n in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")]
+            params += 2 * ndf * mult
+        index += 3
+    keys += [f"model.{index}.weight", f"model.{index}.bias"]
+    params += conv_params(ndf * mult, 1, 4, True)
+    return keys, params
+
+
+def unet_expected_params(ngf: int, num_downs: int, in_nc=3, out_nc=3) -> int:
+    """Batch-norm U-Net: down convs k4 no bias, up transposed convs k4 no bias, BN affine params."""
+    levels = [(out_nc, ngf, in_nc), (ngf, ngf * 2, None), (ngf * 2, ngf * 4, None), (ngf * 4, ngf * 8, None)]
+    levels += [(ngf * 8, ngf * 8, None)] * (num_downs - 4)
+    total = 0
+    for depth, (outer, inner, input_nc) in enumerate(levels):
+        outermost, innermost = depth == 0, depth == len(levels) - 1
+        total += conv_params(input_nc or outer, inner, 4, False)
+        if outermost:
+            total += conv_params(inner * 2, outer, 4, True)
+        elif innermost:
+            total += conv_params(inner, outer, 4, False) + 2 * outer
+        else:
+            total += conv_params(inner * 2, outer, 4, False) + 2 * inner + 2 * outer
+    return total
+
+
+def count(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+@pytest.mark.parametrize("n_blocks,name", [(9, "resnet_9blocks"), (6, "resnet_6blocks")])
+@pytest.mark.parametrize("norm", ["instance", "batch", "none"])
+@pytest.mark.parametrize("dropout", [False, True])
+def test_resnet_keys_and_parameters_follow_the_layer_arithmetic(n_blocks, name, norm, dropout):
+    net = define_G(3, 3, 8, name, norm=norm, use_dropout=dropout)
+    keys, params = resnet_expected(8, n_blocks, norm, dropout)
+    assert list(net.state_dict()) == keys
+    assert count(net) == params
+
+
+def test_full_width_parameter_counts():
+    # The figures users quote for 3→3 channels, 64 filters, instance norm (unet_256: batch norm),
+    # each also derived from the layer arithmetic above.
+    for name, blocks, expected in [("resnet_9blocks", 9, 11_378_179), ("resnet_6blocks", 6, 7_837_699)]:
+        derived = resnet_expected(64, blocks, "instance", False)[1]
+        assert count(define_G(3, 3, 64, name, norm="instance")) == derived == expected
+    assert count(define_D(3, 64, "basic", norm="instance")) == patchgan_expected(64, 3, "instance")[1] == 2_764_737
+    pixel = define_D(3, 64, "pixel", norm="instance")
+    assert count(pixel) == conv_params(3, 64, 1, True) + conv_params(64, 128, 1, True) + conv_params(128, 1, 1, True)
+    assert count(pixel) == 8_705
+    unet = define_G(3, 3, 64, "unet_256", norm="batch")
+    assert count(unet) == unet_expected_params(64, 8) == 54_413_955
+
+
+@pytest.mark.parametrize("n_layers", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("norm", ["instance", "batch", "none"])
+def test_patchgan_keys_and_parameters(n_layers, norm):
+    net = define_D(3, 8, "n_layers", n_layers_D=n_layers, norm=norm)
+    keys, params = patchgan_expected(8, n_layers, norm)
+    assert list(net.state_dict()) == keys
+    assert count(net) == params
+
+
+def test_unet_nested_keys_and_dropout_position():
+    net = define_G(3, 3, 4, "unet_128", norm="batch", use_dropout=True)
+    keys = list(net.state_dict())
+    assert keys[0] == "model.model.0.weight"
+    assert "model.model.1.model.1.weight" in keys  # second level's down conv
+    assert "model.model.1.model.2.running_var" in keys  # its BatchNorm buffers
+    assert count(net) == unet_expected_params(4, 7)
+    # Dropout sits after the up-norm of the ngf*8 levels that wrap the innermost block.
+    dropouts = [name for name, m in net.named_modules() if isinstance(m, nn.Dropout)]
+    assert len(dropouts) == 7 - 5
+
+
+# --- shapes and the size rule --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", GENERATORS.names())
+def test_generator_shapes_at_several_sizes(name):
+    multiple = 128 if name == "unet_128" else 256 if name == "unet_256" else 4
+    net = define_G(3, 3, 4, name, norm="instance").eval()
+    for height, width in [(multiple, multiple), (multiple * 2, multiple), (multiple, multiple * 3)]:
+        if name.startswith("resnet"):
+            height, width = height * 8, width * 4
+        with torch.no_grad():
+            out = net(torch.zeros(2, 3, height, width))
+        assert out.shape == (2, 3, height, width)
+        assert out.abs().max() <= 1.0  # tanh
+
+
+@pytest.mark.parametrize("netD,size,expected", [("basic", 256, 30), ("basic", 64, 6), ("pixel", 32, 32), ("basic", 72, 7)])
+def test_discriminator_output_maps(netD, size, expected):
+    net = define_D(3, 8, netD, norm="instance").eval()
+    with torch.no_grad():
+        assert net(torch.zeros(1, 3, size, size)).shape == (1, 1, expected, expected)
+
+
+def test_one_channel_networks():
+    g = define_G(1, 3, 4, "resnet_6blocks", norm="instance")
+    assert g(torch.zeros(1, 1, 16, 16)).shape == (1, 3, 16, 16)
+    with pytest.raises(ImageSizeError, match="1 input channel"):
+        g(torch.zeros(1, 3, 16, 16))
+
+
+@pytest.mark.parametrize("name,bad,multiple", [("resnet_6blocks", 66, 4), ("unet_128", 192, 128), ("unet_256", 128, 256)])
+def test_wrong_size_is_a_clear_error_before_any_convolution(name, bad, multiple):
+    net = define_G(3, 3, 4, name, norm="instance")
+    calls = []
+    for module in net.modules():
+        if isinstance(module, nn.Conv2d):
+            module.register_forward_pre_hook(lambda *_: calls.append(1))
+    with pytest.raises(ImageSizeError, match=f"divisible by {multiple}"):
+        net(torch.zeros(1, 3, bad, bad))
+    assert calls == []
+
+
+def test_pad_to_multiple_restores_the_input_size():
+    net = define_G(3, 3, 4, "resnet_6blocks", norm="instance").eval()
+    net.pad_to_multiple = True
+    image = torch.rand(1, 3, 37, 50)
+    with torch.no_grad():
+        out = net(image)
+    assert out.shape == image.shape
+    # Padding only adds on the bottom / right: an image already a multiple passes unchanged.
+    with torch.no_grad():
+        assert torch.equal(net(image[..., :36, :48]), net.model(image[..., :36, :48]))
+
+
+def test_discriminator_too_small_input_is_clear():
+    with pytest.raises(ImageSizeError, match="at least 24"):
+        define_D(3, 8, "basic", norm="instance")(torch.zeros(1, 3, 16, 16))
+
+
+# --- norm none, init, unknown names ---------------------------------------------------------
+
+
+def test_norm_none_keeps_conv_biases_and_loads_reference_checkpoints(caplog):
+    ours = define_G(3, 3, 4, "resnet_6blocks", norm="none")
+    assert all(m.bias is not None for m in ours.modules() if isinstance(m, nn.Conv2d | nn.ConvTranspose2d))
+    # The reference's norm=none network: the same modules with use_bias False.
+    torch.manual_seed(5)
+    reference = ResnetGenerator(3, 3, 4, norm_layer=get_norm_layer("none"), n_blocks=6, use_bias=False).eval()
+    for p in reference.parameters():
+        p.data.normal_(0, 0.05)
+    state = reference.state_dict()
+    assert len(state) < len(ours.state_dict())
+    with caplog.at_level(logging.INFO):
+        zero_filled = load_reference_state_dict(ours, state, source="ref.pth")
+    assert zero_filled and all(k.endswith(".bias") for k in zero_filled)
+    assert "absent from the checkpoint" in caplog.text
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(ours.eval()(x), reference(x), atol=1e-6)
+
+
+def test_mismatched_checkpoint_lists_differences():
+    net = define_G(3, 3, 4, "resnet_6blocks", norm="instance")
+    other = define_G(3, 3, 8, "resnet_9blocks", norm="instance").state_dict()
+    with pytest.raises(ValueError, match="unexpected keys.*\n.*shape differences|shape differences"):
+        load_reference_state_dict(net, other, source="other.pth")
+
+
+def test_module_prefixes_from_ddp_and_compile_are_stripped():
+    net = define_D(3, 8, "pixel", norm="instance")
+    state = {f"module._orig_mod.{k}": v for k, v in net.state_dict().items()}
+    load_reference_state_dict(define_D(3, 8, "pixel", norm="instance"), state)
+
+
+@pytest.mark.parametrize("init_type", ["normal", "xavier", "kaiming", "orthogonal"])
+def test_init_types(init_type):
+    torch.manual_seed(0)
+    net = define_G(3, 3, 4, "unet_128", norm="batch", init_type=init_type, init_gain=0.02)
+    conv = net.model.model[0]
+    assert conv.weight.std() > 0
+    norm = net.model.model[1].model[2]
+    assert torch.all(norm.bias == 0) and abs(norm.weight.mean().item() - 1.0) < 0.05
+    if init_type == "normal":
+        assert abs(conv.weight.std().item() - 0.02) < 0.01
+
+
+def test_unknown_names_list_the_known_ones():
+    with pytest.raises(ValueError, match="resnet_9blocks"):
+        define_G(3, 3, 4, "resnet_12blocks")
+    with pytest.raises(ValueError, match="pixel"):
+        define_D(3, 4, "huge")
+    with pytest.raises(ValueError, match="instance"):
+        define_G(3, 3, 4, "resnet_6blocks", norm="layer")
+    with pytest.raises(ValueError, match="kaiming"):
+        define_G(3, 3, 4, "resnet_6blocks", init_type="uniform")
+    assert set(DISCRIMINATORS.names()) == {"basic", "n_layers", "pixel"}
+
+
+def test_syncbatch_builds_batchnorm_with_the_same_keys():
+    a = define_G(3, 3, 4, "unet_128", norm="syncbatch")
+    b = define_G(3, 3, 4, "unet_128", norm="batch")
+    assert list(a.state_dict()) == list(b.state_dict())
+
+
+def test_save_and_load_in_a_fresh_process_gives_identical_output(tmp_path):
+    torch.manual_seed(3)
+    net = define_G(3, 3, 4, "resnet_6blocks", norm="instance").eval()
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        expected = net(x)
+    torch.save({"state": net.state_dict(), "x": x}, tmp_path / "net.pth")
+    script = textwrap.dedent(
+        f"""
+        import torch
+        from cyclegan.networks import define_G
+        saved = torch.load({str(tmp_path / 'net.pth')!r}, weights_only=True)
+        net = define_G(3, 3, 4, "resnet_6blocks", norm="instance").eval()
+        net.load_state_dict(saved["state"], strict=True)
+        with torch.no_grad():
+            torch.save(net(saved["x"]), {str(tmp_path / 'out.pth')!r})
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], check=True)
+    assert torch.equal(torch.load(tmp_path / "out.pth", weights_only=True), expected)
+
+
+def test_unet_generator_rejects_too_few_levels():
+    with pytest.raises(ValueError, match="num_downs"):
+        UnetGenerator(3, 3, 4)
