@@ -99,6 +99,8 @@ class RuntimeConfig:
     precision: str = "fp32"  # fp32 | bf16 | fp16
     channels_last: bool = False
     compile: bool = False
+    tensorboard: bool = True
+    progress_bar: bool = True
     verbose: bool = False
 
 

@@ -1,0 +1,30 @@
+# Set-up and checks. Every target creates .venv first when it is missing.
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-fast lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PYTHON) || python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -e '.[test,export]'
+	touch $(STAMP)
+
+demo: $(STAMP)  ## the main job: synthetic data → train on CPU → translate → pages and PSNR
+	$(VENV)/bin/cyclegan demo --out ./demo
+
+test: $(STAMP)  ## every test, the slow end-to-end ones included (what CI runs)
+	$(PYTHON) -m pytest -q
+
+test-fast: $(STAMP)  ## the quick subset for daily work
+	$(PYTHON) -m pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+
+bench: $(STAMP)
+	$(PYTHON) benchmarks/train_step.py
+
+clean:
+	rm -rf demo checkpoints results .pytest_cache

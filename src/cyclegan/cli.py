@@ -1,0 +1,347 @@
+"""The ``cyclegan`` command: parses flags (the reference's names) and dispatches to library calls.
+
+Subcommands: train, test, demo, eval, inspect, export, data. Each one is a thin wrapper over an
+importable function (``train(config)``, ``run_test(...)``, ``evaluate_folders(...)``...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from cyclegan.config import CONFIG_FILENAME, DataConfig, ModelConfig, OptimConfig, RuntimeConfig, TrainConfig
+
+log = logging.getLogger("cyclegan")
+
+# Flags of the reference we accept so that existing command lines keep working, but which have no
+# effect here (visdom / wandb display, GPU ids handled by --device, iteration-named saves).
+IGNORED_REFERENCE_FLAGS = {
+    "--display_id": int, "--display_server": str, "--display_env": str, "--display_port": int,
+    "--display_winsize": int, "--display_ncols": int, "--update_html_freq": int, "--use_wandb": None,
+    "--wandb_project_name": str, "--no_html": None, "--save_by_iter": None, "--load_iter": int,
+    "--suffix": str, "--aspect_ratio": float,
+}
+
+HELP = {
+    "dataroot": "folder with trainA/ trainB/ (testA/ testB/) as in the reference",
+    "name": "run name: checkpoints go to <checkpoints_dir>/<name>",
+    "netG": "resnet_9blocks | resnet_6blocks | unet_256 | unet_128",
+    "netD": "basic (70×70 PatchGAN) | n_layers | pixel",
+    "norm": "instance | batch | none | syncbatch",
+    "gan_mode": "lsgan | vanilla | wgangp (gradient penalty applied) | hinge",
+    "lambda_identity": "identity loss weight as a fraction of lambda_A / lambda_B (reference semantics)",
+    "preprocess": "resize_and_crop | crop | scale_width | scale_width_and_crop | none",
+    "lr_policy": "linear | step | plateau | cosine",
+    "precision": "fp32 | bf16 | fp16 (fp16: CUDA only)",
+    "device": "auto | cpu | cuda | cuda:N (replaces --gpu_ids)",
+    "max_iters": "stop after this many iterations in total",
+    "save_latest_freq": "images between `latest` checkpoints, or a time such as 10m",
+    "checkpoint_every": "also save `latest` at least this often (e.g. 10m), so kill -9 loses at most that",
+    "keep_last": "keep only the newest K numbered epoch checkpoints",
+    "max_dataset_size": "use at most this many images per folder",
+    "seed": "seed every random number generator (data order and augmentation included)",
+    "deterministic": "use deterministic algorithms (bitwise-reproducible runs on CPU)",
+}
+
+
+def add_dataclass_flags(parser: argparse.ArgumentParser, klass: type, skip: tuple[str, ...] = ()) -> None:
+    """One ``--field`` per dataclass field; booleans default False are store_true flags."""
+    group = parser.add_argument_group(klass.__name__.replace("Config", "").lower())
+    for f in dataclasses.fields(klass):
+        if f.name in skip:
+            continue
+        default = f.default
+        help_text = HELP.get(f.name, "") + (f" (default: {default})" if default not in (None, "", False) else "")
+        if isinstance(default, bool):
+            if default:
+                group.add_argument(f"--no_{f.name}", dest=f.name, action="store_false", help=f"disable {f.name}")
+            else:
+                group.add_argument(f"--{f.name}", action="store_true", help=help_text)
+            continue
+        kind = type(default) if default is not None else (float if f.name == "checkpoint_every" else int)
+        if f.name in ("checkpoint_every", "save_latest_freq"):
+            kind = str
+        group.add_argument(f"--{f.name}", type=kind, default=argparse.SUPPRESS, help=help_text)
+
+
+def add_ignored_reference_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("reference flags accepted for compatibility (no effect)")
+    for flag, kind in IGNORED_REFERENCE_FLAGS.items():
+        if kind is None:
+            group.add_argument(flag, action="store_true", help=argparse.SUPPRESS)
+        else:
+            group.add_argument(flag, type=kind, help=argparse.SUPPRESS)
+    group.add_argument("--gpu_ids", type=str, default=None, help="reference flag: -1 means --device cpu, N means cuda:N")
+
+
+def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None) -> TrainConfig:
+    """Fill a TrainConfig from parsed flags over ``base`` (defaults, or a saved run's config)."""
+    from cyclegan.trainer import parse_duration
+
+    config = base or TrainConfig()
+    given = vars(args)
+    sections = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "runtime": RuntimeConfig}
+    updates: dict[str, dict[str, Any]] = {s: {} for s in sections}
+    for section, klass in sections.items():
+        for f in dataclasses.fields(klass):
+            if f.name in given:
+                updates[section][f.name] = given[f.name]
+    if given.get("dropout"):
+        updates["model"]["no_dropout"] = False
+    latest = updates["runtime"].pop("save_latest_freq", None)
+    if latest is not None:
+        if latest.strip()[-1:].lower() in ("s", "m", "h"):
+            updates["runtime"]["checkpoint_every"] = parse_duration(latest)
+            updates["runtime"]["save_latest_freq"] = 0
+        else:
+            updates["runtime"]["save_latest_freq"] = int(latest)
+    every = updates["runtime"].get("checkpoint_every")
+    if isinstance(every, str):
+        updates["runtime"]["checkpoint_every"] = parse_duration(every)
+    gpu_ids = given.get("gpu_ids")
+    if gpu_ids is not None and "device" not in updates["runtime"]:
+        first = gpu_ids.split(",")[0].strip()
+        updates["runtime"]["device"] = "cpu" if first in ("-1", "") else f"cuda:{first}"
+    return TrainConfig(
+        **{s: dataclasses.replace(getattr(config, s), **updates[s]) for s in sections}
+    )
+
+
+# --- train --------------------------------------------------------------------------------------
+
+
+def add_train_parser(subparsers) -> None:
+    parser = subparsers.add_parser("train", help="train a CycleGAN on <dataroot>/trainA and trainB")
+    for klass in (DataConfig, ModelConfig, OptimConfig, RuntimeConfig):
+        add_dataclass_flags(parser, klass, skip=("no_dropout",))
+    parser.add_argument("--no_dropout", action="store_true", help="no dropout in the generators (the CycleGAN default)")
+    parser.add_argument("--dropout", action="store_true", help="use dropout in the generators")
+    parser.add_argument("--continue_train", action="store_true", help="resume the run (error if it has no checkpoint)")
+    parser.add_argument(
+        "--resume", choices=("auto", "never", "required"), default="auto",
+        help="auto (default): resume when the run folder has a checkpoint; never: refuse to reuse the folder",
+    )
+    parser.add_argument("--epoch", default="latest", help="with --continue_train: which checkpoint to resume")
+    add_ignored_reference_flags(parser)
+    parser.set_defaults(handler=run_train)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from cyclegan.checkpoint import CHECKPOINT_SUFFIX
+    from cyclegan.trainer import Trainer
+
+    config = config_from_args(args)
+    if not config.data.dataroot:
+        raise SystemExit("cyclegan train: --dataroot is required (a folder with trainA/ and trainB/)")
+    resume = "required" if args.continue_train else args.resume
+    run_dir = config.run_dir
+    if resume == "never" and any(run_dir.glob(f"*{CHECKPOINT_SUFFIX}")):
+        raise SystemExit(f"cyclegan train: {run_dir} already holds checkpoints; pick another --name or --resume auto")
+    if resume == "auto" and any(run_dir.glob(f"*{CHECKPOINT_SUFFIX}")):
+        log.info("run folder %s exists: resuming it (--resume never to refuse)", run_dir)
+    trainer = Trainer(config, resume=resume, resume_label=args.epoch)
+    result = trainer.fit()
+    print(f"run folder: {result.run_dir}")
+    print(f"training page: {result.run_dir / 'web' / 'index.html'}")
+    return 0
+
+
+# --- test ---------------------------------------------------------------------------------------
+
+
+def add_test_parser(subparsers) -> None:
+    parser = subparsers.add_parser("test", help="translate a folder with a trained run (or reference weights)")
+    parser.add_argument("--dataroot", required=True)
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--checkpoints_dir", default="./checkpoints")
+    parser.add_argument("--results_dir", default="./results")
+    parser.add_argument("--model", default="cycle_gan", choices=("cycle_gan", "test"))
+    parser.add_argument("--model_suffix", default="", help="--model test: load <epoch>_net_G<suffix>.pth")
+    parser.add_argument("--dataset_mode", default=None, help="unaligned (default for cycle_gan) | single")
+    parser.add_argument("--phase", default="test")
+    parser.add_argument("--epoch", default="latest")
+    parser.add_argument("--num_test", type=int, default=None, help="translate at most this many images per folder")
+    parser.add_argument("--direction", default=None, choices=("AtoB", "BtoA"))
+    parser.add_argument("--eval", action="store_true", help="accepted for compatibility; networks always run in eval mode")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--preprocess", default="none", help="none (default): keep each image's own size")
+    parser.add_argument("--load_size", type=int, default=256)
+    parser.add_argument("--crop_size", type=int, default=256)
+    # Architecture flags: only used for reference .pth weights without a saved config.
+    for flag, default in (("--netG", "resnet_9blocks"), ("--norm", "instance"), ("--init_type", "normal")):
+        parser.add_argument(flag, default=default)
+    parser.add_argument("--ngf", type=int, default=64)
+    parser.add_argument("--input_nc", type=int, default=3)
+    parser.add_argument("--output_nc", type=int, default=3)
+    parser.add_argument("--no_dropout", action="store_true")
+    parser.add_argument("--no_flip", action="store_true")
+    parser.add_argument("--serial_batches", action="store_true")
+    parser.add_argument("--batch_size", type=int, default=1)
+    parser.add_argument("--num_threads", type=int, default=0)
+    parser.add_argument("--format", choices=("table", "json"), default="table", help="how to print the scores")
+    add_ignored_reference_flags(parser)
+    parser.set_defaults(handler=run_test_command)
+
+
+def run_test_command(args: argparse.Namespace) -> int:
+    from cyclegan.testing import run_test
+
+    flags = TrainConfig(
+        data=DataConfig(input_nc=args.input_nc, output_nc=args.output_nc),
+        # The reference's test options keep dropout unless --no_dropout is given.
+        model=ModelConfig(netG=args.netG, ngf=args.ngf, norm=args.norm, no_dropout=args.no_dropout,
+                          init_type=args.init_type),
+    )
+    summary = run_test(
+        dataroot=args.dataroot, name=args.name, checkpoints_dir=args.checkpoints_dir, results_dir=args.results_dir,
+        model=args.model, model_suffix=args.model_suffix, dataset_mode=args.dataset_mode, phase=args.phase,
+        epoch=args.epoch, num_test=args.num_test, direction=args.direction, device=args.device, flags=flags,
+        preprocess=args.preprocess, load_size=args.load_size, crop_size=args.crop_size,
+    )
+    print(f"translated {summary.count} image(s) into {summary.images_dir}")
+    print(f"results page: {summary.page}")
+    if summary.scores:
+        from cyclegan.metrics import format_table, to_json
+
+        print(to_json(summary.scores) if args.format == "json" else format_table(summary.scores, max_rows=10))
+    return 0
+
+
+# --- demo ---------------------------------------------------------------------------------------
+
+
+def add_demo_parser(subparsers) -> None:
+    parser = subparsers.add_parser("demo", help="the whole job on the built-in synthetic data set, in minutes on a CPU")
+    parser.add_argument("--out", default="./demo", help="folder for the data set, run and results")
+    parser.add_argument("--iters", type=int, default=None, help="training iterations (default: the demo preset)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--precision", default=None, help="fp32 | bf16 (default: the fastest measured for the device)")
+    parser.set_defaults(handler=run_demo_command)
+
+
+def run_demo_command(args: argparse.Namespace) -> int:
+    from cyclegan.demo import run_demo
+
+    result = run_demo(out=args.out, iters=args.iters, device=args.device, seed=args.seed, precision=args.precision)
+    print(result.summary())
+    return 0
+
+
+# --- eval ---------------------------------------------------------------------------------------
+
+
+def add_eval_parser(subparsers) -> None:
+    parser = subparsers.add_parser("eval", help="PSNR / SSIM of translations against true translations")
+    parser.add_argument("--fake", required=True, help="folder of translations (e.g. results/.../images)")
+    parser.add_argument("--real", required=True, help="folder of true translations, matched by file stem")
+    parser.add_argument("--metrics", default="psnr,ssim")
+    parser.add_argument("--fake_label", default=None, help="which results to score: fake_B (default) | fake_A | fake")
+    parser.add_argument("--format", choices=("table", "json"), default="table")
+    parser.set_defaults(handler=run_eval)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from cyclegan.metrics import evaluate_folders, format_table, to_json
+
+    metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
+    result = evaluate_folders(args.fake, args.real, metrics=metrics, fake_label=args.fake_label)
+    print(to_json(result) if args.format == "json" else format_table(result))
+    return 0
+
+
+# --- inspect, export, data ----------------------------------------------------------------------
+
+
+def add_inspect_parser(subparsers) -> None:
+    from cyclegan.inspect_net import add_inspect_arguments, run_inspect
+
+    parser = subparsers.add_parser("inspect", help="per-layer shapes, receptive field, parameters and MACs")
+    add_inspect_arguments(parser)
+    parser.set_defaults(handler=run_inspect)
+
+
+def add_export_parser(subparsers) -> None:
+    parser = subparsers.add_parser("export", help="write a run's networks for other tools")
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--checkpoints_dir", default="./checkpoints")
+    parser.add_argument("--epoch", default="latest")
+    parser.add_argument("--format", choices=("reference",), default="reference",
+                        help="reference: <epoch>_net_G_A.pth ... for the reference's test.py")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.set_defaults(handler=run_export)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from cyclegan.checkpoint import CHECKPOINT_SUFFIX, export_reference, load_checkpoint
+    from cyclegan.models import create_model
+
+    run_dir = Path(args.checkpoints_dir) / args.name
+    state = load_checkpoint(run_dir / f"{args.epoch}{CHECKPOINT_SUFFIX}")
+    config = TrainConfig.from_dict(state["config"])
+    model = create_model(config, is_train=True)
+    for name, net in model.nets.items():
+        net.load_state_dict(state["nets"][name], strict=True)
+    written = export_reference(dict(model.nets.items()), args.out, epoch="latest")
+    for path in written:
+        print(path)
+    (Path(args.out) / CONFIG_FILENAME).write_text(config.to_json())
+    return 0
+
+
+def add_data_parser(subparsers) -> None:
+    from cyclegan.data import SYNTHETIC_DEFAULTS
+
+    parser = subparsers.add_parser("data", help="data set tools")
+    data_sub = parser.add_subparsers(dest="data_command", required=True)
+    synthetic = data_sub.add_parser("synthetic", help="write the built-in synthetic unpaired data set")
+    synthetic.add_argument("out")
+    synthetic.add_argument("--n", type=int, default=SYNTHETIC_DEFAULTS["n"], help="training images per domain")
+    synthetic.add_argument("--n_test", type=int, default=SYNTHETIC_DEFAULTS["n_test"], help="test images per domain")
+    synthetic.add_argument("--size", type=int, default=SYNTHETIC_DEFAULTS["size"])
+    synthetic.add_argument("--seed", type=int, default=SYNTHETIC_DEFAULTS["seed"])
+    synthetic.add_argument("--overwrite", action="store_true")
+    synthetic.set_defaults(handler=run_data_synthetic)
+
+
+def run_data_synthetic(args: argparse.Namespace) -> int:
+    from cyclegan.data import write_synthetic_dataset
+
+    root = write_synthetic_dataset(args.out, n=args.n, size=args.size, seed=args.seed, n_test=args.n_test,
+                                   overwrite=args.overwrite)
+    print(f"wrote {root}: trainA/ trainB/ testA/ testB/ and the true translations testA_gt/ testB_gt/")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cyclegan", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for add in (add_demo_parser, add_train_parser, add_test_parser, add_eval_parser, add_inspect_parser,
+                add_export_parser, add_data_parser):
+        add(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    from cyclegan.checkpoint import CheckpointError
+    from cyclegan.data import DatasetError
+
+    try:
+        return int(args.handler(args) or 0)
+    except (CheckpointError, DatasetError, FileNotFoundError, FileExistsError, ValueError) as error:
+        print(f"cyclegan {args.command}: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+__all__ = ["build_parser", "config_from_args", "main"]

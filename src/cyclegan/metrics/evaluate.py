@@ -1,0 +1,280 @@
+"""Score a folder of generated images against a folder of ground truth (``cyclegan eval``).
+
+Pairs are matched by file stem after removing the reference's visual-name suffixes
+(``_fake_B``, ``_real_A``, ``_rec_A``, ``_idt_B``, ``_fake``, ...): ``horse1_fake_B.png`` matches
+``horse1.png``. When the fake folder is a results ``images/`` folder that also holds ``real_A``,
+``rec_A`` ... only the ``fake*`` files are scored. When the real folder is such a folder too (pix2pix
+results hold ``real_B`` next to ``fake_B``), the ``real`` file of the same domain is used.
+
+Images are compared at the ground truth's size: a fake of another size is resized with antialiased
+bicubic interpolation first (and flagged ``"resized": true`` in its per-image record).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms.v2 import functional as TF
+
+from cyclegan.metrics.paired import psnr, ssim
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "PSNR_CAP_DB",
+    "SUPPORTED_METRICS",
+    "evaluate_folders",
+    "format_table",
+    "load_image",
+    "split_label",
+    "to_json",
+]
+
+# Identical images have infinite PSNR; folder means use min(psnr, 100 dB) so that one perfect copy
+# does not turn the mean into inf (100 dB is an MSE of 1e-10, far below 8-bit quantisation noise).
+PSNR_CAP_DB = 100.0
+
+SUPPORTED_METRICS = ("psnr", "ssim")
+
+# The reference's IMG_EXTENSIONS (data/image_folder.py), compared case-insensitively, plus webp.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff", ".webp")
+
+# Visual names the reference (and our models) append to result images: <stem>_<label>.png.
+# The base is greedy so only the last suffix is taken ("a_real_fake_B" -> "a_real", "fake_B").
+_LABEL_RE = re.compile(r"^(?P<base>.+)_(?P<label>(?:real|fake|rec|idt)(?:_[AB])?)$")
+
+
+def split_label(stem: str) -> tuple[str, str | None]:
+    """Split ``"horse1_fake_B"`` into ``("horse1", "fake_B")``; unlabelled stems give ``(stem, None)``."""
+    m = _LABEL_RE.match(stem)
+    if m is None:
+        return stem, None
+    return m.group("base"), m.group("label")
+
+
+def _list_images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def _check_folder(folder: str | Path, side: str) -> Path:
+    path = Path(folder)
+    if not path.exists():
+        raise FileNotFoundError(f"{side} folder does not exist: {path}")
+    if not path.is_dir():
+        raise NotADirectoryError(f"{side} path is not a folder: {path}")
+    return path
+
+
+def _index(files: Iterable[Path], side: str) -> dict[str, Path]:
+    """Map base stem -> file; two files with one base stem make pairing ambiguous, so refuse."""
+    out: dict[str, Path] = {}
+    for f in files:
+        base, _ = split_label(f.stem)
+        if base in out:
+            raise ValueError(
+                f"{side} folder has more than one image for stem {base!r}: {out[base].name} and {f.name}"
+            )
+        out[base] = f
+    return out
+
+
+def _select_fake(files: list[Path], fake_label: str | None) -> tuple[list[Path], str | None]:
+    """Keep the generated images of a results folder; return them and the label used (None: all files)."""
+    labels = {split_label(f.stem)[1] for f in files}
+    fake_labels = sorted(lbl for lbl in labels if lbl is not None and lbl.startswith("fake"))
+    if fake_label is not None:
+        chosen = [f for f in files if split_label(f.stem)[1] == fake_label]
+        if not chosen:
+            raise ValueError(
+                f"no '*_{fake_label}' images in the fake folder (labels found: {sorted(x for x in labels if x)})"
+            )
+        return chosen, fake_label
+    if not fake_labels:
+        # A plain folder of outputs (or one whose names just happen not to carry a label): use it all.
+        return files, None
+    # A cycle_gan results folder holds both fake_B (A->B) and fake_A (B->A) per stem. fake_B is the
+    # reference's default (--direction AtoB) output compared with B ground truth; pass fake_label
+    # to score the other direction.
+    label = "fake_B" if "fake_B" in fake_labels else fake_labels[0]
+    return [f for f in files if split_label(f.stem)[1] == label], label
+
+
+def _select_real(files: list[Path], fake_label: str | None) -> list[Path]:
+    """Use plain files, or the same-domain ``real*`` files when the real folder is a results folder."""
+    unlabelled = [f for f in files if split_label(f.stem)[1] is None]
+    labelled = [f for f in files if split_label(f.stem)[1] is not None]
+    if not labelled:
+        return files
+    # fake_B is compared with real_B; a single-direction "fake" with "real".
+    want = "real" + (fake_label[len("fake") :] if fake_label else "")
+    same_domain = [f for f in labelled if split_label(f.stem)[1] == want]
+    if same_domain:
+        return same_domain
+    return unlabelled if unlabelled else [f for f in labelled if split_label(f.stem)[1].startswith("real")]
+
+
+def load_image(path: str | Path) -> torch.Tensor:
+    """Load an image as an RGB uint8 ``(3, H, W)`` tensor (grey and RGBA inputs are converted)."""
+    with Image.open(path) as im:
+        return TF.to_image(im.convert("RGB"))
+
+
+def _to_float(img: torch.Tensor) -> torch.Tensor:
+    return TF.to_dtype(img, torch.float32, scale=True)
+
+
+def _fmt(value: float) -> str:
+    return "inf" if math.isinf(value) else f"{value:.4f}"
+
+
+def evaluate_folders(
+    fake_dir: str | Path,
+    real_dir: str | Path,
+    metrics: Sequence[str] = SUPPORTED_METRICS,
+    fake_label: str | None = None,
+) -> dict[str, Any]:
+    """Score every generated image in ``fake_dir`` against its ground truth in ``real_dir``.
+
+    Args:
+        fake_dir: generated images; plain files or a results ``images/`` folder (``*_fake_B.png`` ...).
+        real_dir: ground-truth images, matched by stem after removing visual-name suffixes.
+        metrics: any of ``"psnr"``, ``"ssim"``.
+        fake_label: which generated images to score in a results folder (``"fake_B"``, ``"fake_A"``,
+            ``"fake"``); by default ``fake_B`` when present, else the only ``fake*`` label, else all files.
+
+    Returns:
+        ``{"psnr": mean, "ssim": mean, "count": n, "per_image": [{"name": stem, "psnr": ..,
+        "ssim": .., "resized": bool}, ...], "unmatched": [{"name": file name, "side": "fake"|"real"}],
+        "fake_label": label or None, "psnr_cap_db": 100.0, "fake_dir": .., "real_dir": ..}``.
+        Per-image PSNR of identical images is ``inf``; the mean uses ``min(psnr, PSNR_CAP_DB)``.
+        Only the requested metric keys are present. Use :func:`to_json` to serialise it.
+
+    Raises:
+        FileNotFoundError / NotADirectoryError: a folder is missing.
+        ValueError: unknown metric, no images, ambiguous stems, or no pair matched (the message lists
+            the stems found on each side).
+    """
+    metrics = tuple(metrics)
+    unknown = [m for m in metrics if m not in SUPPORTED_METRICS]
+    if unknown or not metrics:
+        raise ValueError(f"unknown metric(s) {unknown}; choose from {list(SUPPORTED_METRICS)}")
+    fake_path = _check_folder(fake_dir, "fake")
+    real_path = _check_folder(real_dir, "real")
+
+    fake_files_all = _list_images(fake_path)
+    real_files_all = _list_images(real_path)
+    if not fake_files_all:
+        raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in fake folder {fake_path}")
+    if not real_files_all:
+        raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in real folder {real_path}")
+
+    fake_files, label = _select_fake(fake_files_all, fake_label)
+    real_files = _select_real(real_files_all, label)
+    fakes = _index(fake_files, "fake")
+    reals = _index(real_files, "real")
+
+    matched = sorted(set(fakes) & set(reals))
+    if not matched:
+
+        def preview(stems: Iterable[str]) -> str:
+            s = sorted(stems)
+            return ", ".join(s[:10]) + (f", ... ({len(s)} in all)" if len(s) > 10 else "")
+
+        raise ValueError(
+            "no fake/real pairs matched by file stem (suffixes like _fake_B are ignored).\n"
+            f"  fake stems ({fake_path}): {preview(fakes)}\n"
+            f"  real stems ({real_path}): {preview(reals)}"
+        )
+
+    per_image: list[dict[str, Any]] = []
+    for stem in matched:
+        real = load_image(reals[stem])
+        fake = load_image(fakes[stem])
+        resized = fake.shape[-2:] != real.shape[-2:]
+        if resized:
+            # Resize in uint8 so the result is rounded/clamped like any saved image would be.
+            fake = TF.resize(
+                fake, list(real.shape[-2:]), interpolation=InterpolationMode.BICUBIC, antialias=True
+            )
+        x, y = _to_float(fake), _to_float(real)
+        rec: dict[str, Any] = {"name": stem}
+        if "psnr" in metrics:
+            rec["psnr"] = float(psnr(x, y))
+        if "ssim" in metrics:
+            rec["ssim"] = float(ssim(x, y))
+        rec["resized"] = bool(resized)
+        per_image.append(rec)
+
+    result: dict[str, Any] = {}
+    if "psnr" in metrics:
+        result["psnr"] = sum(min(r["psnr"], PSNR_CAP_DB) for r in per_image) / len(per_image)
+        result["psnr_cap_db"] = PSNR_CAP_DB
+    if "ssim" in metrics:
+        result["ssim"] = sum(r["ssim"] for r in per_image) / len(per_image)
+    result["count"] = len(per_image)
+    result["per_image"] = per_image
+    result["unmatched"] = [
+        {"name": fakes[s].name, "side": "fake"} for s in sorted(set(fakes) - set(reals))
+    ] + [{"name": reals[s].name, "side": "real"} for s in sorted(set(reals) - set(fakes))]
+    result["fake_label"] = label
+    result["fake_dir"] = str(fake_path)
+    result["real_dir"] = str(real_path)
+    return result
+
+
+def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return "inf" if obj > 0 else ("-inf" if obj < 0 else "nan")
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+def to_json(result: dict[str, Any], indent: int | None = 2) -> str:
+    """Serialise an :func:`evaluate_folders` result as strict JSON (``inf`` PSNR becomes ``"inf"``).
+
+    ``json.dumps`` would write ``Infinity``, which is not JSON and breaks ``jq`` and most parsers.
+    """
+    return json.dumps(_json_safe(result), indent=indent, allow_nan=False)
+
+
+def format_table(result: dict[str, Any], max_rows: int | None = 50) -> str:
+    """Plain-text table of an :func:`evaluate_folders` result for the console.
+
+    Shows up to ``max_rows`` per-image rows (``None``: all), then the means and unmatched count.
+    """
+    cols = [m for m in SUPPORTED_METRICS if m in result]
+    rows = result.get("per_image", [])
+    shown = rows if max_rows is None else rows[:max_rows]
+    name_w = max([len("name"), len("mean")] + [len(str(r["name"])) for r in shown])
+    header = f"{'name':<{name_w}}  " + "  ".join(f"{c.upper():>10}" for c in cols)
+    lines = [header, "-" * len(header)]
+    for r in shown:
+        mark = " (resized)" if r.get("resized") else ""
+        lines.append(f"{str(r['name']):<{name_w}}  " + "  ".join(f"{_fmt(r[c]):>10}" for c in cols) + mark)
+    if len(rows) > len(shown):
+        lines.append(f"... {len(rows) - len(shown)} more")
+    lines.append("-" * len(header))
+    lines.append(f"{'mean':<{name_w}}  " + "  ".join(f"{_fmt(result[c]):>10}" for c in cols))
+    lines.append(f"pairs: {result.get('count', len(rows))}")
+    if "psnr" in cols and any(math.isinf(r["psnr"]) for r in rows):
+        lines.append(
+            f"(identical pairs have PSNR inf; the mean counts them as {result.get('psnr_cap_db', PSNR_CAP_DB):g} dB)"
+        )
+    unmatched = result.get("unmatched", [])
+    if unmatched:
+        n_fake = sum(1 for u in unmatched if u["side"] == "fake")
+        n_real = len(unmatched) - n_fake
+        lines.append(f"unmatched: {n_fake} fake, {n_real} real")
+    if result.get("fake_label"):
+        lines.append(f"scored: *_{result['fake_label']} images")
+    return "\n".join(lines)

@@ -1,0 +1,152 @@
+"""CycleGAN (Zhu et al. 2017): two generators, two discriminators, adversarial + cycle + identity.
+
+Naming as in the reference (code vs paper): G_A: A→B (G), G_B: B→A (F), D_A judges domain B
+(D_Y), D_B judges domain A (D_X).
+
+One step, as the reference's optimize_parameters:
+1. forward: fake_B = G_A(A), rec_A = G_B(fake_B), fake_A = G_B(B), rec_B = G_A(fake_A);
+2. generator step with both discriminators frozen (their parameters need no gradient then);
+3. discriminator step on real images and on fakes drawn from the image pools.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from cyclegan.config import TrainConfig
+from cyclegan.losses import cycle_loss, gan_loss, gradient_penalty, identity_loss
+from cyclegan.models.base import MODELS, TrainingRecipe, set_requires_grad
+from cyclegan.networks import define_D, define_G
+from cyclegan.pool import ImagePool
+from cyclegan.precision import Precision
+
+
+@MODELS.register("cycle_gan")
+class CycleGANModel(TrainingRecipe):
+    inference_networks = ("G_A", "G_B")
+    loss_names = ("D_A", "G_A", "cycle_A", "idt_A", "D_B", "G_B", "cycle_B", "idt_B")
+
+    def __init__(self, config: TrainConfig, is_train: bool = True) -> None:
+        super().__init__()
+        m = config.model
+        self.cfg = m
+        self.lr, self.betas = config.optim.lr, (config.optim.beta1, config.optim.beta2)
+        input_nc, output_nc = config.data.input_nc, config.data.output_nc
+        if m.lambda_identity > 0 and input_nc != output_nc:
+            raise ValueError(
+                f"--lambda_identity {m.lambda_identity} needs input_nc == output_nc (got {input_nc} and "
+                f"{output_nc}): G_A(B) must be comparable with B; set --lambda_identity 0"
+            )
+        g_kwargs = {"norm": m.norm, "use_dropout": not m.no_dropout, "init_type": m.init_type,
+                    "init_gain": m.init_gain, "padding_type": m.padding_type}
+        self.nets["G_A"] = define_G(input_nc, output_nc, m.ngf, m.netG, **g_kwargs)
+        self.nets["G_B"] = define_G(output_nc, input_nc, m.ngf, m.netG, **g_kwargs)
+        self.is_train = is_train
+        if is_train:
+            d_kwargs = {"norm": m.norm, "init_type": m.init_type, "init_gain": m.init_gain}
+            self.nets["D_A"] = define_D(output_nc, m.ndf, m.netD, m.n_layers_D, **d_kwargs)
+            self.nets["D_B"] = define_D(input_nc, m.ndf, m.netD, m.n_layers_D, **d_kwargs)
+            seed = config.runtime.seed or 0
+            self.fake_A_pool = ImagePool(m.pool_size, seed=seed + 1)
+            self.fake_B_pool = ImagePool(m.pool_size, seed=seed + 2)
+            self.gan = gan_loss(m.gan_mode)
+        self._visuals: dict[str, torch.Tensor] = {}
+
+    def build_optimizers(self) -> None:
+        # foreach kernels batch the per-parameter updates (fewer, larger ops than the plain loop).
+        options = {"lr": self.lr, "betas": self.betas, "foreach": True}
+        generators = [*self.nets["G_A"].parameters(), *self.nets["G_B"].parameters()]
+        discriminators = [*self.nets["D_A"].parameters(), *self.nets["D_B"].parameters()]
+        self.optimizers = {"G": torch.optim.Adam(generators, **options), "D": torch.optim.Adam(discriminators, **options)}
+
+    # --- the step -------------------------------------------------------------------------
+
+    def adversarial(self, prediction: torch.Tensor, target_is_real: bool, for_discriminator: bool) -> torch.Tensor:
+        m = self.cfg
+        # Losses in fp32: autocast may hand us bf16 / fp16 prediction maps.
+        return self.gan(prediction.float(), target_is_real, real_label=m.real_label, fake_label=m.fake_label,
+                        for_discriminator=for_discriminator)
+
+    def discriminator_loss(self, net: torch.nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        loss = 0.5 * (self.adversarial(net(real), True, True) + self.adversarial(net(fake), False, True))
+        if self.cfg.gan_mode == "wgangp":  # the reference defines the penalty but never applies it
+            loss = loss + gradient_penalty(net, real, fake, self.cfg.gp_type, self.cfg.gp_constant, self.cfg.lambda_gp)
+        return loss
+
+    def training_step(self, batch: dict[str, Any], precision: Precision) -> dict[str, torch.Tensor]:
+        m = self.cfg
+        G_A, G_B, D_A, D_B = (self.nets[k] for k in ("G_A", "G_B", "D_A", "D_B"))
+        real_A, real_B = batch["A"], batch["B"]
+        opt_G, opt_D = self.optimizers["G"], self.optimizers["D"]
+
+        # Generators, discriminators frozen: D's parameters need no gradients here.
+        set_requires_grad([D_A, D_B], False)
+        opt_G.zero_grad(set_to_none=True)
+        with precision.autocast():
+            fake_B = G_A(real_A)
+            rec_A = G_B(fake_B)
+            fake_A = G_B(real_B)
+            rec_B = G_A(fake_A)
+            losses = {
+                "G_A": self.adversarial(D_A(fake_B), True, False),
+                "G_B": self.adversarial(D_B(fake_A), True, False),
+                "cycle_A": cycle_loss(rec_A.float(), real_A.float()) * m.lambda_A,
+                "cycle_B": cycle_loss(rec_B.float(), real_B.float()) * m.lambda_B,
+            }
+            if m.lambda_identity > 0:
+                idt_A = G_A(real_B)  # G_A should leave an image already in B unchanged
+                idt_B = G_B(real_A)
+                losses["idt_A"] = identity_loss(idt_A.float(), real_B.float()) * m.lambda_B * m.lambda_identity
+                losses["idt_B"] = identity_loss(idt_B.float(), real_A.float()) * m.lambda_A * m.lambda_identity
+        loss_G = sum(losses.values())
+        precision.backward(loss_G)
+        precision.step(opt_G)
+
+        # Discriminators, on real images and on fakes from the history pools.
+        set_requires_grad([D_A, D_B], True)
+        opt_D.zero_grad(set_to_none=True)
+        pooled_fake_B = self.fake_B_pool.query(fake_B)
+        pooled_fake_A = self.fake_A_pool.query(fake_A)
+        with precision.autocast():
+            losses["D_A"] = self.discriminator_loss(D_A, real_B, pooled_fake_B)
+            losses["D_B"] = self.discriminator_loss(D_B, real_A, pooled_fake_A)
+        precision.backward(losses["D_A"] + losses["D_B"])
+        precision.step(opt_D)
+        precision.update()
+
+        self._visuals = {"real_A": real_A, "fake_B": fake_B, "rec_A": rec_A, "real_B": real_B,
+                         "fake_A": fake_A, "rec_B": rec_B}
+        if m.lambda_identity > 0:
+            self._visuals.update(idt_B=idt_B, idt_A=idt_A)
+        return {name: value.detach().float() for name, value in losses.items()}
+
+    def current_visuals(self) -> dict[str, torch.Tensor]:
+        order = ("real_A", "fake_B", "rec_A", "idt_B", "real_B", "fake_A", "rec_B", "idt_A")
+        return {k: self._visuals[k].detach().float().cpu() for k in order if k in self._visuals}
+
+    @torch.no_grad()
+    def cycle(self, real_A: torch.Tensor | None = None, real_B: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Translate and reconstruct without training (validation, `test`)."""
+        out: dict[str, torch.Tensor] = {}
+        if real_A is not None:
+            out["real_A"] = real_A
+            out["fake_B"] = self.nets["G_A"](real_A)
+            out["rec_A"] = self.nets["G_B"](out["fake_B"])
+        if real_B is not None:
+            out["real_B"] = real_B
+            out["fake_A"] = self.nets["G_B"](real_B)
+            out["rec_B"] = self.nets["G_A"](out["fake_A"])
+        return out
+
+    def extra_state(self) -> dict[str, Any]:
+        if not self.is_train:
+            return {}
+        return {"fake_A_pool": self.fake_A_pool.state_dict(), "fake_B_pool": self.fake_B_pool.state_dict()}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        if self.is_train and state:
+            device = next(self.parameters()).device
+            self.fake_A_pool.load_state_dict(state["fake_A_pool"], device)
+            self.fake_B_pool.load_state_dict(state["fake_B_pool"], device)

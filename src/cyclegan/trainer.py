@@ -1,0 +1,437 @@
+"""The one object that owns a training run: device, precision, data order, loop, checkpoints, logs.
+
+The recipe (``cyclegan.models``) only defines networks, losses and one step; everything that
+makes a run survivable and observable lives here:
+
+- every RNG, counter, optimizer, scheduler, scaler and image pool goes into each checkpoint, and
+  data order is a pure function of (seed, epoch, position), so a resumed run continues exactly;
+- SIGINT / SIGTERM finish the current step, save and exit cleanly; SIGHUP (a closed SSH session)
+  keeps training with the terminal output sent to /dev/null and the log files still written;
+- ``loss_log.txt`` (the reference's format), TensorBoard events, a progress bar and the training
+  page ``web/index.html`` with image grids and loss curves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import random
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from cyclegan.checkpoint import (
+    CHECKPOINT_SUFFIX,
+    CheckpointError,
+    atomic_write,
+    load_latest_good,
+    save_checkpoint,
+)
+from cyclegan.config import CONFIG_FILENAME, TrainConfig
+from cyclegan.data import create_dataloader, create_dataset
+from cyclegan.data.datasets import EpochSampler
+from cyclegan.models import create_model
+from cyclegan.networks.compat import strip_module_prefix
+from cyclegan.precision import Precision
+from cyclegan.schedulers import build_scheduler, step_scheduler
+
+log = logging.getLogger("cyclegan.train")
+
+LATEST = "latest"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name} asked for, but CUDA is not available here; use --device cpu or auto")
+    return device
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+
+
+def rng_state() -> dict[str, Any]:
+    numpy_state = np.random.get_state()
+    python_state = random.getstate()
+    state = {
+        "python": [python_state[0], list(python_state[1]), python_state[2]],
+        "numpy": [numpy_state[0], torch.from_numpy(numpy_state[1].astype(np.int64)), *numpy_state[2:]],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(list(state["cuda"]))
+
+
+def parse_duration(text: str | float | int) -> float:
+    """'90', '90s', '10m', '2h' → seconds."""
+    if isinstance(text, int | float):
+        return float(text)
+    units = {"s": 1, "m": 60, "h": 3600}
+    text = text.strip().lower()
+    try:
+        if text[-1] in units:
+            return float(text[:-1]) * units[text[-1]]
+        return float(text)
+    except (ValueError, IndexError):
+        raise ValueError(f"not a duration: {text!r} (use e.g. 30s, 10m, 1h)") from None
+
+
+@dataclass
+class Progress:
+    """Counters that say where a run is; saved in every checkpoint."""
+
+    epoch: int = 1
+    items_in_epoch: int = 0  # samples of the current epoch already trained on
+    total_iters: int = 0  # optimisation steps
+    images_seen: int = 0  # samples, as the reference's total_iters (which it counts in images)
+    nonfinite_skipped: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    progress: Progress
+    stopped_by_signal: str | None
+    last_losses: dict[str, float]
+    checkpoint: Path | None
+
+
+class ArchitectureMismatch(ValueError):
+    pass
+
+
+class Trainer:
+    """Build everything from a TrainConfig, optionally resume, and run ``fit``."""
+
+    def __init__(self, config: TrainConfig, resume: str = "auto", resume_label: str = LATEST) -> None:
+        if resume not in ("auto", "never", "required"):
+            raise ValueError(f"resume must be auto, never or required, got {resume!r}")
+        self.config = config
+        self.run_dir = config.run_dir
+        self.device = resolve_device(config.runtime.device)
+        self.precision = Precision(config.runtime.precision, self.device)
+        self.seed = config.runtime.seed if config.runtime.seed is not None else 0
+        seed_everything(self.seed, config.runtime.deterministic)
+        self.stop_signal: str | None = None
+        self.terminal_lost = False
+        self.progress = Progress(epoch=config.optim.epoch_count)
+
+        existing = self._existing_checkpoint(resume_label) if resume != "never" else None
+        if resume == "required" and existing is None:
+            raise CheckpointError(f"--continue_train: no checkpoint to resume in {self.run_dir}")
+        if existing is not None:
+            self._check_same_architecture(existing[1]["config"], existing[0])
+
+        self.dataset = create_dataset(config.data, seed=self.seed)
+        self.sampler = EpochSampler(len(self.dataset), seed=self.seed, shuffle=not config.data.serial_batches)
+        self.loader = create_dataloader(self.dataset, config.data, sampler=self.sampler)
+        self.validation = self._validation_dataset()
+
+        self.model = create_model(config, is_train=True).to(self.device)
+        if config.runtime.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.model.build_optimizers()
+        self.schedulers = {name: build_scheduler(opt, config.optim) for name, opt in self.model.optimizers.items()}
+        if config.optim.lr_policy == "plateau" and self.validation is None:
+            raise ValueError(
+                f"--lr_policy plateau needs a validation score: add {Path(config.data.dataroot) / 'valA'} and valB "
+                f"(unpaired images held out from training), or pick linear / step / cosine"
+            )
+        self.resumed_from: Path | None = None
+        if existing is not None:
+            self._restore(*existing)
+
+    # --- checkpoints ------------------------------------------------------------------------
+
+    def _existing_checkpoint(self, label: str) -> tuple[Path, dict[str, Any]] | None:
+        if not self.run_dir.is_dir():
+            return None
+        return load_latest_good(self.run_dir, preferred=label)
+
+    def _check_same_architecture(self, saved: dict[str, Any], path: Path) -> None:
+        saved_config = TrainConfig.from_dict(saved)
+        ours, theirs = self.config.model.arch_fields, saved_config.model.arch_fields
+        for key in ("input_nc", "output_nc"):
+            ours[key], theirs[key] = getattr(self.config.data, key), getattr(saved_config.data, key)
+        differences = [f"--{k}: saved {theirs[k]!r}, now {ours[k]!r}" for k in ours if ours[k] != theirs[k]]
+        if differences:
+            raise ArchitectureMismatch(
+                f"cannot resume {path}: the architecture differs from the saved run:\n  " + "\n  ".join(differences)
+                + "\nuse the saved flags (they are in config.json), or a new --name to start a fresh run"
+            )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "config": self.config.to_dict(),
+            "nets": {name: strip_module_prefix(net.state_dict()) for name, net in self.model.nets.items()},
+            "optimizers": {name: opt.state_dict() for name, opt in self.model.optimizers.items()},
+            "schedulers": {name: s.state_dict() for name, s in self.schedulers.items()},
+            "scaler": self.precision.state_dict(),
+            "progress": dataclasses.asdict(self.progress),
+            "rng": rng_state(),
+            "model_extra": self.model.extra_state(),
+        }
+
+    def _restore(self, path: Path, state: dict[str, Any]) -> None:
+        for name, net in self.model.nets.items():
+            net.load_state_dict(state["nets"][name], strict=True)
+        for name, opt in self.model.optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+        for name, scheduler in self.schedulers.items():
+            scheduler.load_state_dict(state["schedulers"][name])
+        self.precision.load_state_dict(state.get("scaler") or {})
+        self.progress = Progress(**state["progress"])
+        set_rng_state(state["rng"])
+        self.model.load_extra_state(state.get("model_extra", {}))
+        self.resumed_from = path
+
+    def save(self, label: str = LATEST) -> Path:
+        path = self.run_dir / f"{label}{CHECKPOINT_SUFFIX}"
+        save_checkpoint(path, self.state_dict())
+        return path
+
+    def _prune_epoch_checkpoints(self) -> None:
+        keep = self.config.runtime.keep_last
+        if not keep:
+            return
+        numbered = sorted(
+            (p for p in self.run_dir.glob(f"*{CHECKPOINT_SUFFIX}") if p.stem.isdigit()), key=lambda p: int(p.stem)
+        )
+        for old in numbered[:-keep]:
+            old.unlink(missing_ok=True)
+
+    # --- validation -------------------------------------------------------------------------
+
+    def _validation_dataset(self):
+        root = Path(self.config.data.dataroot)
+        if not ((root / "valA").is_dir() and (root / "valB").is_dir()):
+            return None
+        cfg = dataclasses.replace(self.config.data, phase="val", preprocess="none", no_flip=True, serial_batches=True)
+        return create_dataset(cfg, seed=self.seed)
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float] | None:
+        """Mean cycle-consistency L1 on valA / valB (lower is better): the plateau policy's number."""
+        if self.validation is None:
+            return None
+        model = self.model
+        model.eval()
+        total, count = 0.0, 0
+        try:
+            for i in range(len(self.validation)):
+                item = self.validation[(0, i)]
+                real_A = item["A"].unsqueeze(0).to(self.device)
+                real_B = item["B"].unsqueeze(0).to(self.device)
+                if self.config.data.direction == "BtoA":
+                    real_A, real_B = real_B, real_A
+                with self.precision.autocast():
+                    out = model.cycle(real_A, real_B)
+                total += (out["rec_A"].float() - real_A).abs().mean().item()
+                total += (out["rec_B"].float() - real_B).abs().mean().item()
+                count += 2
+        finally:
+            model.train()
+        return {"val_cycle_l1": total / max(count, 1)}
+
+    # --- signals ----------------------------------------------------------------------------
+
+    @contextmanager
+    def _signal_handlers(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def request_stop(signum, frame):
+            name = signal.Signals(signum).name
+            if self.stop_signal is not None and signum == signal.SIGINT:
+                raise KeyboardInterrupt  # a second Ctrl-C: stop now (checkpoints are atomic)
+            self.stop_signal = name
+            log.info("%s received: finishing the current step, then saving", name)
+
+        def terminal_closed(signum, frame):
+            # The SSH session is gone: writing to its terminal would fail (EIO) or block. Point
+            # stdout / stderr at /dev/null and keep training; the log files keep being written.
+            self.terminal_lost = True
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+            os.dup2(devnull, 2)
+            os.close(devnull)
+            log.info("SIGHUP: terminal closed, training continues; follow %s", self.run_dir / "loss_log.txt")
+
+        wanted = {signal.SIGINT: request_stop, signal.SIGTERM: request_stop}
+        if hasattr(signal, "SIGHUP"):
+            wanted[signal.SIGHUP] = terminal_closed
+        previous = {sig: signal.signal(sig, handler) for sig, handler in wanted.items()}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
+        moved = {}
+        for key, value in batch.items():
+            if isinstance(value, torch.Tensor):
+                value = value.to(self.device, non_blocking=True)
+                if self.config.runtime.channels_last:
+                    value = value.contiguous(memory_format=torch.channels_last)
+            moved[key] = value
+        if self.config.data.direction == "BtoA":  # the folders stay A / B; the roles swap (reference)
+            moved["A"], moved["B"] = moved["B"], moved["A"]
+        return moved
+
+    @property
+    def last_epoch(self) -> int:
+        # As the reference: epochs epoch_count .. n_epochs + n_epochs_decay.
+        return self.config.optim.n_epochs + self.config.optim.n_epochs_decay
+
+    def _done(self) -> bool:
+        max_iters = self.config.optim.max_iters
+        return self.progress.epoch > self.last_epoch or (max_iters is not None and self.progress.total_iters >= max_iters)
+
+    def fit(self) -> TrainResult:
+        from cyclegan.logs import RunLogger  # local: keeps TensorBoard / tqdm out of import time
+
+        config, progress = self.config, self.progress
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.run_dir / CONFIG_FILENAME, config.to_json())
+        logger = RunLogger(self.run_dir, config, total_epochs=self.last_epoch, resumed=self.resumed_from is not None)
+        if self.resumed_from is not None:
+            logger.info(
+                f"resuming {self.resumed_from.name}: epoch {progress.epoch}, {progress.items_in_epoch} images into it, "
+                f"{progress.total_iters} iterations done"
+            )
+        checkpoint_every = config.runtime.checkpoint_every
+        last_save_time = time.monotonic()
+        last_losses: dict[str, float] = {}
+        checkpoint: Path | None = None
+        with self._signal_handlers():
+            try:
+                while not self._done() and self.stop_signal is None:
+                    self.sampler.set_epoch(progress.epoch, start=progress.items_in_epoch)
+                    logger.start_epoch(progress.epoch, len(self.dataset), progress.items_in_epoch)
+                    data_start = time.perf_counter()
+                    for batch in self.loader:
+                        data_time = time.perf_counter() - data_start
+                        batch = self._to_device(batch)
+                        step_start = time.perf_counter()
+                        losses = self.model.training_step(batch, self.precision)
+                        n = batch["A"].shape[0]
+                        previous_images = progress.images_seen
+                        progress.total_iters += 1
+                        progress.items_in_epoch += n
+                        progress.images_seen += n
+                        last_losses = {k: float(v) for k, v in losses.items()}
+                        logger.step(progress, last_losses, n, time.perf_counter() - step_start, data_time)
+
+                        def crossed(freq: int, before=previous_images) -> bool:
+                            return freq > 0 and progress.images_seen // freq > before // freq
+
+                        if crossed(config.runtime.print_freq):
+                            progress.history.append(
+                                {"iter": progress.total_iters,
+                                 "epoch": progress.epoch - 1 + progress.items_in_epoch / len(self.dataset),
+                                 **last_losses}
+                            )
+                            logger.print_losses(progress, last_losses, data_time)
+                        if crossed(config.runtime.display_freq):
+                            logger.display(progress, self.model.current_visuals())
+                        timed_out = checkpoint_every is not None and time.monotonic() - last_save_time >= checkpoint_every
+                        if crossed(config.runtime.save_latest_freq) or timed_out:
+                            checkpoint = self.save(LATEST)
+                            last_save_time = time.monotonic()
+                            logger.info(f"saved {checkpoint.name} (epoch {progress.epoch}, iters {progress.total_iters})")
+                        epoch_finished = progress.items_in_epoch >= len(self.dataset)
+                        if self.stop_signal is not None or (self._done() and not epoch_finished):
+                            break  # else the loop ends by itself and the epoch's end is processed
+                        data_start = time.perf_counter()
+                    else:
+                        self._end_epoch(logger)
+                        continue
+                    break
+            finally:
+                logger.close_bar()
+            checkpoint = self.save(LATEST)
+            logger.update_plot(progress.history)
+        if self.stop_signal is not None:
+            logger.info(
+                f"stopped by {self.stop_signal} at epoch {progress.epoch}, iteration {progress.total_iters}; "
+                f"saved {checkpoint}. Resume with: cyclegan train --name {config.runtime.name} "
+                f"--checkpoints_dir {config.runtime.checkpoints_dir} --continue_train"
+            )
+        else:
+            logger.info(f"training finished: {progress.total_iters} iterations; checkpoint {checkpoint}")
+        logger.close()
+        return TrainResult(self.run_dir, progress, self.stop_signal, last_losses, checkpoint)
+
+    def _end_epoch(self, logger) -> None:
+        progress = self.progress
+        epoch = progress.epoch
+        scores = self.validate()
+        if scores:
+            logger.scalars(scores, progress.total_iters, prefix="val")
+            logger.info(f"epoch {epoch} validation: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+        for scheduler in self.schedulers.values():
+            step_scheduler(scheduler, scores["val_cycle_l1"] if scores else None)
+        lr = self.model.optimizers["G"].param_groups[0]["lr"]
+        logger.scalars({"lr": lr}, progress.total_iters)
+        logger.display(progress, self.model.current_visuals())
+        logger.update_plot(progress.history)
+        progress.epoch += 1
+        progress.items_in_epoch = 0
+        if self.config.runtime.save_epoch_freq > 0 and epoch % self.config.runtime.save_epoch_freq == 0:
+            path = self.save(str(epoch))
+            self._prune_epoch_checkpoints()
+            logger.info(f"saved {path.name} at the end of epoch {epoch}; learning rate now {lr:.7f}")
+
+
+def train(config: TrainConfig, resume: str = "auto") -> TrainResult:
+    """Train from a config (the Python API behind ``cyclegan train``)."""
+    return Trainer(config, resume=resume).fit()
+
+
+def unwrap(net: nn.Module) -> nn.Module:
+    """The plain module under DDP / torch.compile wrappers."""
+    while hasattr(net, "module") or hasattr(net, "_orig_mod"):
+        net = getattr(net, "module", None) or net._orig_mod
+    return net
+
+
+def is_finite(losses: dict[str, float]) -> bool:
+    return all(math.isfinite(v) for v in losses.values())
+
+
+__all__ = ["Progress", "TrainResult", "Trainer", "parse_duration", "resolve_device", "train", "unwrap"]

@@ -1,0 +1,35 @@
+"""Small configs and data sets for end-to-end tests (tiny sizes: seconds on 2 CPU cores)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cyclegan.config import DataConfig, ModelConfig, OptimConfig, RuntimeConfig, TrainConfig
+from cyclegan.data import write_synthetic_dataset
+
+
+def tiny_dataset(root: Path, n: int = 6, size: int = 32, n_test: int = 3, seed: int = 0) -> Path:
+    if not (root / "trainA").is_dir():
+        write_synthetic_dataset(root, n=n, size=size, seed=seed, n_test=n_test)
+    return root
+
+
+def tiny_config(dataroot: Path, checkpoints_dir: Path, name: str = "tiny", **overrides) -> TrainConfig:
+    """ngf/ndf 4, resnet_6blocks at 32×32 (basic D needs ≥ 24 px), no workers, deterministic."""
+    sections = {
+        "data": {"dataroot": str(dataroot), "load_size": 36, "crop_size": 32, "num_threads": 0},
+        "model": {"netG": "resnet_6blocks", "ngf": 4, "ndf": 4, "pool_size": 3},
+        "optim": {"n_epochs": 1, "n_epochs_decay": 1},
+        "runtime": {"name": name, "checkpoints_dir": str(checkpoints_dir), "device": "cpu", "seed": 0,
+                    "deterministic": True, "print_freq": 2, "display_freq": 4, "save_latest_freq": 1000,
+                    "save_epoch_freq": 1, "progress_bar": False},
+    }
+    for key, value in overrides.items():
+        section, field = key.split("__")
+        sections[section][field] = value
+    return TrainConfig(
+        data=DataConfig(**sections["data"]),
+        model=ModelConfig(**sections["model"]),
+        optim=OptimConfig(**sections["optim"]),
+        runtime=RuntimeConfig(**sections["runtime"]),
+    )
