@@ -21,7 +21,7 @@ test-fast: $(STAMP)  ## the quick subset for daily work
 	$(PYTHON) -m pytest -q -m "not slow"
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests $(wildcard benchmarks)
 
 bench: $(STAMP)
 	$(PYTHON) benchmarks/train_step.py

@@ -140,6 +140,8 @@ def test_train_flags_fill_the_typed_config(tmp_path):
     assert config.data.no_flip and not config.model.no_dropout and config.runtime.precision == "bf16"
     assert not config.runtime.tensorboard
     assert config.data.load_size == 286  # untouched defaults stay the reference's
+    plain = config_from_args(build_parser().parse_args(["train", "--dataroot", "d"]))
+    assert plain.model.no_dropout  # CycleGAN's default: no dropout unless --dropout
 
 
 def test_train_without_dataroot_is_a_clear_error(tmp_path):

@@ -118,7 +118,9 @@ def add_train_parser(subparsers) -> None:
     parser = subparsers.add_parser("train", help="train a CycleGAN on <dataroot>/trainA and trainB")
     for klass in (DataConfig, ModelConfig, OptimConfig, RuntimeConfig):
         add_dataclass_flags(parser, klass, skip=("no_dropout",))
-    parser.add_argument("--no_dropout", action="store_true", help="no dropout in the generators (the CycleGAN default)")
+    # SUPPRESS: an absent flag must not override the CycleGAN default (no dropout) with False.
+    parser.add_argument("--no_dropout", action="store_true", default=argparse.SUPPRESS,
+                        help="no dropout in the generators (the CycleGAN default)")
     parser.add_argument("--dropout", action="store_true", help="use dropout in the generators")
     parser.add_argument("--continue_train", action="store_true", help="resume the run (error if it has no checkpoint)")
     parser.add_argument(
@@ -333,10 +335,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     from cyclegan.checkpoint import CheckpointError
     from cyclegan.data import DatasetError
+    from cyclegan.trainer import TrainingDiverged
 
     try:
         return int(args.handler(args) or 0)
-    except (CheckpointError, DatasetError, FileNotFoundError, FileExistsError, ValueError) as error:
+    except (CheckpointError, DatasetError, TrainingDiverged, FileNotFoundError, FileExistsError, ValueError) as error:
         print(f"cyclegan {args.command}: {error}", file=sys.stderr)
         return 2
 

@@ -96,6 +96,7 @@ class RuntimeConfig:
     save_epoch_freq: int = 5  # epochs between numbered checkpoints
     checkpoint_every: float | None = None  # seconds between `latest` checkpoints, in addition
     keep_last: int | None = None
+    max_nonfinite_steps: int = 5  # stop (with a checkpoint) after this many non-finite steps in a row
     precision: str = "fp32"  # fp32 | bf16 | fp16
     channels_last: bool = False
     compile: bool = False

@@ -101,6 +101,8 @@ class RunLogger:
     def display(self, progress, visuals: dict[str, torch.Tensor]) -> None:
         if not visuals:
             return
+        # A skipped (non-finite) step leaves NaNs in its images: show them black, not as garbage.
+        visuals = {name: images.nan_to_num(0.0) for name, images in visuals.items()}
         self.page.add_epoch(progress.epoch, progress.total_iters, visuals)
         if self.writer is not None:
             from torchvision.utils import make_grid
@@ -112,7 +114,7 @@ class RunLogger:
     def update_plot(self, history: list[dict[str, Any]]) -> None:
         if history:
             self.page.update_loss_plot(history)
-            self.page.write()
+        self.page.write()
 
     def close_bar(self) -> None:
         if self.bar is not None:

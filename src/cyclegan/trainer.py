@@ -131,6 +131,21 @@ class ArchitectureMismatch(ValueError):
     pass
 
 
+class TrainingDiverged(RuntimeError):
+    """Too many non-finite steps in a row; the last good weights were saved."""
+
+
+def check_crop_size(config: TrainConfig, multiple: int) -> None:
+    """A crop the generator cannot take fails here, before any data is read or weights built."""
+    data = config.data
+    if data.preprocess in ("resize_and_crop", "crop", "scale_width_and_crop") and data.crop_size % multiple:
+        lower, upper = data.crop_size // multiple * multiple, (data.crop_size // multiple + 1) * multiple
+        raise ValueError(
+            f"--crop_size {data.crop_size} is not a multiple of {multiple}, which --netG {config.model.netG} needs; "
+            f"use {lower or upper} or {upper}"
+        )
+
+
 class Trainer:
     """Build everything from a TrainConfig, optionally resume, and run ``fit``."""
 
@@ -153,12 +168,18 @@ class Trainer:
         if existing is not None:
             self._check_same_architecture(existing[1]["config"], existing[0])
 
+        self.model = create_model(config, is_train=True)
+        check_crop_size(config, self.model.nets["G_A"].size_multiple)
         self.dataset = create_dataset(config.data, seed=self.seed)
+        skipped = self.dataset.skipped_non_images + self.dataset.skipped_bad
+        if skipped:
+            log.warning("skipped %d non-image file(s) and %d unreadable image(s) in %s",
+                        self.dataset.skipped_non_images, self.dataset.skipped_bad, config.data.dataroot)
         self.sampler = EpochSampler(len(self.dataset), seed=self.seed, shuffle=not config.data.serial_batches)
         self.loader = create_dataloader(self.dataset, config.data, sampler=self.sampler)
         self.validation = self._validation_dataset()
 
-        self.model = create_model(config, is_train=True).to(self.device)
+        self.model.to(self.device)
         if config.runtime.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.model.build_optimizers()
@@ -216,9 +237,22 @@ class Trainer:
         self.model.load_extra_state(state.get("model_extra", {}))
         self.resumed_from = path
 
+    @staticmethod
+    @contextmanager
+    def _writing(path: Path):
+        """Turn a failed write (full disk, read-only folder) into one clear message; files stay whole."""
+        try:
+            yield
+        except OSError as error:
+            raise CheckpointError(
+                f"could not write {path} ({error.strerror or error}); the files already in {path.parent} are "
+                f"intact (writes are atomic). Free space or fix the folder, then resume with --continue_train"
+            ) from error
+
     def save(self, label: str = LATEST) -> Path:
         path = self.run_dir / f"{label}{CHECKPOINT_SUFFIX}"
-        save_checkpoint(path, self.state_dict())
+        with self._writing(path):
+            save_checkpoint(path, self.state_dict())
         return path
 
     def _prune_epoch_checkpoints(self) -> None:
@@ -327,75 +361,101 @@ class Trainer:
 
         config, progress = self.config, self.progress
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.run_dir / CONFIG_FILENAME, config.to_json())
+        with self._writing(self.run_dir / CONFIG_FILENAME):
+            atomic_write(self.run_dir / CONFIG_FILENAME, config.to_json())
         logger = RunLogger(self.run_dir, config, total_epochs=self.last_epoch, resumed=self.resumed_from is not None)
         if self.resumed_from is not None:
             logger.info(
                 f"resuming {self.resumed_from.name}: epoch {progress.epoch}, {progress.items_in_epoch} images into it, "
                 f"{progress.total_iters} iterations done"
             )
-        checkpoint_every = config.runtime.checkpoint_every
-        last_save_time = time.monotonic()
-        last_losses: dict[str, float] = {}
-        checkpoint: Path | None = None
-        with self._signal_handlers():
-            try:
-                while not self._done() and self.stop_signal is None:
-                    self.sampler.set_epoch(progress.epoch, start=progress.items_in_epoch)
-                    logger.start_epoch(progress.epoch, len(self.dataset), progress.items_in_epoch)
-                    data_start = time.perf_counter()
-                    for batch in self.loader:
-                        data_time = time.perf_counter() - data_start
-                        batch = self._to_device(batch)
-                        step_start = time.perf_counter()
-                        losses = self.model.training_step(batch, self.precision)
-                        n = batch["A"].shape[0]
-                        previous_images = progress.images_seen
-                        progress.total_iters += 1
-                        progress.items_in_epoch += n
-                        progress.images_seen += n
-                        last_losses = {k: float(v) for k, v in losses.items()}
-                        logger.step(progress, last_losses, n, time.perf_counter() - step_start, data_time)
+        self.last_save_time = time.monotonic()
+        self.nonfinite_in_a_row = 0
+        self.last_losses: dict[str, float] = {}
+        try:
+            with self._signal_handlers():
+                try:
+                    while not self._done() and self.stop_signal is None:
+                        if self._run_epoch(logger):
+                            self._end_epoch(logger)
+                finally:
+                    logger.close_bar()
+                checkpoint = self.save(LATEST)
+                logger.update_plot(progress.history)
+            if self.stop_signal is not None:
+                logger.info(
+                    f"stopped by {self.stop_signal} at epoch {progress.epoch}, iteration {progress.total_iters}; "
+                    f"saved {checkpoint}. Resume with: cyclegan train --name {config.runtime.name} "
+                    f"--checkpoints_dir {config.runtime.checkpoints_dir} --continue_train"
+                )
+            else:
+                logger.info(f"training finished: {progress.total_iters} iterations; checkpoint {checkpoint}")
+        finally:
+            logger.close()
+        return TrainResult(self.run_dir, progress, self.stop_signal, self.last_losses, checkpoint)
 
-                        def crossed(freq: int, before=previous_images) -> bool:
-                            return freq > 0 and progress.images_seen // freq > before // freq
+    def _run_epoch(self, logger) -> bool:
+        """Train from the current position; True when the epoch ran to its end."""
+        progress = self.progress
+        self.sampler.set_epoch(progress.epoch, start=progress.items_in_epoch)
+        logger.start_epoch(progress.epoch, len(self.dataset), progress.items_in_epoch)
+        data_start = time.perf_counter()
+        for batch in self.loader:
+            data_time = time.perf_counter() - data_start
+            self._train_step(self._to_device(batch), data_time, logger)
+            epoch_finished = progress.items_in_epoch >= len(self.dataset)
+            if self.stop_signal is not None or (self._done() and not epoch_finished):
+                return False  # else the loop ends by itself and the epoch's end is processed
+            data_start = time.perf_counter()
+        return True
 
-                        if crossed(config.runtime.print_freq):
-                            progress.history.append(
-                                {"iter": progress.total_iters,
-                                 "epoch": progress.epoch - 1 + progress.items_in_epoch / len(self.dataset),
-                                 **last_losses}
-                            )
-                            logger.print_losses(progress, last_losses, data_time)
-                        if crossed(config.runtime.display_freq):
-                            logger.display(progress, self.model.current_visuals())
-                        timed_out = checkpoint_every is not None and time.monotonic() - last_save_time >= checkpoint_every
-                        if crossed(config.runtime.save_latest_freq) or timed_out:
-                            checkpoint = self.save(LATEST)
-                            last_save_time = time.monotonic()
-                            logger.info(f"saved {checkpoint.name} (epoch {progress.epoch}, iters {progress.total_iters})")
-                        epoch_finished = progress.items_in_epoch >= len(self.dataset)
-                        if self.stop_signal is not None or (self._done() and not epoch_finished):
-                            break  # else the loop ends by itself and the epoch's end is processed
-                        data_start = time.perf_counter()
-                    else:
-                        self._end_epoch(logger)
-                        continue
-                    break
-            finally:
-                logger.close_bar()
-            checkpoint = self.save(LATEST)
-            logger.update_plot(progress.history)
-        if self.stop_signal is not None:
-            logger.info(
-                f"stopped by {self.stop_signal} at epoch {progress.epoch}, iteration {progress.total_iters}; "
-                f"saved {checkpoint}. Resume with: cyclegan train --name {config.runtime.name} "
-                f"--checkpoints_dir {config.runtime.checkpoints_dir} --continue_train"
-            )
+    def _train_step(self, batch: dict[str, Any], data_time: float, logger) -> None:
+        config, progress = self.config, self.progress
+        step_start = time.perf_counter()
+        losses = self.model.training_step(batch, self.precision)
+        if self.model.last_step_skipped:
+            self._count_nonfinite(losses, logger)
         else:
-            logger.info(f"training finished: {progress.total_iters} iterations; checkpoint {checkpoint}")
-        logger.close()
-        return TrainResult(self.run_dir, progress, self.stop_signal, last_losses, checkpoint)
+            self.nonfinite_in_a_row = 0
+        n = batch["A"].shape[0]
+        before = progress.images_seen
+        progress.total_iters += 1
+        progress.items_in_epoch += n
+        progress.images_seen += n
+        self.last_losses = {k: float(v) for k, v in losses.items()}
+        logger.step(progress, self.last_losses, n, time.perf_counter() - step_start, data_time)
+
+        def crossed(freq: int) -> bool:  # frequencies count images, as the reference's do
+            return freq > 0 and progress.images_seen // freq > before // freq
+
+        if crossed(config.runtime.print_freq):
+            fraction = progress.items_in_epoch / len(self.dataset)
+            progress.history.append({"iter": progress.total_iters, "epoch": progress.epoch - 1 + fraction,
+                                     **self.last_losses})
+            logger.print_losses(progress, self.last_losses, data_time)
+        if crossed(config.runtime.display_freq):
+            logger.display(progress, self.model.current_visuals())
+        every = config.runtime.checkpoint_every
+        timed_out = every is not None and time.monotonic() - self.last_save_time >= every
+        if crossed(config.runtime.save_latest_freq) or timed_out:
+            path = self.save(LATEST)
+            self.last_save_time = time.monotonic()
+            logger.info(f"saved {path.name} (epoch {progress.epoch}, iters {progress.total_iters})")
+
+    def _count_nonfinite(self, losses: dict[str, torch.Tensor], logger) -> None:
+        self.progress.nonfinite_skipped += 1
+        self.nonfinite_in_a_row += 1
+        bad = ", ".join(k for k, v in losses.items() if not math.isfinite(float(v)))
+        logger.info(f"non-finite loss ({bad}) at iteration {self.progress.total_iters + 1}: update skipped "
+                    f"({self.nonfinite_in_a_row} in a row, {self.progress.nonfinite_skipped} in all)")
+        limit = self.config.runtime.max_nonfinite_steps
+        if self.nonfinite_in_a_row >= limit:
+            path = self.save(LATEST)
+            raise TrainingDiverged(
+                f"{self.nonfinite_in_a_row} non-finite steps in a row ({bad}): training stopped instead of "
+                f"learning from NaNs. The last good weights are saved in {path}. Lower --lr, check the data or "
+                f"use --precision fp32, then resume with --continue_train"
+            )
 
     def _end_epoch(self, logger) -> None:
         progress = self.progress
@@ -428,10 +488,6 @@ def unwrap(net: nn.Module) -> nn.Module:
     while hasattr(net, "module") or hasattr(net, "_orig_mod"):
         net = getattr(net, "module", None) or net._orig_mod
     return net
-
-
-def is_finite(losses: dict[str, float]) -> bool:
-    return all(math.isfinite(v) for v in losses.values())
 
 
 __all__ = ["Progress", "TrainResult", "Trainer", "parse_duration", "resolve_device", "train", "unwrap"]

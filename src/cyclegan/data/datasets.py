@@ -12,6 +12,7 @@ which every data set here accepts as an index; ``create_dataloader`` uses it.
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -27,6 +28,7 @@ from .images import list_images, load_image, scan_images
 from .transforms import get_params, get_transform
 
 DATASETS: Registry[type[BaseDataset]] = Registry("dataset mode")
+logger = logging.getLogger(__name__)
 
 
 def item_seed(seed: int, epoch: int, index: int, stream: str = "") -> int:
@@ -68,7 +70,20 @@ def _good_images(folder: Path, cfg: DataConfig) -> tuple[list[Path], int, int]:
     """List and check one folder; return (good paths, non-image files skipped, bad images skipped)."""
     paths, skipped = list_images(folder, cfg.max_dataset_size)
     good = scan_images(paths, cfg.max_bad_fraction)
+    _warn_small_images(good, cfg.crop_size)
     return good, skipped, len(paths) - len(good)
+
+
+def _warn_small_images(paths: Sequence[Path], crop_size: int) -> None:
+    """Name the images smaller than the crop: they will be upscaled (blurry), not crash the run."""
+    small = []
+    for path in paths:
+        with Image.open(path) as img:  # the header only: cheap
+            if min(img.size) < crop_size:
+                small.append(f"{path.name} ({img.size[0]}×{img.size[1]})")
+    if small:
+        shown = ", ".join(small[:5]) + (f" and {len(small) - 5} more" if len(small) > 5 else "")
+        logger.warning("%d image(s) smaller than --crop_size %d will be upscaled: %s", len(small), crop_size, shown)
 
 
 class BaseDataset(Dataset):
@@ -260,4 +275,7 @@ def create_dataloader(
         drop_last=False,
         persistent_workers=workers > 0,
         pin_memory=torch.cuda.is_available(),
+        # Its own generator: creating an iterator must not draw from the global torch RNG, or a run
+        # resumed mid-epoch would draw at another point and its dropout masks would differ.
+        generator=torch.Generator().manual_seed(seed),
     )

@@ -16,6 +16,8 @@ class TrainingRecipe(nn.Module):
 
     #: networks needed at inference time (saved for `test` / export)
     inference_networks: tuple[str, ...] = ()
+    #: set by training_step when a non-finite loss made it skip the update
+    last_step_skipped: bool = False
 
     def __init__(self) -> None:
         super().__init__()

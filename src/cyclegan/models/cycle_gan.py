@@ -3,10 +3,11 @@
 Naming as in the reference (code vs paper): G_A: A→B (G), G_B: B→A (F), D_A judges domain B
 (D_Y), D_B judges domain A (D_X).
 
-One step, as the reference's optimize_parameters:
+One step computes what the reference's optimize_parameters computes:
 1. forward: fake_B = G_A(A), rec_A = G_B(fake_B), fake_A = G_B(B), rec_B = G_A(fake_A);
-2. generator step with both discriminators frozen (their parameters need no gradient then);
-3. discriminator step on real images and on fakes drawn from the image pools.
+2. generator losses and gradients with both discriminators frozen (no gradient for their weights);
+3. discriminator losses and gradients on real images and on fakes drawn from the image pools;
+4. both updates, only when every loss is finite (else the step is skipped and reported).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class CycleGANModel(TrainingRecipe):
             self.fake_B_pool = ImagePool(m.pool_size, seed=seed + 2)
             self.gan = gan_loss(m.gan_mode)
         self._visuals: dict[str, torch.Tensor] = {}
+        self.last_step_skipped = False
 
     def build_optimizers(self) -> None:
         # foreach kernels batch the per-parameter updates (fewer, larger ops than the plain loop).
@@ -80,6 +82,7 @@ class CycleGANModel(TrainingRecipe):
         G_A, G_B, D_A, D_B = (self.nets[k] for k in ("G_A", "G_B", "D_A", "D_B"))
         real_A, real_B = batch["A"], batch["B"]
         opt_G, opt_D = self.optimizers["G"], self.optimizers["D"]
+        self.last_step_skipped = False
 
         # Generators, discriminators frozen: D's parameters need no gradients here.
         set_requires_grad([D_A, D_B], False)
@@ -101,25 +104,35 @@ class CycleGANModel(TrainingRecipe):
                 losses["idt_A"] = identity_loss(idt_A.float(), real_B.float()) * m.lambda_B * m.lambda_identity
                 losses["idt_B"] = identity_loss(idt_B.float(), real_A.float()) * m.lambda_A * m.lambda_identity
         loss_G = sum(losses.values())
+        self._visuals = {"real_A": real_A, "fake_B": fake_B, "rec_A": rec_A, "real_B": real_B,
+                         "fake_A": fake_A, "rec_B": rec_B}
+        if m.lambda_identity > 0:
+            self._visuals.update(idt_B=idt_B, idt_A=idt_A)
+        if not torch.isfinite(loss_G):  # never let a NaN / inf reach the weights or the image pools
+            set_requires_grad([D_A, D_B], True)
+            self.last_step_skipped = True
+            return {name: value.detach().float() for name, value in losses.items()}
         precision.backward(loss_G)
-        precision.step(opt_G)
-
-        # Discriminators, on real images and on fakes from the history pools.
         set_requires_grad([D_A, D_B], True)
+
+        # Discriminators, on real images and on fakes from the history pools. Their loss does not
+        # depend on the generators' new weights (the fakes are detached), so both updates can wait
+        # until both losses are known to be finite: the same arithmetic as the reference's order.
         opt_D.zero_grad(set_to_none=True)
         pooled_fake_B = self.fake_B_pool.query(fake_B)
         pooled_fake_A = self.fake_A_pool.query(fake_A)
         with precision.autocast():
             losses["D_A"] = self.discriminator_loss(D_A, real_B, pooled_fake_B)
             losses["D_B"] = self.discriminator_loss(D_B, real_A, pooled_fake_A)
-        precision.backward(losses["D_A"] + losses["D_B"])
+        loss_D = losses["D_A"] + losses["D_B"]
+        if not torch.isfinite(loss_D):
+            self.last_step_skipped = True
+            opt_G.zero_grad(set_to_none=True)
+            return {name: value.detach().float() for name, value in losses.items()}
+        precision.backward(loss_D)
+        precision.step(opt_G)
         precision.step(opt_D)
         precision.update()
-
-        self._visuals = {"real_A": real_A, "fake_B": fake_B, "rec_A": rec_A, "real_B": real_B,
-                         "fake_A": fake_A, "rec_B": rec_B}
-        if m.lambda_identity > 0:
-            self._visuals.update(idt_B=idt_B, idt_A=idt_A)
         return {name: value.detach().float() for name, value in losses.items()}
 
     def current_visuals(self) -> dict[str, torch.Tensor]:
