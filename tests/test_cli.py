@@ -19,7 +19,7 @@ from .helpers import tiny_config, tiny_dataset
 @pytest.fixture
 def trained_run(tmp_path):
     data = tiny_dataset(tmp_path / "data", n=3)
-    config = tiny_config(data, tmp_path / "ck", name="run", optim__max_iters=2)
+    config = tiny_config(data, tmp_path / "ck", name="run", optim__max_iters=3)  # one epoch: validated
     train(config)
     return data, tmp_path / "ck", config
 
@@ -68,6 +68,7 @@ def test_test_scores_against_ground_truth_and_honours_num_test(trained_run, tmp_
     assert scores["count"] == 2 and set(scores) >= {"psnr", "ssim", "per_image"}
     page = (tmp_path / "res" / "run" / "test_latest" / "index.html").read_text()
     assert "PSNR" in page
+    assert json.loads((tmp_path / "res" / "run" / "test_latest" / "scores.json").read_text())["count"] == 2
 
 
 def test_export_reference_layout_and_single_direction_test(trained_run, tmp_path):
@@ -182,3 +183,40 @@ def test_demo_end_to_end_score_rises(tmp_path):
     assert result.identity_psnr < 8
     assert result.psnr > result.identity_psnr + 4, result.summary()
 
+
+
+def test_report_command_gathers_a_run(trained_run, tmp_path, capsys):
+    data, checkpoints, _ = trained_run
+    assert main(["test", "--dataroot", str(data), "--name", "run", "--checkpoints_dir", str(checkpoints),
+                 "--results_dir", str(tmp_path / "res"), "--device", "cpu"]) == 0
+    capsys.readouterr()
+    assert main(["report", "--name", "run", "--checkpoints_dir", str(checkpoints), "--results_dir",
+                 str(tmp_path / "res" / "run" / "test_latest")]) == 0
+    page = checkpoints / "run" / "report.html"
+    assert capsys.readouterr().out.strip() == str(page)
+    html = page.read_text()
+    assert "val_psnr" in html and "loss" in html.lower()
+
+
+def test_export_onnx_command_prints_parity(trained_run, tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    _, checkpoints, _ = trained_run
+    assert main(["export", "--name", "run", "--checkpoints_dir", str(checkpoints), "--format", "onnx",
+                 "--out", str(tmp_path / "onnx"), "--height", "32", "--width", "32", "--opset", "17"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if "G_A.onnx" in line]
+    assert len(lines) == 1 and "max |Δ| vs torch" in lines[0]
+    worst = float(lines[0].split("max |Δ| vs torch: ")[1].split(" ")[0])
+    assert worst < 1e-3  # parity in [-1, 1] units
+    assert (tmp_path / "onnx" / "G_A.onnx").exists()
+
+
+def test_download_offline_is_a_clear_error(tmp_path, capsys):
+    import socket
+
+    with socket.socket() as sock:  # a closed local port: connection refused, as when offline
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    code = main(["download", "pretrained", "horse2zebra", "--checkpoints_dir", str(tmp_path),
+                 "--base", f"http://127.0.0.1:{port}"])
+    assert code == 2
+    assert "horse2zebra" in capsys.readouterr().err

@@ -247,7 +247,7 @@ def test_evaluate_metric_selection_and_fake_label(tmp_path: Path) -> None:
     res_a = evaluate_folders(tmp_path / "fake", tmp_path / "real", metrics=["ssim"], fake_label="fake_A")
     assert res_a["ssim"] == pytest.approx(1.0) and "psnr" not in res_a
     with pytest.raises(ValueError, match="unknown metric"):
-        evaluate_folders(tmp_path / "fake", tmp_path / "real", metrics=("fid",))
+        evaluate_folders(tmp_path / "fake", tmp_path / "real", metrics=("bogus",))
 
 
 def test_evaluate_errors(tmp_path: Path) -> None:

@@ -118,7 +118,7 @@ def test_keep_last_prunes_old_epoch_checkpoints(tmp_path):
     result = train(tiny_config(data, tmp_path / "ck", optim__n_epochs=3, optim__n_epochs_decay=2,
                                runtime__keep_last=2))
     names = sorted(p.name for p in result.run_dir.glob("*.safetensors"))
-    assert names == ["4.safetensors", "5.safetensors", "latest.safetensors"]
+    assert names == ["4.safetensors", "5.safetensors", "best.safetensors", "latest.safetensors"]
 
 
 # --- non-finite losses ------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cyclegan.config import CONFIG_FILENAME, DataConfig, ModelConfig, OptimConfig, RuntimeConfig, TrainConfig
+from cyclegan.config import DataConfig, ModelConfig, OptimConfig, RuntimeConfig, TrainConfig
 
 log = logging.getLogger("cyclegan")
 
@@ -147,8 +147,9 @@ def run_train(args: argparse.Namespace) -> int:
         log.info("run folder %s exists: resuming it (--resume never to refuse)", run_dir)
     trainer = Trainer(config, resume=resume, resume_label=args.epoch)
     result = trainer.fit()
-    print(f"run folder: {result.run_dir}")
-    print(f"training page: {result.run_dir / 'web' / 'index.html'}")
+    if trainer.dist.is_main:
+        print(f"run folder: {result.run_dir}")
+        print(f"training page: {result.run_dir / 'web' / 'index.html'}")
     return 0
 
 
@@ -185,6 +186,8 @@ def add_test_parser(subparsers) -> None:
     parser.add_argument("--batch_size", type=int, default=1)
     parser.add_argument("--num_threads", type=int, default=0)
     parser.add_argument("--format", choices=("table", "json"), default="table", help="how to print the scores")
+    parser.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
+                        help="onnxruntime: the generators exported once to ONNX beside the checkpoint")
     add_ignored_reference_flags(parser)
     parser.set_defaults(handler=run_test_command)
 
@@ -203,6 +206,7 @@ def run_test_command(args: argparse.Namespace) -> int:
         model=args.model, model_suffix=args.model_suffix, dataset_mode=args.dataset_mode, phase=args.phase,
         epoch=args.epoch, num_test=args.num_test, direction=args.direction, device=args.device, flags=flags,
         preprocess=args.preprocess, load_size=args.load_size, crop_size=args.crop_size,
+        backend=args.backend, batch_size=args.batch_size,
     )
     print(f"translated {summary.count} image(s) into {summary.images_dir}")
     print(f"results page: {summary.page}")
@@ -241,8 +245,11 @@ def add_eval_parser(subparsers) -> None:
     parser = subparsers.add_parser("eval", help="PSNR / SSIM of translations against true translations")
     parser.add_argument("--fake", required=True, help="folder of translations (e.g. results/.../images)")
     parser.add_argument("--real", required=True, help="folder of true translations, matched by file stem")
-    parser.add_argument("--metrics", default="psnr,ssim")
+    parser.add_argument("--metrics", default="psnr,ssim", help="any of psnr,ssim (paired) and fid,kid (unpaired)")
     parser.add_argument("--fake_label", default=None, help="which results to score: fake_B (default) | fake_A | fake")
+    parser.add_argument("--inception_weights", default=None,
+                        help="FID/KID Inception-v3 weights (default: the cache `cyclegan download inception` fills)")
+    parser.add_argument("--device", default="cpu")
     parser.add_argument("--format", choices=("table", "json"), default="table")
     parser.set_defaults(handler=run_eval)
 
@@ -251,8 +258,68 @@ def run_eval(args: argparse.Namespace) -> int:
     from cyclegan.metrics import evaluate_folders, format_table, to_json
 
     metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
-    result = evaluate_folders(args.fake, args.real, metrics=metrics, fake_label=args.fake_label)
+    result = evaluate_folders(args.fake, args.real, metrics=metrics, fake_label=args.fake_label,
+                              inception_weights=args.inception_weights, device=args.device)
     print(to_json(result) if args.format == "json" else format_table(result))
+    return 0
+
+
+# --- download, report ---------------------------------------------------------------------------
+
+
+def add_download_parser(subparsers) -> None:
+    from cyclegan.download import DATASETS, PRETRAINED
+
+    parser = subparsers.add_parser("download", help="the reference's data sets, pretrained generators, FID weights")
+    kinds = parser.add_subparsers(dest="download_command", required=True)
+    dataset = kinds.add_parser("dataset", help="a CycleGAN data set into <root>/<name>/trainA ...")
+    dataset.add_argument("name", choices=DATASETS)
+    dataset.add_argument("--root", default="./datasets")
+    pretrained = kinds.add_parser("pretrained", help="a published generator into <checkpoints_dir>/<name>_pretrained")
+    pretrained.add_argument("name", choices=PRETRAINED)
+    pretrained.add_argument("--checkpoints_dir", default="./checkpoints")
+    inception = kinds.add_parser("inception", help="the Inception-v3 weights `cyclegan eval --metrics fid` reads")
+    inception.add_argument("--cache", default=None, help="cache folder (default: $CYCLEGAN_CACHE or ~/.cache/cyclegan)")
+    inception.add_argument("--url", default=None)
+    for sub in (dataset, pretrained, inception):
+        sub.add_argument("--sha256", default=None, help="expected checksum (full or a prefix of ≥ 8 hex digits)")
+    for sub in (dataset, pretrained):
+        sub.add_argument("--base", default=None, help="mirror URL (default: $CYCLEGAN_DOWNLOAD_BASE or the reference's)")
+    parser.set_defaults(handler=run_download)
+
+
+def run_download(args: argparse.Namespace) -> int:
+    from cyclegan import download
+
+    if args.download_command == "dataset":
+        path = download.download_dataset(args.name, args.root, base=args.base, sha256=args.sha256)
+    elif args.download_command == "pretrained":
+        path = download.download_pretrained(args.name, args.checkpoints_dir, base=args.base, sha256=args.sha256)
+        print(f"translate with: cyclegan test --dataroot DIR --name {args.name}_pretrained --checkpoints_dir "
+              f"{args.checkpoints_dir} --model test --dataset_mode single --no_dropout")
+    else:
+        path = download.download_inception(args.cache, args.url, sha256=args.sha256)
+    print(path)
+    return 0
+
+
+def add_report_parser(subparsers) -> None:
+    parser = subparsers.add_parser("report", help="one static HTML page: scores, loss curves, samples of a run")
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--checkpoints_dir", default="./checkpoints")
+    parser.add_argument("--results_dir", default=None, help="a `cyclegan test` results folder to include")
+    parser.add_argument("--out", default=None, help="the page (default: <run>/report.html)")
+    parser.set_defaults(handler=run_report)
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from cyclegan.report import write_run_report
+
+    results = args.results_dir
+    default_results = Path("results") / args.name / "test_latest"
+    if results is None and default_results.is_dir():
+        results = default_results
+    print(write_run_report(Path(args.checkpoints_dir) / args.name, results_dir=results, out=args.out))
     return 0
 
 
@@ -272,26 +339,22 @@ def add_export_parser(subparsers) -> None:
     parser.add_argument("--name", required=True)
     parser.add_argument("--checkpoints_dir", default="./checkpoints")
     parser.add_argument("--epoch", default="latest")
-    parser.add_argument("--format", choices=("reference",), default="reference",
-                        help="reference: <epoch>_net_G_A.pth ... for the reference's test.py")
+    parser.add_argument("--format", choices=("reference", "onnx", "torchscript"), default="reference",
+                        help="reference: <epoch>_net_G_A.pth ... for the reference's test.py; onnx / torchscript: "
+                             "the generators, with a parity check against PyTorch")
     parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--height", type=int, default=256, help="example input height (sizes stay dynamic)")
+    parser.add_argument("--width", type=int, default=256)
+    parser.add_argument("--opset", type=int, default=18)
     parser.set_defaults(handler=run_export)
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from cyclegan.checkpoint import CHECKPOINT_SUFFIX, export_reference, load_checkpoint
-    from cyclegan.models import create_model
+    from cyclegan.export import format_export_summary, run_export_model
 
-    run_dir = Path(args.checkpoints_dir) / args.name
-    state = load_checkpoint(run_dir / f"{args.epoch}{CHECKPOINT_SUFFIX}")
-    config = TrainConfig.from_dict(state["config"])
-    model = create_model(config, is_train=True)
-    for name, net in model.nets.items():
-        net.load_state_dict(state["nets"][name], strict=True)
-    written = export_reference(dict(model.nets.items()), args.out, epoch="latest")
-    for path in written:
-        print(path)
-    (Path(args.out) / CONFIG_FILENAME).write_text(config.to_json())
+    result = run_export_model(Path(args.checkpoints_dir) / args.name, args.epoch, args.format, args.out,
+                              height=args.height, width=args.width, opset=args.opset)
+    print(format_export_summary(result))
     return 0
 
 
@@ -324,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for add in (add_demo_parser, add_train_parser, add_test_parser, add_eval_parser, add_inspect_parser,
-                add_export_parser, add_data_parser):
+                add_export_parser, add_data_parser, add_download_parser, add_report_parser):
         add(subparsers)
     return parser
 
@@ -335,11 +398,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     from cyclegan.checkpoint import CheckpointError
     from cyclegan.data import DatasetError
+    from cyclegan.download import DownloadError
     from cyclegan.trainer import TrainingDiverged
 
     try:
         return int(args.handler(args) or 0)
-    except (CheckpointError, DatasetError, TrainingDiverged, FileNotFoundError, FileExistsError, ValueError) as error:
+    except (CheckpointError, DatasetError, TrainingDiverged, DownloadError, FileNotFoundError, FileExistsError,
+            ValueError) as error:
         print(f"cyclegan {args.command}: {error}", file=sys.stderr)
         return 2
 

@@ -94,12 +94,14 @@ class RuntimeConfig:
     display_freq: int = 400  # iterations between image pages
     save_latest_freq: int = 5000  # iterations between `latest` checkpoints
     save_epoch_freq: int = 5  # epochs between numbered checkpoints
+    eval_freq: int = 1  # epochs between validations on valA / valB (when those folders exist)
     checkpoint_every: float | None = None  # seconds between `latest` checkpoints, in addition
     keep_last: int | None = None
     max_nonfinite_steps: int = 5  # stop (with a checkpoint) after this many non-finite steps in a row
     precision: str = "fp32"  # fp32 | bf16 | fp16
     channels_last: bool = False
     compile: bool = False
+    gradient_checkpointing: bool = False  # recompute generator activations in backward (large crops)
     tensorboard: bool = True
     progress_bar: bool = True
     verbose: bool = False

@@ -6,6 +6,7 @@ server or touches the network.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -110,6 +111,15 @@ class RunLogger:
             for name, images in visuals.items():
                 grid = make_grid(images[:4].float().clamp(-1, 1) * 0.5 + 0.5, nrow=4)
                 self.writer.add_image(f"images/{name}", grid, progress.total_iters)
+
+    def validation(self, records: list[dict[str, float]], step: int) -> None:
+        """Validation scores: ``val_scores.json`` (atomic), TensorBoard, the page's validation plot."""
+        from cyclegan.checkpoint import atomic_write
+
+        atomic_write(self.run_dir / "val_scores.json", json.dumps(records, indent=1) + "\n")
+        latest = {k: v for k, v in records[-1].items() if k not in ("epoch", "iter")}
+        self.scalars(latest, step, prefix="val")
+        self.page.update_validation(records)
 
     def update_plot(self, history: list[dict[str, Any]]) -> None:
         if history:

@@ -18,7 +18,10 @@ from cyclegan.config import OptimConfig
 LR_POLICIES = ("linear", "step", "plateau", "cosine")
 
 
-def build_scheduler(optimizer: Optimizer, optim: OptimConfig) -> lr_scheduler.LRScheduler | lr_scheduler.ReduceLROnPlateau:
+def build_scheduler(
+    optimizer: Optimizer, optim: OptimConfig, mode: str = "min"
+) -> lr_scheduler.LRScheduler | lr_scheduler.ReduceLROnPlateau:
+    """``mode`` says whether the validation objective is minimised or maximised (plateau only)."""
     policy = optim.lr_policy
     if policy == "linear":
 
@@ -30,15 +33,19 @@ def build_scheduler(optimizer: Optimizer, optim: OptimConfig) -> lr_scheduler.LR
     if policy == "step":
         return lr_scheduler.StepLR(optimizer, step_size=optim.lr_decay_iters, gamma=0.1)
     if policy == "plateau":
-        return lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.2, threshold=0.01, patience=5)
+        return lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode, factor=0.2, threshold=0.01, patience=5)
     if policy == "cosine":
         total_epochs = max(1, optim.n_epochs + optim.n_epochs_decay)
         return lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_epochs, eta_min=0.0)
     raise ValueError(f"unknown --lr_policy {policy!r}; known: {', '.join(LR_POLICIES)}")
 
 
+def is_plateau(scheduler) -> bool:
+    return isinstance(scheduler, lr_scheduler.ReduceLROnPlateau)
+
+
 def step_scheduler(scheduler, validation_score: float | None) -> None:
-    """Advance one epoch; ``plateau`` needs the epoch's validation score (lower is better)."""
+    """Advance one epoch; ``plateau`` needs the epoch's validation score."""
     if isinstance(scheduler, lr_scheduler.ReduceLROnPlateau):
         if validation_score is None:
             raise ValueError("--lr_policy plateau needs a validation score; provide <dataroot>/valA and valB")

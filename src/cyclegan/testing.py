@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from cyclegan.config import TrainConfig
-from cyclegan.translate import folder_images, load_generators, save_tensor_image, translate_folder
+from cyclegan.translate import folder_images, save_tensor_image, translate_folder
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +52,24 @@ def run_test(
     preprocess: str = "none",
     load_size: int = 256,
     crop_size: int = 256,
+    backend: str = "torch",
+    batch_size: int = 1,
 ) -> TestSummary:
+    """Translate the test folders and write the results page.
+
+    ``backend``: ``torch`` or ``onnxruntime`` (the generators exported once to ONNX beside the
+    checkpoint, see :mod:`cyclegan.backends`). ``batch_size``: images of the same size translated
+    together.
+    """
+    from cyclegan.backends import BACKENDS, load_backend_generators
     from cyclegan.metrics import evaluate_folders
     from cyclegan.report import collect_result_rows, write_results_page
     from cyclegan.trainer import resolve_device
 
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
+    if batch_size < 1:
+        raise ValueError(f"--batch_size must be >= 1, got {batch_size}")
     torch_device = resolve_device(device)
     dataroot = Path(dataroot)
     run_dir = Path(checkpoints_dir) / name
@@ -66,14 +79,16 @@ def run_test(
 
     if model == "test":
         suffix_name = f"G{model_suffix}"
-        loaded = load_generators(run_dir, epoch, names=(suffix_name,), flags=flags, device=torch_device)
+        loaded = load_backend_generators(run_dir, epoch, names=(suffix_name,), backend=backend, flags=flags,
+                                         device=torch_device)
         if dataset_mode not in (None, "single"):
             raise ValueError("--model test translates one folder: use --dataset_mode single")
         jobs = [(dataroot, loaded.nets[suffix_name], None, ("real", "fake", "rec"), loaded.config.data.input_nc)]
     else:
         if dataset_mode not in (None, "unaligned"):
             raise ValueError("--model cycle_gan translates <dataroot>/<phase>A and B: use --dataset_mode unaligned")
-        loaded = load_generators(run_dir, epoch, names=("G_A", "G_B"), flags=flags, device=torch_device)
+        loaded = load_backend_generators(run_dir, epoch, names=("G_A", "G_B"), backend=backend, flags=flags,
+                                         device=torch_device)
         G_A, G_B = loaded.nets["G_A"], loaded.nets["G_B"]
         direction = direction or loaded.config.data.direction
         folder_A, folder_B = dataroot / f"{phase}A", dataroot / f"{phase}B"
@@ -99,7 +114,8 @@ def run_test(
     for folder, forward, backward, labels, channels in jobs:
         paths = folder_images(folder, num_test)
         log.info("translating %d image(s) from %s", len(paths), folder)
-        for item in translate_folder(paths, forward, backward, channels, labels, torch_device, data_cfg):
+        for item in translate_folder(paths, forward, backward, channels, labels, torch_device, data_cfg,
+                                     batch_size=batch_size):
             for label, tensor in item.images.items():
                 save_tensor_image(tensor, images_dir / f"{item.stem}_{label}.png")
             count += 1
@@ -108,6 +124,10 @@ def run_test(
     ground_truth = dataroot / f"{phase}A_gt"
     if model == "cycle_gan" and ground_truth.is_dir() and (direction or "AtoB") == "AtoB":
         scores = evaluate_folders(images_dir, ground_truth, fake_label="fake_B")
+        from cyclegan.checkpoint import atomic_write
+        from cyclegan.metrics import to_json
+
+        atomic_write(out_dir / "scores.json", to_json(scores) + "\n")  # `cyclegan report` reads it
     rows = collect_result_rows(out_dir)
     title = f"{name}: {phase} results, epoch {epoch}"
     page = write_results_page(out_dir, rows, title=title, scores=_page_scores(scores),

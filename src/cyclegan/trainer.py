@@ -14,6 +14,8 @@ makes a run survivable and observable lives here:
 from __future__ import annotations
 
 import dataclasses
+import gc
+import hashlib
 import logging
 import math
 import os
@@ -40,10 +42,13 @@ from cyclegan.checkpoint import (
 from cyclegan.config import CONFIG_FILENAME, TrainConfig
 from cyclegan.data import create_dataloader, create_dataset
 from cyclegan.data.datasets import EpochSampler
+from cyclegan.distributed import DistributedContext, convert_sync_batchnorm
 from cyclegan.models import create_model
+from cyclegan.networks import enable_gradient_checkpointing
 from cyclegan.networks.compat import strip_module_prefix
 from cyclegan.precision import Precision
-from cyclegan.schedulers import build_scheduler, step_scheduler
+from cyclegan.schedulers import build_scheduler, is_plateau, step_scheduler
+from cyclegan.validation import Validator
 
 log = logging.getLogger("cyclegan.train")
 
@@ -116,6 +121,8 @@ class Progress:
     images_seen: int = 0  # samples, as the reference's total_iters (which it counts in images)
     nonfinite_skipped: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
+    validation: list[dict[str, float]] = field(default_factory=list)  # one record per validated epoch
+    best_score: float | None = None
 
 
 @dataclass
@@ -129,6 +136,13 @@ class TrainResult:
 
 class ArchitectureMismatch(ValueError):
     pass
+
+
+class QuietLogger:
+    """The logger of ranks other than 0: they train, but write nothing."""
+
+    def __getattr__(self, name: str):
+        return lambda *args, **kwargs: None
 
 
 class TrainingDiverged(RuntimeError):
@@ -154,10 +168,14 @@ class Trainer:
             raise ValueError(f"resume must be auto, never or required, got {resume!r}")
         self.config = config
         self.run_dir = config.run_dir
-        self.device = resolve_device(config.runtime.device)
+        device = resolve_device(config.runtime.device)
+        self.dist = DistributedContext.from_environment(device)
+        self.device = self.dist.device_for(device)
         self.precision = Precision(config.runtime.precision, self.device)
         self.seed = config.runtime.seed if config.runtime.seed is not None else 0
-        seed_everything(self.seed, config.runtime.deterministic)
+        # The weights start equal on every rank anyway (DDP broadcasts rank 0's); a seed per rank
+        # gives each its own dropout masks.
+        seed_everything(self.seed + self.dist.rank, config.runtime.deterministic)
         self.stop_signal: str | None = None
         self.terminal_lost = False
         self.progress = Progress(epoch=config.optim.epoch_count)
@@ -175,16 +193,16 @@ class Trainer:
         if skipped:
             log.warning("skipped %d non-image file(s) and %d unreadable image(s) in %s",
                         self.dataset.skipped_non_images, self.dataset.skipped_bad, config.data.dataroot)
-        self.sampler = EpochSampler(len(self.dataset), seed=self.seed, shuffle=not config.data.serial_batches)
+        self.sampler = EpochSampler(len(self.dataset), seed=self.seed, shuffle=not config.data.serial_batches,
+                                    rank=self.dist.rank, world_size=self.dist.world_size)
         self.loader = create_dataloader(self.dataset, config.data, sampler=self.sampler)
-        self.validation = self._validation_dataset()
+        self.validator = Validator(config, self.seed) if Validator.available(config) else None
 
-        self.model.to(self.device)
-        if config.runtime.channels_last:
-            self.model.to(memory_format=torch.channels_last)
+        self._prepare_networks()
         self.model.build_optimizers()
-        self.schedulers = {name: build_scheduler(opt, config.optim) for name, opt in self.model.optimizers.items()}
-        if config.optim.lr_policy == "plateau" and self.validation is None:
+        mode = self.validator.mode if self.validator else "min"
+        self.schedulers = {name: build_scheduler(opt, config.optim, mode) for name, opt in self.model.optimizers.items()}
+        if config.optim.lr_policy == "plateau" and self.validator is None:
             raise ValueError(
                 f"--lr_policy plateau needs a validation score: add {Path(config.data.dataroot) / 'valA'} and valB "
                 f"(unpaired images held out from training), or pick linear / step / cosine"
@@ -192,6 +210,41 @@ class Trainer:
         self.resumed_from: Path | None = None
         if existing is not None:
             self._restore(*existing)
+        # After the restore: DDP broadcasts rank 0's weights when it wraps them.
+        self.model.wrap_step_modules(self._step_wrapper())
+
+    def _prepare_networks(self) -> None:
+        """Device, memory format, SyncBatchNorm, gradient checkpointing: decided once, here."""
+        runtime = self.config.runtime
+        for name, net in list(self.model.nets.items()):
+            if self.config.model.norm == "syncbatch":
+                self.model.nets[name] = convert_sync_batchnorm(net, self.dist, self.device)
+            if runtime.gradient_checkpointing and name.startswith("G"):
+                enable_gradient_checkpointing(net)
+        self.model.rebuild_step_modules()
+        self.model.to(self.device)
+        if runtime.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+
+    def _step_wrapper(self):
+        """DDP around each step module (when distributed), then torch.compile (when asked)."""
+        ddp = self.dist.wrapper(self.device)
+        if not self.config.runtime.compile:
+            return ddp
+
+        def compiled(module: nn.Module) -> nn.Module:
+            import torch._dynamo
+
+            # A missing compiler backend (no C++ toolchain, unsupported op) falls back to eager
+            # with a warning instead of failing the run.
+            torch._dynamo.config.suppress_errors = True
+            try:
+                return torch.compile(ddp(module))
+            except Exception as error:  # compile itself is lazy; this catches a missing backend early
+                log.warning("torch.compile unavailable (%s); running eager", error)
+                return ddp(module)
+
+        return compiled
 
     # --- checkpoints ------------------------------------------------------------------------
 
@@ -220,8 +273,8 @@ class Trainer:
             "schedulers": {name: s.state_dict() for name, s in self.schedulers.items()},
             "scaler": self.precision.state_dict(),
             "progress": dataclasses.asdict(self.progress),
-            "rng": rng_state(),
-            "model_extra": self.model.extra_state(),
+            # RNGs and image pools differ per rank: all of them, in rank order.
+            "ranks": self.dist.gather({"rng": rng_state(), "model_extra": self.model.extra_state()}),
         }
 
     def _restore(self, path: Path, state: dict[str, Any]) -> None:
@@ -233,8 +286,14 @@ class Trainer:
             scheduler.load_state_dict(state["schedulers"][name])
         self.precision.load_state_dict(state.get("scaler") or {})
         self.progress = Progress(**state["progress"])
-        set_rng_state(state["rng"])
-        self.model.load_extra_state(state.get("model_extra", {}))
+        ranks = state["ranks"]
+        # Same world size: each rank continues exactly. Another: rank r takes saved rank r mod n
+        # (the global batch differs anyway, so the run cannot be bitwise the same).
+        mine = ranks[self.dist.rank % len(ranks)]
+        set_rng_state(mine["rng"])
+        self.model.load_extra_state(mine.get("model_extra", {}))
+        if len(ranks) != self.dist.world_size:
+            log.info("resuming a %d-process run on %d process(es)", len(ranks), self.dist.world_size)
         self.resumed_from = path
 
     @staticmethod
@@ -250,53 +309,29 @@ class Trainer:
             ) from error
 
     def save(self, label: str = LATEST) -> Path:
+        """Collective in a distributed run: every rank calls it, rank 0 alone writes."""
         path = self.run_dir / f"{label}{CHECKPOINT_SUFFIX}"
-        with self._writing(path):
-            save_checkpoint(path, self.state_dict())
+        state = self.state_dict()
+        failure: CheckpointError | None = None
+        if self.dist.is_main:
+            try:
+                with self._writing(path):
+                    save_checkpoint(path, state)
+            except CheckpointError as error:
+                failure = error
+        if not self.dist.all_true(failure is None, self.device):  # no rank may run on alone
+            raise failure or CheckpointError(f"rank 0 could not write {path}; see its log")
         return path
 
     def _prune_epoch_checkpoints(self) -> None:
         keep = self.config.runtime.keep_last
-        if not keep:
+        if not keep or not self.dist.is_main:
             return
         numbered = sorted(
             (p for p in self.run_dir.glob(f"*{CHECKPOINT_SUFFIX}") if p.stem.isdigit()), key=lambda p: int(p.stem)
         )
         for old in numbered[:-keep]:
             old.unlink(missing_ok=True)
-
-    # --- validation -------------------------------------------------------------------------
-
-    def _validation_dataset(self):
-        root = Path(self.config.data.dataroot)
-        if not ((root / "valA").is_dir() and (root / "valB").is_dir()):
-            return None
-        cfg = dataclasses.replace(self.config.data, phase="val", preprocess="none", no_flip=True, serial_batches=True)
-        return create_dataset(cfg, seed=self.seed)
-
-    @torch.no_grad()
-    def validate(self) -> dict[str, float] | None:
-        """Mean cycle-consistency L1 on valA / valB (lower is better): the plateau policy's number."""
-        if self.validation is None:
-            return None
-        model = self.model
-        model.eval()
-        total, count = 0.0, 0
-        try:
-            for i in range(len(self.validation)):
-                item = self.validation[(0, i)]
-                real_A = item["A"].unsqueeze(0).to(self.device)
-                real_B = item["B"].unsqueeze(0).to(self.device)
-                if self.config.data.direction == "BtoA":
-                    real_A, real_B = real_B, real_A
-                with self.precision.autocast():
-                    out = model.cycle(real_A, real_B)
-                total += (out["rec_A"].float() - real_A).abs().mean().item()
-                total += (out["rec_B"].float() - real_B).abs().mean().item()
-                count += 2
-        finally:
-            model.train()
-        return {"val_cycle_l1": total / max(count, 1)}
 
     # --- signals ----------------------------------------------------------------------------
 
@@ -360,10 +395,14 @@ class Trainer:
         from cyclegan.logs import RunLogger  # local: keeps TensorBoard / tqdm out of import time
 
         config, progress = self.config, self.progress
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        with self._writing(self.run_dir / CONFIG_FILENAME):
-            atomic_write(self.run_dir / CONFIG_FILENAME, config.to_json())
-        logger = RunLogger(self.run_dir, config, total_epochs=self.last_epoch, resumed=self.resumed_from is not None)
+        if self.dist.is_main:  # rank 0 alone writes files
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            with self._writing(self.run_dir / CONFIG_FILENAME):
+                atomic_write(self.run_dir / CONFIG_FILENAME, config.to_json())
+            logger = RunLogger(self.run_dir, config, total_epochs=self.last_epoch,
+                               resumed=self.resumed_from is not None)
+        else:
+            logger = QuietLogger()
         if self.resumed_from is not None:
             logger.info(
                 f"resuming {self.resumed_from.name}: epoch {progress.epoch}, {progress.items_in_epoch} images into it, "
@@ -390,8 +429,16 @@ class Trainer:
                 )
             else:
                 logger.info(f"training finished: {progress.total_iters} iterations; checkpoint {checkpoint}")
+            if self.dist.enabled:
+                self._check_ranks_agree(logger)
         finally:
             logger.close()
+            if self.dist.enabled:
+                # Drop the DDP wrappers (they hold the process group) before destroying it; a gloo
+                # group that outlives its destruction is torn down at interpreter exit and aborts.
+                self.model.rebuild_step_modules()
+                gc.collect()
+                self.dist.shutdown()
         return TrainResult(self.run_dir, progress, self.stop_signal, self.last_losses, checkpoint)
 
     def _run_epoch(self, logger) -> bool:
@@ -404,6 +451,9 @@ class Trainer:
             data_time = time.perf_counter() - data_start
             self._train_step(self._to_device(batch), data_time, logger)
             epoch_finished = progress.items_in_epoch >= len(self.dataset)
+            # One rank's SIGTERM stops every rank after the same step.
+            if self.dist.any_true(self.stop_signal is not None, self.device) and self.stop_signal is None:
+                self.stop_signal = "SIGTERM (another rank)"
             if self.stop_signal is not None or (self._done() and not epoch_finished):
                 return False  # else the loop ends by itself and the epoch's end is processed
             data_start = time.perf_counter()
@@ -412,17 +462,18 @@ class Trainer:
     def _train_step(self, batch: dict[str, Any], data_time: float, logger) -> None:
         config, progress = self.config, self.progress
         step_start = time.perf_counter()
-        losses = self.model.training_step(batch, self.precision)
+        losses = self.model.training_step(batch, self.precision,
+                                          all_ranks=lambda flag: self.dist.all_true(flag, self.device))
         if self.model.last_step_skipped:
             self._count_nonfinite(losses, logger)
         else:
             self.nonfinite_in_a_row = 0
-        n = batch["A"].shape[0]
+        n = batch["A"].shape[0] * self.dist.world_size  # every rank takes a batch of the same size
         before = progress.images_seen
         progress.total_iters += 1
         progress.items_in_epoch += n
         progress.images_seen += n
-        self.last_losses = {k: float(v) for k, v in losses.items()}
+        self.last_losses = self.dist.mean({k: float(v) for k, v in losses.items()}, self.device)
         logger.step(progress, self.last_losses, n, time.perf_counter() - step_start, data_time)
 
         def crossed(freq: int) -> bool:  # frequencies count images, as the reference's do
@@ -437,7 +488,7 @@ class Trainer:
             logger.display(progress, self.model.current_visuals())
         every = config.runtime.checkpoint_every
         timed_out = every is not None and time.monotonic() - self.last_save_time >= every
-        if crossed(config.runtime.save_latest_freq) or timed_out:
+        if crossed(config.runtime.save_latest_freq) or self.dist.any_true(timed_out, self.device):
             path = self.save(LATEST)
             self.last_save_time = time.monotonic()
             logger.info(f"saved {path.name} (epoch {progress.epoch}, iters {progress.total_iters})")
@@ -457,25 +508,50 @@ class Trainer:
                 f"use --precision fp32, then resume with --continue_train"
             )
 
+    def _check_ranks_agree(self, logger) -> None:
+        """DDP keeps replicas equal; verify it once at the end instead of trusting it."""
+        digest = hashlib.sha256()
+        for name, net in self.model.nets.items():
+            for key, tensor in net.state_dict().items():
+                digest.update(f"{name}.{key}".encode())
+                digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+        digests = self.dist.gather(digest.hexdigest())
+        if len(set(digests)) == 1:
+            logger.info(f"weights identical on all {self.dist.world_size} ranks")
+        else:
+            log.warning("weights differ between ranks: %s", digests)
+
     def _end_epoch(self, logger) -> None:
-        progress = self.progress
+        progress, runtime = self.progress, self.config.runtime
         epoch = progress.epoch
-        scores = self.validate()
-        if scores:
-            logger.scalars(scores, progress.total_iters, prefix="val")
-            logger.info(f"epoch {epoch} validation: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+        objective = self._validate(logger) if self.validator and epoch % max(runtime.eval_freq, 1) == 0 else None
         for scheduler in self.schedulers.values():
-            step_scheduler(scheduler, scores["val_cycle_l1"] if scores else None)
+            if objective is not None or not is_plateau(scheduler):  # plateau waits for a fresh score
+                step_scheduler(scheduler, objective)
         lr = self.model.optimizers["G"].param_groups[0]["lr"]
         logger.scalars({"lr": lr}, progress.total_iters)
         logger.display(progress, self.model.current_visuals())
         logger.update_plot(progress.history)
         progress.epoch += 1
         progress.items_in_epoch = 0
-        if self.config.runtime.save_epoch_freq > 0 and epoch % self.config.runtime.save_epoch_freq == 0:
+        if runtime.save_epoch_freq > 0 and epoch % runtime.save_epoch_freq == 0:
             path = self.save(str(epoch))
             self._prune_epoch_checkpoints()
             logger.info(f"saved {path.name} at the end of epoch {epoch}; learning rate now {lr:.7f}")
+
+    def _validate(self, logger) -> float:
+        """Score the held-out set, log it everywhere, keep ``best``; returns the objective."""
+        progress, validator = self.progress, self.validator
+        scores = validator.score(self.model, self.device, self.precision)
+        progress.validation.append({"epoch": progress.epoch, "iter": progress.total_iters, **scores})
+        logger.validation(progress.validation, progress.total_iters)
+        logger.info(f"epoch {progress.epoch} validation: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+        objective = scores[validator.objective]
+        if validator.improved(objective, progress.best_score):
+            progress.best_score = objective
+            self.save("best")
+            logger.info(f"new best {validator.objective} {objective:.4f}: saved best{CHECKPOINT_SUFFIX}")
+        return objective
 
 
 def train(config: TrainConfig, resume: str = "auto") -> TrainResult:

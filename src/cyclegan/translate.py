@@ -10,7 +10,7 @@ crops back.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -128,22 +128,45 @@ class Translation:
 @torch.no_grad()
 def translate_folder(
     paths: list[Path],
-    forward: nn.Module,
-    backward: nn.Module | None,
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    backward: Callable[[torch.Tensor], torch.Tensor] | None,
     channels: int,
     labels: tuple[str, str, str],
     device: torch.device | str = "cpu",
     data: DataConfig | None = None,
+    batch_size: int = 1,
 ) -> Iterator[Translation]:
-    """Yield real / fake (/ reconstructed) for each image in ``paths``, one image at a time."""
+    """Yield real / fake (/ reconstructed) for each image in ``paths``.
+
+    ``forward`` / ``backward`` are torch generators or anything called the same way (an
+    ``OnnxGenerator``). With ``batch_size`` > 1, images of the same size are translated together,
+    up to ``batch_size`` at a time; results are yielded per batch, in the order batches fill up
+    (every image keeps its own size, and in eval mode each image's output does not depend on the
+    others in its batch). At most ``batch_size − 1`` images per distinct size wait in memory.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     real_label, fake_label, rec_label = labels
-    for path in paths:
-        real = image_tensor(path, channels, data).to(device)
+
+    def run(batch: list[tuple[str, torch.Tensor]]) -> Iterator[Translation]:
+        real = torch.cat([tensor for _, tensor in batch]).to(device)  # N×C×H×W, one size
         fake = forward(real)
-        images = {real_label: real.cpu(), fake_label: fake.cpu()}
-        if backward is not None:
-            images[rec_label] = backward(fake).cpu()
-        yield Translation(path.stem, images)
+        rec = backward(fake) if backward is not None else None
+        for index, (stem, _) in enumerate(batch):
+            images = {real_label: real[index : index + 1].cpu(), fake_label: fake[index : index + 1].cpu()}
+            if rec is not None:
+                images[rec_label] = rec[index : index + 1].cpu()
+            yield Translation(stem, images)
+
+    waiting: dict[tuple[int, ...], list[tuple[str, torch.Tensor]]] = {}
+    for path in paths:
+        real = image_tensor(path, channels, data)
+        group = waiting.setdefault(tuple(real.shape), [])
+        group.append((path.stem, real))
+        if len(group) == batch_size:
+            yield from run(waiting.pop(tuple(real.shape)))
+    for group in waiting.values():
+        yield from run(group)
 
 
 __all__ = [

@@ -227,11 +227,19 @@ class EpochSampler(Sampler[tuple[int, int]]):
     """Yields ``(epoch, index)`` in :func:`epoch_order`, from position ``start`` (for mid-epoch resume).
 
     The sampler runs in the main process, so ``set_epoch`` reaches persistent workers through the
-    indices themselves.
+    indices themselves. In a distributed run each of ``world_size`` ranks takes every
+    ``world_size``-th index of the remaining order (torch's DistributedSampler does the same, but
+    cannot start mid-epoch); the tail is padded from the start of the order so that every rank
+    runs the same number of steps, as DistributedSampler pads. ``start`` counts global samples, so
+    a run resumes at the right place on any number of ranks.
     """
 
-    def __init__(self, n: int, seed: int = 0, shuffle: bool = True, epoch: int = 0, start: int = 0) -> None:
+    def __init__(self, n: int, seed: int = 0, shuffle: bool = True, epoch: int = 0, start: int = 0,
+                 rank: int = 0, world_size: int = 1) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside 0..{world_size - 1}")
         self.n, self.seed, self.shuffle = n, seed, shuffle
+        self.rank, self.world_size = rank, world_size
         self.set_epoch(epoch, start)
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
@@ -239,12 +247,20 @@ class EpochSampler(Sampler[tuple[int, int]]):
             raise ValueError(f"start={start} outside 0..{self.n}")
         self.epoch, self.start = int(epoch), int(start)
 
+    def _indices(self) -> list[int]:
+        order = epoch_order(self.n, self.seed, self.epoch, self.shuffle)
+        remaining = order[self.start :]
+        if remaining and len(remaining) % self.world_size:
+            padding = self.world_size - len(remaining) % self.world_size
+            remaining += (order * (padding // self.n + 1))[:padding]
+        return remaining[self.rank :: self.world_size]
+
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        for i in epoch_order(self.n, self.seed, self.epoch, self.shuffle)[self.start :]:
+        for i in self._indices():
             yield (self.epoch, i)
 
     def __len__(self) -> int:
-        return self.n - self.start
+        return len(self._indices())
 
 
 def create_dataloader(

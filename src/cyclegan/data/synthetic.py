@@ -51,8 +51,8 @@ _JITTER = 8  # per-shape colour jitter, +- this many units per channel
 _MIN_SHADE = 0.6  # darkest lighting factor
 
 # Generator streams: each split draws its scenes from its own sequence.
-_STREAMS = {"trainA": 0, "trainB": 1, "testA": 2, "testB": 3}
-_FOLDERS = ("trainA", "trainB", "testA", "testB", "testA_gt", "testB_gt")
+_STREAMS = {"trainA": 0, "trainB": 1, "testA": 2, "testB": 3, "valA": 4, "valB": 5}
+_FOLDERS = ("trainA", "trainB", "testA", "testB", "testA_gt", "testB_gt", "valA", "valB", "valA_gt", "valB_gt")
 METADATA_FILENAME = "synthetic.json"
 
 
@@ -129,13 +129,16 @@ def write_synthetic_dataset(
     seed: int = SYNTHETIC_DEFAULTS["seed"],
     n_test: int = SYNTHETIC_DEFAULTS["n_test"],
     overwrite: bool = False,
+    n_val: int | None = None,
 ) -> Path:
     """Write ``trainA/ trainB/ testA/ testB/`` plus the true translations ``testA_gt/ testB_gt/``.
 
-    ``n`` images per training domain and ``n_test`` per test domain, ``size`` pixels square. Returns
-    ``out_dir``. An existing non-empty ``out_dir`` is an error unless ``overwrite`` (which replaces only
-    the six folders above and the metadata file).
+    ``n`` images per training domain and ``n_test`` per test domain, ``size`` pixels square; also a
+    held-out validation split ``valA/ valB/`` with ``valA_gt/ valB_gt/`` (``n_val`` images, default
+    ``n_test``) that training scores each epoch. Returns ``out_dir``. An existing non-empty
+    ``out_dir`` is an error unless ``overwrite`` (which replaces only these folders and the metadata).
     """
+    n_val = n_test if n_val is None else n_val
     if n < 1 or n_test < 1:
         raise ValueError(f"n and n_test must be at least 1 (got n={n}, n_test={n_test})")
     if size < 8:
@@ -156,19 +159,21 @@ def write_synthetic_dataset(
     for i in range(n):
         _save(scene("trainA", i), root / "trainA" / f"A_{i:05d}.png")
         _save(synthetic_map(scene("trainB", i)), root / "trainB" / f"B_{i:05d}.png")
-    for i in range(n_test):
-        a = scene("testA", i)
-        _save(a, root / "testA" / f"A_{i:05d}.png")
-        _save(synthetic_map(a), root / "testA_gt" / f"A_{i:05d}.png")
-        b_scene = scene("testB", i)
-        _save(synthetic_map(b_scene), root / "testB" / f"B_{i:05d}.png")
-        _save(b_scene, root / "testB_gt" / f"B_{i:05d}.png")
+    for split, count in (("test", n_test), ("val", n_val)):
+        for i in range(count):
+            a = scene(f"{split}A", i)
+            _save(a, root / f"{split}A" / f"A_{i:05d}.png")
+            _save(synthetic_map(a), root / f"{split}A_gt" / f"A_{i:05d}.png")
+            b_scene = scene(f"{split}B", i)
+            _save(synthetic_map(b_scene), root / f"{split}B" / f"B_{i:05d}.png")
+            _save(b_scene, root / f"{split}B_gt" / f"B_{i:05d}.png")
 
     metadata: dict[str, Any] = {
         "n": n,
         "size": size,
         "seed": seed,
         "n_test": n_test,
+        "n_val": n_val,
         "map_AtoB": "(r, g, b) -> (g, b, 255 - r)",
         "map_BtoA": "(r, g, b) -> (255 - b, r, g)",
         "palette_A": PALETTE_A.tolist(),

@@ -1,6 +1,9 @@
-"""Image-quality metrics for paired outputs: PSNR and SSIM, and the folder evaluation behind ``cyclegan eval``."""
+"""Image-quality metrics: paired PSNR and SSIM, unpaired FID and KID (clean-fid style, in
+:mod:`cyclegan.metrics.fid`, imported on use), and the folder evaluation behind ``cyclegan eval``."""
 
 from cyclegan.metrics.evaluate import (
+    DISTRIBUTION_METRICS,
+    PAIRED_METRICS,
     PSNR_CAP_DB,
     evaluate_folders,
     format_table,
@@ -10,6 +13,8 @@ from cyclegan.metrics.evaluate import (
 from cyclegan.metrics.paired import psnr, ssim
 
 __all__ = [
+    "DISTRIBUTION_METRICS",
+    "PAIRED_METRICS",
     "PSNR_CAP_DB",
     "evaluate_folders",
     "format_table",

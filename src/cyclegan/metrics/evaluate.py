@@ -8,6 +8,9 @@ results hold ``real_B`` next to ``fake_B``), the ``real`` file of the same domai
 
 Images are compared at the ground truth's size: a fake of another size is resized with antialiased
 bicubic interpolation first (and flagged ``"resized": true`` in its per-image record).
+
+``"fid"`` and ``"kid"`` (see :mod:`cyclegan.metrics.fid`) need no pairing: they compare all the
+selected fake images with all the selected real ones, and need the Inception weights on disk.
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ from torchvision.transforms.v2 import functional as TF
 from cyclegan.metrics.paired import psnr, ssim
 
 __all__ = [
+    "DISTRIBUTION_METRICS",
     "IMAGE_EXTENSIONS",
+    "PAIRED_METRICS",
     "PSNR_CAP_DB",
     "SUPPORTED_METRICS",
     "evaluate_folders",
@@ -41,7 +46,10 @@ __all__ = [
 # does not turn the mean into inf (100 dB is an MSE of 1e-10, far below 8-bit quantisation noise).
 PSNR_CAP_DB = 100.0
 
-SUPPORTED_METRICS = ("psnr", "ssim")
+PAIRED_METRICS = ("psnr", "ssim")
+# Set-to-set metrics: all fakes against all reals, no pairing (cyclegan.metrics.fid).
+DISTRIBUTION_METRICS = ("fid", "kid")
+SUPPORTED_METRICS = PAIRED_METRICS + DISTRIBUTION_METRICS
 
 # The reference's IMG_EXTENSIONS (data/image_folder.py), compared case-insensitively, plus webp.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff", ".webp")
@@ -137,17 +145,22 @@ def _fmt(value: float) -> str:
 def evaluate_folders(
     fake_dir: str | Path,
     real_dir: str | Path,
-    metrics: Sequence[str] = SUPPORTED_METRICS,
+    metrics: Sequence[str] = PAIRED_METRICS,
     fake_label: str | None = None,
+    inception_weights: str | Path | None = None,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Score every generated image in ``fake_dir`` against its ground truth in ``real_dir``.
 
     Args:
         fake_dir: generated images; plain files or a results ``images/`` folder (``*_fake_B.png`` ...).
         real_dir: ground-truth images, matched by stem after removing visual-name suffixes.
-        metrics: any of ``"psnr"``, ``"ssim"``.
+        metrics: any of ``"psnr"``, ``"ssim"`` (paired), ``"fid"``, ``"kid"`` (all fakes vs all reals).
         fake_label: which generated images to score in a results folder (``"fake_B"``, ``"fake_A"``,
             ``"fake"``); by default ``fake_B`` when present, else the only ``fake*`` label, else all files.
+        inception_weights: for fid/kid, the Inception-v3 weights file (default: the cache filled by
+            ``cyclegan download inception``; see :func:`cyclegan.metrics.fid.resolve_inception_weights`).
+        device: where the Inception network runs for fid/kid.
 
     Returns:
         ``{"psnr": mean, "ssim": mean, "count": n, "per_image": [{"name": stem, "psnr": ..,
@@ -155,6 +168,9 @@ def evaluate_folders(
         "fake_label": label or None, "psnr_cap_db": 100.0, "fake_dir": .., "real_dir": ..}``.
         Per-image PSNR of identical images is ``inf``; the mean uses ``min(psnr, PSNR_CAP_DB)``.
         Only the requested metric keys are present. Use :func:`to_json` to serialise it.
+        With fid/kid: ``"fid"``, ``"kid"``, ``"kid_std"``, ``"fid_samples": {"real": N, "fake": M}``,
+        ``"kid_subset_size"``, ``"kid_subsets"``; with fid/kid only, no pairing is done and the
+        pairing keys (count, per_image, unmatched, psnr_cap_db) are absent.
 
     Raises:
         FileNotFoundError / NotADirectoryError: a folder is missing.
@@ -177,6 +193,14 @@ def evaluate_folders(
 
     fake_files, label = _select_fake(fake_files_all, fake_label)
     real_files = _select_real(real_files_all, label)
+    result: dict[str, Any] = {}
+    if not any(m in PAIRED_METRICS for m in metrics):
+        result.update(_distribution_scores(real_files, fake_files, metrics, inception_weights, device))
+        result["fake_label"] = label
+        result["fake_dir"] = str(fake_path)
+        result["real_dir"] = str(real_path)
+        return result
+
     fakes = _index(fake_files, "fake")
     reals = _index(real_files, "real")
 
@@ -212,7 +236,6 @@ def evaluate_folders(
         rec["resized"] = bool(resized)
         per_image.append(rec)
 
-    result: dict[str, Any] = {}
     if "psnr" in metrics:
         result["psnr"] = sum(min(r["psnr"], PSNR_CAP_DB) for r in per_image) / len(per_image)
         result["psnr_cap_db"] = PSNR_CAP_DB
@@ -223,10 +246,32 @@ def evaluate_folders(
     result["unmatched"] = [
         {"name": fakes[s].name, "side": "fake"} for s in sorted(set(fakes) - set(reals))
     ] + [{"name": reals[s].name, "side": "real"} for s in sorted(set(reals) - set(fakes))]
+    # After the pairing checks, so a pairing error does not wait for the Inception network first.
+    result.update(_distribution_scores(real_files, fake_files, metrics, inception_weights, device))
     result["fake_label"] = label
     result["fake_dir"] = str(fake_path)
     result["real_dir"] = str(real_path)
     return result
+
+
+def _distribution_scores(
+    real_files: list[Path], fake_files: list[Path], metrics: Sequence[str],
+    inception_weights: str | Path | None, device: str,
+) -> dict[str, Any]:
+    """FID / KID of all selected fakes against all selected reals (empty when neither is requested)."""
+    if not any(m in DISTRIBUTION_METRICS for m in metrics):
+        return {}
+    from cyclegan.metrics.fid import fid_kid_folders  # imports torch-fidelity: only when asked for
+
+    dist = fid_kid_folders(real_files, fake_files, weights_path=inception_weights, device=device)
+    out: dict[str, Any] = {}
+    if "fid" in metrics:
+        out["fid"] = dist["fid"]
+    if "kid" in metrics:
+        out.update(kid=dist["kid"], kid_std=dist["kid_std"], kid_subset_size=dist["kid_subset_size"],
+                   kid_subsets=dist["kid_subsets"])
+    out["fid_samples"] = dist["fid_samples"]
+    return out
 
 
 def _json_safe(obj: Any) -> Any:
@@ -252,8 +297,10 @@ def format_table(result: dict[str, Any], max_rows: int | None = 50) -> str:
 
     Shows up to ``max_rows`` per-image rows (``None``: all), then the means and unmatched count.
     """
-    cols = [m for m in SUPPORTED_METRICS if m in result]
+    cols = [m for m in PAIRED_METRICS if m in result]
     rows = result.get("per_image", [])
+    if "per_image" not in result:
+        return _format_distribution(result)
     shown = rows if max_rows is None else rows[:max_rows]
     name_w = max([len("name"), len("mean")] + [len(str(r["name"])) for r in shown])
     header = f"{'name':<{name_w}}  " + "  ".join(f"{c.upper():>10}" for c in cols)
@@ -276,5 +323,22 @@ def format_table(result: dict[str, Any], max_rows: int | None = 50) -> str:
         n_real = len(unmatched) - n_fake
         lines.append(f"unmatched: {n_fake} fake, {n_real} real")
     if result.get("fake_label"):
+        lines.append(f"scored: *_{result['fake_label']} images")
+    if any(k in result for k in DISTRIBUTION_METRICS):
+        lines.append(_format_distribution(result))
+    return "\n".join(lines)
+
+
+def _format_distribution(result: dict[str, Any]) -> str:
+    """The fid / kid lines of :func:`format_table`."""
+    lines = []
+    if "fid" in result:
+        lines.append(f"FID  {result['fid']:.4f}")
+    if "kid" in result:
+        lines.append(f"KID  {result['kid']:.6f} ± {result['kid_std']:.6f}")
+    samples = result.get("fid_samples")
+    if samples:
+        lines.append(f"images: {samples['fake']} fake, {samples['real']} real (all, unpaired)")
+    if "per_image" not in result and result.get("fake_label"):
         lines.append(f"scored: *_{result['fake_label']} images")
     return "\n".join(lines)

@@ -36,6 +36,12 @@ class TrainingRecipe(nn.Module):
         """The images of the last step, by name, in [-1, 1]."""
         raise NotImplementedError
 
+    def rebuild_step_modules(self) -> None:
+        """Called after the trainer replaced networks in ``nets`` (e.g. SyncBatchNorm conversion)."""
+
+    def wrap_step_modules(self, wrap) -> None:
+        """Let the trainer wrap whatever the step calls (DDP, torch.compile)."""
+
     def extra_state(self) -> dict[str, Any]:
         """State beyond networks and optimizers that an exact resume needs (e.g. image pools)."""
         return {}

@@ -12,9 +12,11 @@ One step computes what the reference's optimize_parameters computes:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch import nn
 
 from cyclegan.config import TrainConfig
 from cyclegan.losses import cycle_loss, gan_loss, gradient_penalty, identity_loss
@@ -22,6 +24,40 @@ from cyclegan.models.base import MODELS, TrainingRecipe, set_requires_grad
 from cyclegan.networks import define_D, define_G
 from cyclegan.pool import ImagePool
 from cyclegan.precision import Precision
+
+
+class GeneratorPair(nn.Module):
+    """G_A and G_B's whole forward of one step as one module call.
+
+    Under DistributedDataParallel each wrapped module should see one forward per backward; G_A and
+    G_B each run two or three times a step, so they are wrapped together, once, as this pair.
+    """
+
+    def __init__(self, G_A: nn.Module, G_B: nn.Module, identity: bool) -> None:
+        super().__init__()
+        self.G_A, self.G_B, self.identity = G_A, G_B, identity
+
+    def forward(self, real_A: torch.Tensor, real_B: torch.Tensor) -> dict[str, torch.Tensor]:
+        fake_B = self.G_A(real_A)
+        rec_A = self.G_B(fake_B)
+        fake_A = self.G_B(real_B)
+        rec_B = self.G_A(fake_A)
+        out = {"fake_B": fake_B, "rec_A": rec_A, "fake_A": fake_A, "rec_B": rec_B}
+        if self.identity:
+            out["idt_A"] = self.G_A(real_B)  # G_A should leave an image already in B unchanged
+            out["idt_B"] = self.G_B(real_A)
+        return out
+
+
+class DiscriminatorPair(nn.Module):
+    """D_A and D_B's losses of one step (real vs pooled fake, gradient penalty) as one module call."""
+
+    def __init__(self, D_A: nn.Module, D_B: nn.Module, loss: Callable[..., torch.Tensor]) -> None:
+        super().__init__()
+        self.D_A, self.D_B, self.loss = D_A, D_B, loss
+
+    def forward(self, real_A, real_B, fake_A, fake_B) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.loss(self.D_A, real_B, fake_B), self.loss(self.D_B, real_A, fake_A)
 
 
 @MODELS.register("cycle_gan")
@@ -53,6 +89,7 @@ class CycleGANModel(TrainingRecipe):
             self.fake_A_pool = ImagePool(m.pool_size, seed=seed + 1)
             self.fake_B_pool = ImagePool(m.pool_size, seed=seed + 2)
             self.gan = gan_loss(m.gan_mode)
+            self.rebuild_step_modules()
         self._visuals: dict[str, torch.Tensor] = {}
         self.last_step_skipped = False
 
@@ -62,6 +99,18 @@ class CycleGANModel(TrainingRecipe):
         generators = [*self.nets["G_A"].parameters(), *self.nets["G_B"].parameters()]
         discriminators = [*self.nets["D_A"].parameters(), *self.nets["D_B"].parameters()]
         self.optimizers = {"G": torch.optim.Adam(generators, **options), "D": torch.optim.Adam(discriminators, **options)}
+
+    def rebuild_step_modules(self) -> None:
+        """(Re)pair the networks, e.g. after SyncBatchNorm conversion replaced some of them."""
+        # Kept in a plain dict, not registered: the networks already are (under their own names).
+        self.step_modules = {
+            "G": GeneratorPair(self.nets["G_A"], self.nets["G_B"], identity=self.cfg.lambda_identity > 0),
+            "D": DiscriminatorPair(self.nets["D_A"], self.nets["D_B"], self.discriminator_loss),
+        }
+
+    def wrap_step_modules(self, wrap: Callable[[nn.Module], nn.Module]) -> None:
+        """Let the trainer wrap the step's modules (DistributedDataParallel, torch.compile)."""
+        self.step_modules = {name: wrap(module) for name, module in self.step_modules.items()}
 
     # --- the step -------------------------------------------------------------------------
 
@@ -77,21 +126,22 @@ class CycleGANModel(TrainingRecipe):
             loss = loss + gradient_penalty(net, real, fake, self.cfg.gp_type, self.cfg.gp_constant, self.cfg.lambda_gp)
         return loss
 
-    def training_step(self, batch: dict[str, Any], precision: Precision) -> dict[str, torch.Tensor]:
+    def training_step(self, batch: dict[str, Any], precision: Precision,
+                      all_ranks: Callable[[bool], bool] = bool) -> dict[str, torch.Tensor]:
+        """One step. ``all_ranks(flag)`` is True when every process agrees (distributed runs)."""
         m = self.cfg
-        G_A, G_B, D_A, D_B = (self.nets[k] for k in ("G_A", "G_B", "D_A", "D_B"))
+        D_A, D_B = self.nets["D_A"], self.nets["D_B"]
         real_A, real_B = batch["A"], batch["B"]
         opt_G, opt_D = self.optimizers["G"], self.optimizers["D"]
         self.last_step_skipped = False
 
-        # Generators, discriminators frozen: D's parameters need no gradients here.
+        # Generators. The discriminators are frozen (no gradient for their weights) and called
+        # directly, outside any DDP wrapper: the generators' loss must not touch D's reducer.
         set_requires_grad([D_A, D_B], False)
         opt_G.zero_grad(set_to_none=True)
         with precision.autocast():
-            fake_B = G_A(real_A)
-            rec_A = G_B(fake_B)
-            fake_A = G_B(real_B)
-            rec_B = G_A(fake_A)
+            images = self.step_modules["G"](real_A, real_B)
+            fake_B, rec_A, fake_A, rec_B = (images[k] for k in ("fake_B", "rec_A", "fake_A", "rec_B"))
             losses = {
                 "G_A": self.adversarial(D_A(fake_B), True, False),
                 "G_B": self.adversarial(D_B(fake_A), True, False),
@@ -99,16 +149,14 @@ class CycleGANModel(TrainingRecipe):
                 "cycle_B": cycle_loss(rec_B.float(), real_B.float()) * m.lambda_B,
             }
             if m.lambda_identity > 0:
-                idt_A = G_A(real_B)  # G_A should leave an image already in B unchanged
-                idt_B = G_B(real_A)
+                idt_A, idt_B = images["idt_A"], images["idt_B"]
                 losses["idt_A"] = identity_loss(idt_A.float(), real_B.float()) * m.lambda_B * m.lambda_identity
                 losses["idt_B"] = identity_loss(idt_B.float(), real_A.float()) * m.lambda_A * m.lambda_identity
         loss_G = sum(losses.values())
-        self._visuals = {"real_A": real_A, "fake_B": fake_B, "rec_A": rec_A, "real_B": real_B,
-                         "fake_A": fake_A, "rec_B": rec_B}
-        if m.lambda_identity > 0:
-            self._visuals.update(idt_B=idt_B, idt_A=idt_A)
-        if not torch.isfinite(loss_G):  # never let a NaN / inf reach the weights or the image pools
+        self._visuals = {"real_A": real_A, **images, "real_B": real_B}
+        # Never let a NaN / inf reach the weights or the image pools; every rank must agree, or
+        # one would wait forever for the others' gradients.
+        if not all_ranks(bool(torch.isfinite(loss_G))):
             set_requires_grad([D_A, D_B], True)
             self.last_step_skipped = True
             return {name: value.detach().float() for name, value in losses.items()}
@@ -122,10 +170,9 @@ class CycleGANModel(TrainingRecipe):
         pooled_fake_B = self.fake_B_pool.query(fake_B)
         pooled_fake_A = self.fake_A_pool.query(fake_A)
         with precision.autocast():
-            losses["D_A"] = self.discriminator_loss(D_A, real_B, pooled_fake_B)
-            losses["D_B"] = self.discriminator_loss(D_B, real_A, pooled_fake_A)
+            losses["D_A"], losses["D_B"] = self.step_modules["D"](real_A, real_B, pooled_fake_A, pooled_fake_B)
         loss_D = losses["D_A"] + losses["D_B"]
-        if not torch.isfinite(loss_D):
+        if not all_ranks(bool(torch.isfinite(loss_D))):
             self.last_step_skipped = True
             opt_G.zero_grad(set_to_none=True)
             return {name: value.detach().float() for name, value in losses.items()}

@@ -19,6 +19,7 @@ from cyclegan.networks.generators import (
     ResnetGenerator,
     UnetGenerator,
     UnetSkipConnectionBlock,
+    enable_gradient_checkpointing,
 )
 from cyclegan.networks.layers import NORM_LAYERS, conv_bias_for, get_norm_layer, init_weights
 from cyclegan.registry import Registry
@@ -86,6 +87,7 @@ __all__ = [
     "UnetSkipConnectionBlock",
     "define_D",
     "define_G",
+    "enable_gradient_checkpointing",
     "init_weights",
     "load_reference_state_dict",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from cyclegan.networks.layers import NormFactory, padding_layer
 
@@ -89,7 +90,12 @@ class ResnetBlock(nn.Module):
         block += [*pad, nn.Conv2d(dim, dim, kernel_size=3, padding=conv_padding, bias=use_bias), norm_layer(dim)]
         return nn.Sequential(*block)
 
+    gradient_checkpointing = False  # set by enable_gradient_checkpointing; a plain attribute, no key
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.gradient_checkpointing and torch.is_grad_enabled():
+            # Keep only the block's input; recompute its inside during backward (less memory, ~1/3 more compute).
+            return x + checkpoint(self.conv_block, x, use_reentrant=False)
         return x + self.conv_block(x)
 
 
@@ -178,9 +184,13 @@ class UnetSkipConnectionBlock(nn.Module):
                 model.append(nn.Dropout(0.5))
         self.model = nn.Sequential(*model)
 
+    gradient_checkpointing = False
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.outermost:
             return self.model(x)
+        if self.gradient_checkpointing and torch.is_grad_enabled():
+            return torch.cat([x, checkpoint(self.model, x, use_reentrant=False)], 1)
         return torch.cat([x, self.model(x)], 1)
 
 
@@ -210,3 +220,22 @@ class UnetGenerator(SizeCheckedGenerator):
         block = UnetSkipConnectionBlock(ngf * 2, ngf * 4, submodule=block, **common)
         block = UnetSkipConnectionBlock(ngf, ngf * 2, submodule=block, **common)
         self.model = UnetSkipConnectionBlock(output_nc, ngf, input_nc=input_nc, submodule=block, outermost=True, **common)
+
+
+def enable_gradient_checkpointing(net: nn.Module) -> int:
+    """Recompute activations in backward instead of storing them (``--gradient_checkpointing``).
+
+    ResNet generators checkpoint every residual block. U-Nets checkpoint the block just inside the
+    outermost one (one segment: nesting checkpoints would recompute the inner levels once per
+    level). Returns how many segments were set; the state_dict is unchanged.
+    """
+    segments = 0
+    for module in net.modules():
+        if isinstance(module, ResnetBlock):
+            module.gradient_checkpointing = True
+            segments += 1
+    if isinstance(net, UnetGenerator):
+        inner = net.model.model[1]
+        inner.gradient_checkpointing = True
+        segments += 1
+    return segments

@@ -28,7 +28,7 @@ import torch
 
 from cyclegan.metrics.evaluate import IMAGE_EXTENSIONS, split_label
 from cyclegan.report._io import atomic_write_text
-from cyclegan.report.plots import History, plot_losses
+from cyclegan.report.plots import History, plot_losses, plot_scores
 from cyclegan.report.visuals import save_visuals
 
 __all__ = ["VISUAL_ORDER", "ResultsPage", "TrainingPage", "collect_result_rows", "write_results_page"]
@@ -125,6 +125,7 @@ class TrainingPage:
         """``image_size`` is the display height in pixels; ``refresh_s > 0`` adds a meta refresh."""
         self.run_dir = Path(run_dir)
         self.web_dir = self.run_dir / "web"
+        self._latest_scores: dict[str, Any] | None = None  # the newest validation record, shown in a table
         self.img_dir = self.web_dir / "images"
         self.page_path = self.web_dir / "index.html"
         self.loss_png = self.web_dir / "loss.png"
@@ -201,6 +202,13 @@ class TrainingPage:
         self._save_state()
         return self.write()
 
+    def update_validation(self, records: Sequence[Mapping[str, Any]]) -> Path:
+        """Redraw ``web/validation.png`` (one panel per score, against the epoch) and rewrite the page."""
+        if records:
+            plot_scores(records, self.web_dir / "validation.png", title=f"{self.title}: validation")
+            self._latest_scores = dict(records[-1])
+        return self.write()
+
     def update_loss_plot(self, history: History) -> Path:
         """Redraw ``web/loss.png`` from ``history`` (see :func:`plot_losses`) and rewrite the page."""
         plot_losses(history, self.loss_png, title=f"{self.title}: losses")
@@ -221,6 +229,8 @@ class TrainingPage:
             title=self.title,
             epochs=epochs,
             loss_src=_src("loss.png") if self.loss_png.is_file() else None,
+            validation_src=_src("validation.png") if (self.web_dir / "validation.png").is_file() else None,
+            latest_scores=_score_items(self._latest_scores),
             updated=_now(),
             image_size=self.image_size,
             refresh_s=self.refresh_s,

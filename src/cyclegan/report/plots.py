@@ -89,3 +89,52 @@ def plot_losses(
         ax.text(0.5, 0.5, "no losses recorded yet", ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()
     return atomic_write(out_png, lambda tmp: fig.savefig(tmp, format="png"))
+
+
+_VAL_META = ("epoch", "iter", "iters", "total_iters", "time", "step")
+
+
+def val_metrics(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    names: list[str] = []
+    for r in records:
+        for k, v in r.items():
+            if k not in _VAL_META and _is_number(v) and k not in names:
+                names.append(k)
+    return names
+
+
+def plot_scores(records: Sequence[Mapping[str, Any]], out_png: str | Path, title: str = "Validation scores") -> Path:
+    """One small panel per metric (scores have unrelated scales: dB, [0, 1], FID ...) against the epoch.
+
+    ``plot_losses`` is not reused because it draws every series on one axis labelled "loss".
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    metrics = val_metrics(records)
+    n = max(len(metrics), 1)
+    cols = min(n, 3)
+    rows = math.ceil(n / cols)
+    fig = Figure(figsize=(3.6 * cols, 2.8 * rows), dpi=100)
+    FigureCanvasAgg(fig)
+    for i, name in enumerate(metrics):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        pts = []
+        for j, r in enumerate(records):
+            x = r.get("epoch", r.get("iter", j))
+            v = r.get(name)
+            if _is_number(x) and _is_number(v) and math.isfinite(v):
+                pts.append((float(x), float(v)))
+        pts.sort()
+        if pts:
+            xs, ys = zip(*pts, strict=True)
+            ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, linewidth=1.0)
+        ax.set_title(name, fontsize="medium")
+        ax.set_xlabel("epoch" if any("epoch" in r for r in records) else "iteration")
+        ax.grid(True, alpha=0.3)
+    if not metrics:
+        ax = fig.add_subplot(1, 1, 1)
+        ax.text(0.5, 0.5, "no scores recorded", ha="center", va="center", transform=ax.transAxes)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return atomic_write(out_png, lambda tmp: fig.savefig(tmp, format="png"))

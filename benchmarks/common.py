@@ -1,0 +1,421 @@
+"""Shared pieces of the benchmarks: the reference-style baseline step, our step, timing, output.
+
+The baseline (:class:`ReferenceStep`) is a CycleGAN iteration written the way
+junyanz/pytorch-CycleGAN-and-pix2pix's ``CycleGANModel.optimize_parameters`` runs it, eager fp32
+NCHW: forward; freeze D; zero G's grads; generator losses and ``backward``; G's Adam step; unfreeze
+D; zero D's grads; ``backward_D_A`` and ``backward_D_B``, each evaluating D on the real image and on
+a pooled fake and calling its own ``backward``; D's Adam step. Same networks (``define_G`` /
+``define_D``), same losses (``nn.MSELoss`` against a label tensor expanded to the prediction, as the
+reference's GANLoss; ``nn.L1Loss`` for cycle and identity), the reference's Adam construction
+(``itertools.chain`` of both networks' parameters, no ``foreach`` argument) and the image pool's
+semantics (our :class:`cyclegan.pool.ImagePool`, seeded as our model seeds it, so that both steps
+draw the same pooled fakes). ``tests/test_benchmarks.py`` checks that it computes the same losses
+and weights as our step.
+
+:func:`build_our_step` builds our step as ``cyclegan train`` does (``create_model``, the networks
+moved and put in channels_last, optimizers, optionally ``torch.compile``), at a given precision.
+
+FLOPs per iteration are counted from ``cyclegan.inspect_net`` MACs (conv / transposed conv, batch
+of one) with the usual convention that a backward pass costs twice a forward::
+
+    forward MACs per image = (4 + 2·[λ_identity > 0]) · MACs(G) + 6 · MACs(D)
+    FLOPs per iteration    = 3 × 2 × forward MACs per image × batch size
+
+4 generator calls make fake_B, rec_A, fake_A, rec_B (2 more for identity); D runs twice in the
+generator step (on fake_B, fake_A) and four times in its own step (real and pooled fake, per
+domain). It slightly overstates the work (the frozen D's backward needs no weight gradients, the
+D step's no input gradients): it is a yardstick for achieved / peak, not an exact count.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from cyclegan.config import DataConfig, ModelConfig, OptimConfig, RuntimeConfig, TrainConfig
+from cyclegan.models.base import set_requires_grad
+from cyclegan.networks import define_D, define_G
+from cyclegan.pool import ImagePool
+from cyclegan.precision import Precision
+
+# --- configurations ------------------------------------------------------------------------------
+
+
+@dataclass
+class BenchConfig:
+    """One benchmark setting: the networks, the image size and the batch."""
+
+    name: str
+    size: int
+    ngf: int
+    ndf: int
+    netG: str
+    netD: str = "basic"
+    batch_size: int = 1
+    lambda_identity: float = 0.0
+    input_nc: int = 3
+    output_nc: int = 3
+    norm: str = "instance"
+
+    def describe(self) -> str:
+        return (
+            f"{self.name}: {self.size}×{self.size}, {self.netG} ngf {self.ngf}, "
+            f"{self.netD} D ndf {self.ndf}, "
+            f"batch {self.batch_size}, λ_identity {self.lambda_identity:g}, {self.norm} norm"
+        )
+
+
+# The issue's CPU preset (README: 64×64 crops, ngf/ndf 32, resnet_6blocks, no identity loss) and
+# the paper's setting (256×256, ngf/ndf 64, resnet_9blocks, 70×70 PatchGAN, λ_identity 0.5).
+CONFIGS = {
+    "cpu": BenchConfig("cpu", size=64, ngf=32, ndf=32, netG="resnet_6blocks", lambda_identity=0.0),
+    "paper": BenchConfig("paper", size=256, ngf=64, ndf=64, netG="resnet_9blocks", lambda_identity=0.5),
+}
+
+
+def train_config(bench: BenchConfig, seed: int = 0) -> TrainConfig:
+    """The TrainConfig our model is built from (also read by the baseline, for the same values)."""
+    return TrainConfig(
+        data=DataConfig(
+            input_nc=bench.input_nc,
+            output_nc=bench.output_nc,
+            crop_size=bench.size,
+            batch_size=bench.batch_size,
+        ),
+        model=ModelConfig(
+            netG=bench.netG,
+            netD=bench.netD,
+            ngf=bench.ngf,
+            ndf=bench.ndf,
+            norm=bench.norm,
+            lambda_identity=bench.lambda_identity,
+        ),
+        optim=OptimConfig(),
+        runtime=RuntimeConfig(seed=seed),
+    )
+
+
+# --- the reference-style baseline ----------------------------------------------------------------
+
+
+class ReferenceGANLoss(nn.Module):
+    """The reference's GANLoss for lsgan / vanilla: a label tensor expanded to the prediction."""
+
+    def __init__(self, gan_mode: str = "lsgan", real_label: float = 1.0, fake_label: float = 0.0) -> None:
+        super().__init__()
+        self.register_buffer("real_label", torch.tensor(real_label))
+        self.register_buffer("fake_label", torch.tensor(fake_label))
+        if gan_mode == "lsgan":
+            self.loss = nn.MSELoss()
+        elif gan_mode == "vanilla":
+            self.loss = nn.BCEWithLogitsLoss()
+        else:
+            raise ValueError(f"the baseline implements lsgan and vanilla, not {gan_mode!r}")
+
+    def forward(self, prediction: torch.Tensor, target_is_real: bool) -> torch.Tensor:
+        target = self.real_label if target_is_real else self.fake_label
+        return self.loss(prediction, target.expand_as(prediction))
+
+
+class ReferenceStep(nn.Module):
+    """A CycleGAN iteration as the reference's ``optimize_parameters``, eager fp32 NCHW."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        super().__init__()
+        m, d, o = config.model, config.data, config.optim
+        self.lambda_A, self.lambda_B, self.lambda_idt = m.lambda_A, m.lambda_B, m.lambda_identity
+        g_kwargs = {
+            "norm": m.norm,
+            "use_dropout": not m.no_dropout,
+            "init_type": m.init_type,
+            "init_gain": m.init_gain,
+            "padding_type": m.padding_type,
+        }
+        d_kwargs = {"norm": m.norm, "init_type": m.init_type, "init_gain": m.init_gain}
+        # Built in our model's order (G_A, G_B, D_A, D_B), so one seed gives both the same weights.
+        self.netG_A = define_G(d.input_nc, d.output_nc, m.ngf, m.netG, **g_kwargs)
+        self.netG_B = define_G(d.output_nc, d.input_nc, m.ngf, m.netG, **g_kwargs)
+        self.netD_A = define_D(d.output_nc, m.ndf, m.netD, m.n_layers_D, **d_kwargs)
+        self.netD_B = define_D(d.input_nc, m.ndf, m.netD, m.n_layers_D, **d_kwargs)
+        seed = config.runtime.seed or 0
+        self.fake_A_pool = ImagePool(m.pool_size, seed=seed + 1)  # our model's seeds
+        self.fake_B_pool = ImagePool(m.pool_size, seed=seed + 2)
+        self.criterionGAN = ReferenceGANLoss(m.gan_mode, m.real_label, m.fake_label)
+        self.criterionCycle = nn.L1Loss()
+        self.criterionIdt = nn.L1Loss()
+        betas = (o.beta1, o.beta2)
+        self.optimizer_G = torch.optim.Adam(
+            itertools.chain(self.netG_A.parameters(), self.netG_B.parameters()), lr=o.lr, betas=betas
+        )
+        self.optimizer_D = torch.optim.Adam(
+            itertools.chain(self.netD_A.parameters(), self.netD_B.parameters()), lr=o.lr, betas=betas
+        )
+        self.losses: dict[str, torch.Tensor] = {}
+
+    def load_from(self, nets: dict[str, nn.Module]) -> None:
+        """Copy weights from our model's ``nets`` (G_A, G_B, D_A, D_B)."""
+        for name in ("G_A", "G_B", "D_A", "D_B"):
+            getattr(self, f"net{name}").load_state_dict(nets[name].state_dict())
+
+    def networks(self) -> dict[str, nn.Module]:
+        return {name: getattr(self, f"net{name}") for name in ("G_A", "G_B", "D_A", "D_B")}
+
+    def forward_images(self) -> None:
+        self.fake_B = self.netG_A(self.real_A)
+        self.rec_A = self.netG_B(self.fake_B)
+        self.fake_A = self.netG_B(self.real_B)
+        self.rec_B = self.netG_A(self.fake_A)
+
+    def backward_D_basic(self, netD: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        loss_D_real = self.criterionGAN(netD(real), True)
+        loss_D_fake = self.criterionGAN(netD(fake.detach()), False)
+        loss_D = (loss_D_real + loss_D_fake) * 0.5
+        loss_D.backward()
+        return loss_D
+
+    def backward_D_A(self) -> None:
+        fake_B = self.fake_B_pool.query(self.fake_B)
+        self.losses["D_A"] = self.backward_D_basic(self.netD_A, self.real_B, fake_B)
+
+    def backward_D_B(self) -> None:
+        fake_A = self.fake_A_pool.query(self.fake_A)
+        self.losses["D_B"] = self.backward_D_basic(self.netD_B, self.real_A, fake_A)
+
+    def backward_G(self) -> None:
+        lambda_idt, lambda_A, lambda_B = self.lambda_idt, self.lambda_A, self.lambda_B
+        if lambda_idt > 0:
+            self.idt_A = self.netG_A(self.real_B)
+            loss_idt_A = self.criterionIdt(self.idt_A, self.real_B) * lambda_B * lambda_idt
+            self.idt_B = self.netG_B(self.real_A)
+            loss_idt_B = self.criterionIdt(self.idt_B, self.real_A) * lambda_A * lambda_idt
+        else:
+            loss_idt_A = loss_idt_B = 0
+        loss_G_A = self.criterionGAN(self.netD_A(self.fake_B), True)
+        loss_G_B = self.criterionGAN(self.netD_B(self.fake_A), True)
+        loss_cycle_A = self.criterionCycle(self.rec_A, self.real_A) * lambda_A
+        loss_cycle_B = self.criterionCycle(self.rec_B, self.real_B) * lambda_B
+        loss_G = loss_G_A + loss_G_B + loss_cycle_A + loss_cycle_B + loss_idt_A + loss_idt_B
+        loss_G.backward()
+        self.losses = {"G_A": loss_G_A, "G_B": loss_G_B, "cycle_A": loss_cycle_A, "cycle_B": loss_cycle_B}
+        if lambda_idt > 0:
+            self.losses.update(idt_A=loss_idt_A, idt_B=loss_idt_B)
+
+    def optimize_parameters(self, real_A: torch.Tensor, real_B: torch.Tensor) -> dict[str, torch.Tensor]:
+        self.real_A, self.real_B = real_A, real_B
+        self.forward_images()
+        set_requires_grad([self.netD_A, self.netD_B], False)
+        self.optimizer_G.zero_grad()
+        self.backward_G()
+        self.optimizer_G.step()
+        set_requires_grad([self.netD_A, self.netD_B], True)
+        self.optimizer_D.zero_grad()
+        self.backward_D_A()
+        self.backward_D_B()
+        self.optimizer_D.step()
+        return {name: value.detach() for name, value in self.losses.items()}
+
+
+# --- our step ------------------------------------------------------------------------------------
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    """``auto``: bf16 (measured fastest on AVX-512-BF16 CPUs and on recent GPUs), else fp16 on CUDA."""
+    if name != "auto":
+        return name
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return "fp16"
+    return "bf16"
+
+
+def build_our_step(
+    config: TrainConfig, device: torch.device, precision: str, channels_last: bool, compile: bool
+) -> tuple[Any, Precision]:
+    """Our model, set up as the trainer sets it up (device, memory format, optimizers, compile)."""
+    from cyclegan.models import create_model
+
+    model = create_model(config, is_train=True)
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    model.build_optimizers()
+    if compile:
+        if hasattr(model, "wrap_step_modules"):
+            model.wrap_step_modules(torch.compile)
+        else:  # an older model without step modules: compile each network
+            for name in list(model.nets):
+                model.nets[name] = torch.compile(model.nets[name])
+    return model, Precision(precision, device)
+
+
+def our_step_fn(
+    model: Any, precision: Precision, channels_last: bool
+) -> Callable[[torch.Tensor, torch.Tensor], dict]:
+    def step(real_A: torch.Tensor, real_B: torch.Tensor) -> dict[str, torch.Tensor]:
+        if channels_last:  # the trainer converts each batch as it reaches the device; so does the timing
+            real_A = real_A.contiguous(memory_format=torch.channels_last)
+            real_B = real_B.contiguous(memory_format=torch.channels_last)
+        return model.training_step({"A": real_A, "B": real_B}, precision)
+
+    return step
+
+
+def random_batch(
+    bench: BenchConfig, device: torch.device, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    shape_A = (bench.batch_size, bench.input_nc, bench.size, bench.size)
+    shape_B = (bench.batch_size, bench.output_nc, bench.size, bench.size)
+    real_A = torch.rand(shape_A, generator=generator) * 2 - 1
+    real_B = torch.rand(shape_B, generator=generator) * 2 - 1
+    return real_A.to(device), real_B.to(device)
+
+
+# --- FLOPs, peak, memory -------------------------------------------------------------------------
+
+
+def network_macs(bench: BenchConfig) -> dict[str, int]:
+    """MACs per image of one generator and one discriminator at the benchmark size."""
+    from cyclegan.inspect_net import inspect_network
+
+    G = define_G(bench.input_nc, bench.output_nc, bench.ngf, bench.netG, norm=bench.norm)
+    D = define_D(bench.output_nc, bench.ndf, bench.netD, norm=bench.norm)
+    shape = (1, bench.input_nc, bench.size, bench.size)
+    return {
+        "G": inspect_network(G, shape, effective=False).macs,
+        "D": inspect_network(D, (1, bench.output_nc, bench.size, bench.size), effective=False).macs,
+    }
+
+
+def flops_per_iteration(bench: BenchConfig, macs: dict[str, int]) -> tuple[float, str]:
+    """The model FLOPs of one training iteration and the formula, as text."""
+    g_calls = 4 + (2 if bench.lambda_identity > 0 else 0)
+    forward_macs = g_calls * macs["G"] + 6 * macs["D"]
+    flops = 3 * 2 * forward_macs * bench.batch_size
+    formula = (
+        f"3 × 2 × [({g_calls} G calls × {macs['G'] / 1e9:.4g} GMAC) "
+        f"+ (6 D calls × {macs['D'] / 1e9:.4g} GMAC)]"
+        f" × batch {bench.batch_size} = {flops / 1e9:.4g} GFLOP"
+    )
+    return float(flops), formula
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype, n: int, repeats: int = 5) -> float:
+    """FLOP/s of the best of ``repeats`` n×n @ n×n products (2n³ FLOPs each): the machine's peak."""
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    torch.matmul(a, b)  # warm-up: library initialisation, caches, clocks
+    synchronize(device)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.matmul(a, b)
+        synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best
+
+
+def measure_peaks(device: torch.device, n: int) -> dict[str, float]:
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
+    if device.type == "cuda":
+        dtypes["fp16"] = torch.float16
+    return {name: matmul_peak(device, dtype, n) for name, dtype in dtypes.items()}
+
+
+def peak_memory_mib(device: torch.device) -> float:
+    """Peak memory of this process: CUDA's max allocated, else the peak resident set size."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10  # bytes on macOS, KiB on Linux
+
+
+def machine_description(device: torch.device, threads: int) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (torch {torch.__version__})"
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{cpu}, {threads} thread(s) of {os.cpu_count()} CPU(s) (torch {torch.__version__})"
+
+
+# --- statistics and output -----------------------------------------------------------------------
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
+    def cell(value: Any) -> str:
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_json(path: str | None, payload: dict[str, Any]) -> None:
+    if path:
+        with open(path, "w") as handle:
+            json.dump(payload, handle, indent=2)
+            handle.write("\n")
+
+
+def bench_from_args(args: Any) -> BenchConfig:
+    """The named config with the command line's overrides (--size --ngf --ndf --netG --batch_size ...)."""
+    bench = BenchConfig(**asdict(CONFIGS[args.config]))
+    for key in ("size", "ngf", "ndf", "netG", "netD", "batch_size", "lambda_identity"):
+        value = getattr(args, key, None)
+        if value is not None:
+            setattr(bench, key, value)
+    return bench
+
+
+def add_config_arguments(parser: Any) -> None:
+    parser.add_argument(
+        "--config",
+        choices=sorted(CONFIGS),
+        default="cpu",
+        help="cpu: 64×64 ngf/ndf 32 resnet_6blocks; paper: 256×256 ngf/ndf 64 resnet_9blocks",
+    )
+    parser.add_argument("--size", type=int, default=None, help="override the image side")
+    parser.add_argument("--ngf", type=int, default=None, help="override ngf")
+    parser.add_argument("--ndf", type=int, default=None, help="override ndf")
+    parser.add_argument("--netG", default=None, help="override the generator")
+    parser.add_argument("--netD", default=None, help="override the discriminator")
+    parser.add_argument("--batch_size", type=int, default=None, help="override the batch size")
+    parser.add_argument("--lambda_identity", type=float, default=None, help="override λ_identity")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads (default: torch's, which follows OMP_NUM_THREADS)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny iteration counts: checks that it runs, not timing"
+    )
+    parser.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON")

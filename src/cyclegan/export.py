@@ -1,0 +1,428 @@
+"""Export trained generators for inference outside this package: ONNX and TorchScript.
+
+What is exported is the generator's plain layer stack (``SizeCheckedGenerator.body``), not its
+``forward``: that one checks the size in Python and optionally reflect-pads to the network's
+multiple, and a traced graph would freeze whichever branch the example input took. The exported
+graph therefore needs H and W divisible by the generator's ``size_multiple`` (4 for the ResNets,
+128 / 256 for the U-Nets); :class:`cyclegan.backends.OnnxGenerator` pads and crops around it, as
+``cyclegan test`` does for the torch networks. Batch, height and width are dynamic axes; the
+multiple is written into the file (ONNX metadata ``size_multiple``, TorchScript extra file
+``cyclegan.json``) so a reader needs nothing else.
+
+ONNX goes through the torch.export-based exporter (``torch.onnx.export(..., dynamo=True)``, the
+default since torch 2.9; the TorchScript-based one is deprecated). That exporter implements opset
+18 and up; an older opset (some runtimes want 17) is written by the legacy exporter instead,
+because down-converting the new exporter's ``Pad`` to 17 fails. Every file is written to a
+temporary name and renamed, so a reader never sees half a model.
+
+``run_export_model`` is the engine of ``cyclegan export``: it loads a run's generators, writes
+``G_A.onnx`` / ``G_B.onnx`` (or ``.pt``), and measures each file against the torch network at the
+export size and at a second size and batch (which proves the dynamic axes), as the max absolute
+difference in the images' [-1, 1] units.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import logging
+import warnings
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from cyclegan.backends import OnnxGenerator, pad_to_multiple
+from cyclegan.checkpoint import atomic_write
+
+log = logging.getLogger(__name__)
+
+EXPORT_FORMATS = ("onnx", "torchscript", "reference")
+SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
+DEFAULT_OPSET = 18  # the lowest opset the torch.export-based exporter implements
+TORCHSCRIPT_METADATA = "cyclegan.json"
+
+
+class ExportError(ValueError):
+    """An export that cannot be done as asked; the message says what to change."""
+
+
+class _Body(nn.Module):
+    """The generator's layers without the Python size check / padding branch of its forward."""
+
+    def __init__(self, generator: nn.Module) -> None:
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.generator.body(x)
+
+
+def _unwrap(net: nn.Module) -> nn.Module:
+    # torch.compile keeps the module in `_orig_mod`, DDP in `module`.
+    while True:
+        inner = getattr(net, "_orig_mod", None)
+        if inner is None:
+            inner = getattr(net, "module", None)
+        if not isinstance(inner, nn.Module):
+            return net
+        net = inner
+
+
+def _plain_generator(net: nn.Module) -> nn.Module:
+    """A CPU fp32 eval-mode copy: export must not move, cast or switch the caller's network."""
+    net = _unwrap(net)
+    if not hasattr(net, "body") or not hasattr(net, "size_multiple"):
+        raise ExportError(f"{type(net).__name__} is not one of our generators (no body / size_multiple)")
+    plain = copy.deepcopy(net).float().cpu().eval()
+    return plain.to(memory_format=torch.contiguous_format)
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return max(multiple, -(-value // multiple) * multiple)
+
+
+def example_size(multiple: int, height: int, width: int, dynamic: bool) -> tuple[int, int]:
+    """H, W of the example input: rounded up to the multiple, and at least twice it when dynamic.
+
+    torch.export specialises a dimension whose example value is 1 (here: H / multiple == 1), so a
+    dynamic export traces with at least two multiples per side.
+    """
+    height, width = _round_up(height, multiple), _round_up(width, multiple)
+    if dynamic:
+        height, width = max(height, 2 * multiple), max(width, 2 * multiple)
+    return height, width
+
+
+def _metadata(generator: nn.Module, extra: dict[str, Any] | None) -> dict[str, str]:
+    meta = {
+        "producer": "cyclegan",
+        "size_multiple": str(generator.size_multiple),
+        "input_nc": str(generator.input_nc),
+        "value_range": "[-1, 1]",
+        "layout": "NCHW",
+        "note": f"H and W must be multiples of {generator.size_multiple}: reflect-pad and crop back",
+    }
+    meta.update({key: str(value) for key, value in (extra or {}).items()})
+    return meta
+
+
+@contextlib.contextmanager
+def _quiet_tracing() -> Iterator[None]:
+    # Tracing warns once per instance-norm layer that its "spatial size is 1" check reads a tensor
+    # as a Python bool (harmless: that check only raises), and the legacy ONNX exporter adds its
+    # deprecation and constant-folding notes; none of them is actionable for the user. torch 2.14
+    # also marks torch.jit as deprecated in favour of torch.export: TorchScript is still what C++
+    # and older deployments load, which is why it is offered.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*torch.jit.*", category=FutureWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*[Cc]onstant folding.*")
+        warnings.filterwarnings("ignore", message=".*instance_norm.*")
+        yield
+
+
+def export_onnx(
+    net: nn.Module,
+    path: str | Path,
+    input_nc: int | None = None,
+    height: int = 256,
+    width: int = 256,
+    dynamic: bool = True,
+    opset: int = DEFAULT_OPSET,
+    metadata: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``net`` (a generator) as an ONNX model with input ``input`` and output ``output``.
+
+    ``dynamic``: batch, height and width are symbolic (height and width as multiples of the
+    generator's ``size_multiple``); otherwise the file takes only the example's shape. ``height`` /
+    ``width`` give the example input (rounded up to the multiple). ``opset`` ≥ 18 uses the
+    torch.export-based exporter, below 18 the legacy TorchScript-based one.
+    """
+    generator = _plain_generator(net)
+    input_nc = generator.input_nc if input_nc is None else input_nc
+    if input_nc != generator.input_nc:
+        raise ExportError(f"the generator takes {generator.input_nc} input channel(s), not {input_nc}")
+    multiple = generator.size_multiple
+    h, w = example_size(multiple, height, width, dynamic)
+    # Batch 2 in the example for the same reason as H, W ≥ 2 multiples: a 1 would be specialised.
+    example = torch.rand(2 if dynamic else 1, input_nc, h, w) * 2 - 1
+    body = _Body(generator).eval()
+    meta = _metadata(generator, metadata)
+    path = Path(path)
+    if opset >= DEFAULT_OPSET:
+        data = _export_dynamo(body, example, multiple, dynamic, opset, meta)
+    else:
+        data = _export_legacy(body, example, dynamic, opset, meta)
+    atomic_write(path, data)
+    return path
+
+
+def _export_dynamo(
+    body: nn.Module, example: torch.Tensor, multiple: int, dynamic: bool, opset: int, meta: dict[str, str]
+) -> bytes:
+    dynamic_shapes = None
+    if dynamic:
+        Dim = torch.export.Dim
+        # H = multiple × h' keeps the divisibility in the graph's symbolic shapes; h' ≥ 2 because a
+        # ResNet's innermost reflection pad needs its input wider than the pad.
+        dynamic_shapes = {
+            "x": {0: Dim("batch", min=1), 2: multiple * Dim("h", min=2), 3: multiple * Dim("w", min=2)}
+        }
+    with _quiet_tracing(), torch.no_grad():
+        program = torch.onnx.export(
+            body,
+            (example,),
+            dynamo=True,
+            opset_version=opset,
+            dynamic_shapes=dynamic_shapes,
+            input_names=["input"],
+            output_names=["output"],
+            verbose=False,
+        )
+    program.model.metadata_props.update(meta)
+    # Serialised in memory (not ONNXProgram.save) so that atomic_write can do the rename; a
+    # generator is far below protobuf's 2 GB limit.
+    return program.model_proto.SerializeToString()
+
+
+def _export_legacy(
+    body: nn.Module, example: torch.Tensor, dynamic: bool, opset: int, meta: dict[str, str]
+) -> bytes:
+    import onnx
+
+    buffer = io.BytesIO()
+    axes = {0: "batch", 2: "height", 3: "width"}
+    with _quiet_tracing(), torch.no_grad():
+        torch.onnx.export(
+            body,
+            (example,),
+            buffer,
+            dynamo=False,
+            opset_version=opset,
+            input_names=["input"],
+            output_names=["output"],
+            dynamic_axes={"input": axes, "output": axes} if dynamic else None,
+        )
+    proto = onnx.load_from_string(buffer.getvalue())
+    for key, value in meta.items():
+        proto.metadata_props.add(key=key, value=value)
+    return proto.SerializeToString()
+
+
+def export_torchscript(
+    net: nn.Module,
+    path: str | Path,
+    input_nc: int | None = None,
+    height: int = 256,
+    width: int = 256,
+    metadata: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``net`` (a generator) as a traced TorchScript module (``torch.jit.load`` reads it).
+
+    Tracing the layer stack records no shapes (every layer is size-generic), so the module takes
+    any batch and any H, W divisible by the generator's multiple. The multiple is stored in the
+    extra file ``cyclegan.json``.
+    """
+    generator = _plain_generator(net)
+    input_nc = generator.input_nc if input_nc is None else input_nc
+    if input_nc != generator.input_nc:
+        raise ExportError(f"the generator takes {generator.input_nc} input channel(s), not {input_nc}")
+    h, w = example_size(generator.size_multiple, height, width, dynamic=True)
+    example = torch.rand(2, input_nc, h, w) * 2 - 1
+    with _quiet_tracing(), torch.no_grad():
+        traced = torch.jit.trace(_Body(generator).eval(), example)
+    buffer = io.BytesIO()
+    extra = {TORCHSCRIPT_METADATA: json.dumps(_metadata(generator, metadata))}
+    with _quiet_tracing():
+        torch.jit.save(traced, buffer, _extra_files=extra)
+    return atomic_write(Path(path), buffer.getvalue())
+
+
+def load_torchscript(path: str | Path) -> tuple[torch.jit.ScriptModule, dict[str, str]]:
+    """A TorchScript file written by :func:`export_torchscript`, and its metadata."""
+    extra = {TORCHSCRIPT_METADATA: ""}
+    with _quiet_tracing():
+        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    meta = json.loads(extra[TORCHSCRIPT_METADATA] or "{}")
+    return module.eval(), meta
+
+
+def _backend_for(path: Path, backend: str | None) -> str:
+    if backend is not None:
+        return backend
+    if path.suffix == ".onnx":
+        return "onnxruntime"
+    if path.suffix == ".pt":
+        return "torchscript"
+    raise ExportError(
+        f"cannot tell the backend of {path} from its suffix: pass backend='onnxruntime' or 'torchscript'"
+    )
+
+
+@torch.no_grad()
+def check_parity(
+    net: nn.Module,
+    exported_path: str | Path,
+    backend: str | None = None,
+    input: torch.Tensor | None = None,
+) -> float:
+    """Max |exported(input) − net(input)| in the images' [-1, 1] units, both in fp32 on the CPU.
+
+    ``backend``: ``onnxruntime`` or ``torchscript`` (default: from the suffix, .onnx / .pt).
+    ``input``: N×C×H×W in [-1, 1], any H, W (both sides pad to the multiple and crop back);
+    default one random image at twice the generator's multiple.
+    """
+    exported_path = Path(exported_path)
+    backend = _backend_for(exported_path, backend)
+    generator = _plain_generator(net)
+    generator.pad_to_multiple = True
+    if input is None:
+        side = 2 * generator.size_multiple
+        input = (
+            torch.rand(1, generator.input_nc, side, side, generator=torch.Generator().manual_seed(0)) * 2 - 1
+        )
+    input = input.detach().float().cpu()
+    expected = generator(input)
+    if backend == "onnxruntime":
+        # One thread: a parity check should not compete with the caller for cores.
+        produced = OnnxGenerator(exported_path, generator.size_multiple, threads=1)(input)
+    elif backend == "torchscript":
+        module, _ = load_torchscript(exported_path)
+        padded, height, width = pad_to_multiple(input, generator.size_multiple)
+        produced = module(padded)[..., :height, :width]
+    else:
+        raise ExportError(f"unknown backend {backend!r}; known: onnxruntime, torchscript")
+    if produced.shape != expected.shape:
+        raise ExportError(
+            f"{exported_path} gave shape {tuple(produced.shape)}, torch {tuple(expected.shape)}"
+        )
+    return float((produced.float() - expected).abs().max())
+
+
+def _second_size(multiple: int, height: int, width: int) -> tuple[int, int]:
+    """Another H × W (not square, not the export's) to prove the dynamic axes."""
+    return (height - multiple if height - multiple >= 2 * multiple else height + multiple), width + multiple
+
+
+def run_export_model(
+    run_dir: str | Path,
+    epoch: str = "latest",
+    fmt: str = "onnx",
+    out_dir: str | Path | None = None,
+    height: int = 256,
+    width: int = 256,
+    names: Iterable[str] = ("G_A", "G_B"),
+    opset: int = DEFAULT_OPSET,
+    flags: Any = None,
+) -> dict[str, Any]:
+    """Export a run's networks; the engine of ``cyclegan export``.
+
+    ``fmt``: ``onnx`` (``<name>.onnx``), ``torchscript`` (``<name>.pt``), or ``reference`` (every
+    network as the reference's ``latest_net_<name>.pth``, plus ``config.json``). For onnx /
+    torchscript the generators come from :func:`cyclegan.translate.load_generators` (our
+    checkpoint or the reference's .pth files), and the result holds per generator the max
+    absolute difference to torch at ``1×C×height×width`` (``parity``) and at batch 2 of another
+    size (``parity_dynamic``). Print it with :func:`format_export_summary`.
+    """
+    if fmt not in EXPORT_FORMATS:
+        raise ExportError(f"unknown export format {fmt!r}; known: {', '.join(EXPORT_FORMATS)}")
+    run_dir = Path(run_dir)
+    out_dir = Path(out_dir) if out_dir is not None else run_dir / "export"
+    if fmt == "reference":
+        return _export_reference_run(run_dir, epoch, out_dir)
+
+    from cyclegan.config import CONFIG_FILENAME
+    from cyclegan.translate import load_generators
+
+    loaded = load_generators(run_dir, epoch, names=tuple(names), flags=flags, device="cpu")
+    result: dict[str, Any] = {
+        "format": fmt,
+        "out_dir": str(out_dir),
+        "files": {},
+        "parity": {},
+        "parity_dynamic": {},
+        "sizes": {},
+    }
+    if fmt == "onnx":
+        result["opset"] = opset
+    for name, net in loaded.nets.items():
+        multiple = net.size_multiple
+        h, w = example_size(multiple, height, width, dynamic=False)
+        h2, w2 = _second_size(multiple, h, w)
+        meta = {
+            "name": name,
+            "netG": loaded.config.model.netG,
+            "source": ", ".join(p.name for p in loaded.source),
+        }
+        path = out_dir / f"{name}{SUFFIXES[fmt]}"
+        if fmt == "onnx":
+            export_onnx(net, path, net.input_nc, h, w, dynamic=True, opset=opset, metadata=meta)
+        else:
+            export_torchscript(net, path, net.input_nc, h, w, metadata=meta)
+        rng = torch.Generator().manual_seed(0)
+        first = torch.rand(1, net.input_nc, h, w, generator=rng) * 2 - 1
+        second = torch.rand(2, net.input_nc, h2, w2, generator=rng) * 2 - 1
+        result["files"][name] = str(path)
+        result["parity"][name] = check_parity(net, path, input=first)
+        result["parity_dynamic"][name] = check_parity(net, path, input=second)
+        result["sizes"][name] = {"export": [1, net.input_nc, h, w], "dynamic": [2, net.input_nc, h2, w2]}
+    atomic_write(out_dir / CONFIG_FILENAME, loaded.config.to_json())
+    return result
+
+
+def _export_reference_run(run_dir: Path, epoch: str, out_dir: Path) -> dict[str, Any]:
+    """Every network of our checkpoint as the reference's ``latest_net_<name>.pth``."""
+    from cyclegan.checkpoint import CHECKPOINT_SUFFIX, export_reference, load_checkpoint
+    from cyclegan.config import CONFIG_FILENAME, TrainConfig
+    from cyclegan.models import create_model
+
+    state = load_checkpoint(run_dir / f"{epoch}{CHECKPOINT_SUFFIX}")
+    config = TrainConfig.from_dict(state["config"])
+    model = create_model(config, is_train=True)
+    for name, net in model.nets.items():
+        net.load_state_dict(state["nets"][name], strict=True)
+    written = export_reference(dict(model.nets.items()), out_dir, epoch="latest")
+    atomic_write(out_dir / CONFIG_FILENAME, config.to_json())
+    return {
+        "format": "reference",
+        "out_dir": str(out_dir),
+        "files": {p.stem.split("_net_")[-1]: str(p) for p in written},
+        "parity": {},
+        "parity_dynamic": {},
+        "sizes": {},
+    }
+
+
+def format_export_summary(result: dict[str, Any]) -> str:
+    """One line per written file, with its parity figures when measured."""
+    lines = []
+    for name, path in result["files"].items():
+        line = str(path)
+        if name in result.get("parity", {}):
+            sizes = result["sizes"][name]
+            line += (
+                f"  max |Δ| vs torch: {result['parity'][name]:.2e} at {'×'.join(map(str, sizes['export']))}, "
+                f"{result['parity_dynamic'][name]:.2e} at {'×'.join(map(str, sizes['dynamic']))}"
+            )
+        lines.append(line)
+    return "\n".join(lines)
+
+
+__all__ = [
+    "DEFAULT_OPSET",
+    "EXPORT_FORMATS",
+    "ExportError",
+    "check_parity",
+    "example_size",
+    "export_onnx",
+    "export_torchscript",
+    "format_export_summary",
+    "load_torchscript",
+    "run_export_model",
+]

@@ -1,0 +1,159 @@
+"""The benchmarks: the baseline computes what our step computes, and both scripts run (--quick).
+
+The equivalence test is what makes the speed ratio meaningful: the reference-style eager step in
+``benchmarks/common.py`` and our ``CycleGANModel.training_step`` at fp32 give the same losses and
+the same weights from the same starting weights (our step computes both losses before applying
+both updates; D's loss uses detached fakes, so the reference's order is the same arithmetic).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from .conftest import REPO_ROOT
+
+BENCHMARKS = REPO_ROOT / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+from common import (  # noqa: E402
+    BenchConfig,
+    ReferenceStep,
+    build_our_step,
+    flops_per_iteration,
+    markdown_table,
+    random_batch,
+    train_config,
+)
+
+CPU = torch.device("cpu")
+
+
+def parameters(nets: dict[str, torch.nn.Module]) -> dict[str, torch.Tensor]:
+    return {
+        f"{name}.{key}": value.detach()
+        for name, net in nets.items()
+        for key, value in net.state_dict().items()
+    }
+
+
+@pytest.mark.parametrize("lambda_identity", [0.0, 0.5])
+def test_baseline_step_is_our_step(lambda_identity):
+    bench = BenchConfig("tiny", size=32, ngf=4, ndf=4, netG="resnet_6blocks", lambda_identity=lambda_identity)
+    config = train_config(bench, seed=0)
+    torch.manual_seed(0)
+    model, precision = build_our_step(config, CPU, "fp32", channels_last=False, compile=False)
+    reference = ReferenceStep(config)
+    reference.load_from(model.nets)
+    real_A, real_B = random_batch(bench, CPU)
+
+    ours = model.training_step({"A": real_A, "B": real_B}, precision)
+    theirs = reference.optimize_parameters(real_A, real_B)
+    assert set(ours) == set(theirs)
+    for name in ours:  # same operations in the same order: bitwise equal
+        assert torch.equal(ours[name], theirs[name].float()), name
+    ours_weights, their_weights = parameters(dict(model.nets.items())), parameters(reference.networks())
+    assert ours_weights.keys() == their_weights.keys()
+    changed = 0
+    for key, value in ours_weights.items():
+        assert torch.equal(value, their_weights[key]), key
+        changed += key.endswith("weight")
+    assert changed > 0
+
+
+def test_baseline_and_ours_stay_together_through_the_pool():
+    """Pool of 1: from the second step on, D sees stored fakes drawn by the pools' own RNG."""
+    bench = BenchConfig("tiny", size=32, ngf=4, ndf=4, netG="resnet_6blocks")
+    config = train_config(bench, seed=3)
+    config.model.pool_size = 1
+    torch.manual_seed(0)
+    model, precision = build_our_step(config, CPU, "fp32", channels_last=False, compile=False)
+    reference = ReferenceStep(config)
+    reference.load_from(model.nets)
+    for step in range(3):
+        real_A, real_B = random_batch(bench, CPU, seed=step)
+        ours = model.training_step({"A": real_A, "B": real_B}, precision)
+        theirs = reference.optimize_parameters(real_A, real_B)
+        for name in ours:
+            torch.testing.assert_close(ours[name], theirs[name], rtol=1e-6, atol=1e-7)
+    ours_weights, their_weights = parameters(dict(model.nets.items())), parameters(reference.networks())
+    for key, value in ours_weights.items():
+        torch.testing.assert_close(value, their_weights[key], rtol=1e-6, atol=1e-7)
+
+
+def test_flops_formula_counts_generator_and_discriminator_calls():
+    bench = BenchConfig("t", size=64, ngf=8, ndf=8, netG="resnet_6blocks", lambda_identity=0.5, batch_size=2)
+    flops, formula = flops_per_iteration(bench, {"G": 100, "D": 10})
+    assert flops == 3 * 2 * (6 * 100 + 6 * 10) * 2
+    assert "6 G calls" in formula and "6 D calls" in formula
+    bench.lambda_identity = 0.0
+    assert flops_per_iteration(bench, {"G": 100, "D": 10})[0] == 3 * 2 * (4 * 100 + 6 * 10) * 2
+
+
+def test_markdown_table_shape():
+    table = markdown_table(["a", "b"], [[1, 2.5], ["x", "y"]]).splitlines()
+    assert table[0] == "| a | b |" and table[1].count("---") == 2 and len(table) == 4
+
+
+def run_script(script: str, *args: str, tmp_path) -> tuple[str, dict]:
+    out = tmp_path / f"{script}.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # one thread: the test must not crowd the machine
+    completed = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), "--quick", "--threads", "1", *args, "--json", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return completed.stdout, json.loads(out.read_text())
+
+
+def table_rows(stdout: str) -> list[list[str]]:
+    lines = [line for line in stdout.splitlines() if line.startswith("|")]
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines]
+
+
+@pytest.mark.slow
+def test_train_step_benchmark_quick(tmp_path):
+    stdout, report = run_script(
+        "train_step.py", "--size", "32", "--ngf", "4", "--ndf", "4", tmp_path=tmp_path
+    )
+    rows = table_rows(stdout)
+    assert len(rows) == 4 and all(len(row) == len(rows[0]) == 10 for row in rows)  # header, rule, 2 variants
+    assert [row[0] for row in rows[2:]] == ["baseline", "ours"]
+    assert [r["variant"] for r in report["results"]] == ["baseline", "ours"]
+    baseline, ours = report["results"]
+    assert baseline["precision"] == "fp32" and not baseline["channels_last"]
+    assert ours["precision"] == "bf16" and ours["channels_last"]  # our best CPU settings by default
+    assert baseline["speedup_vs_baseline"] == 1.0 and ours["speedup_vs_baseline"] > 0
+    for result in report["results"]:
+        assert result["timed_iterations"] == 2 and result["losses_finite"]
+        assert result["median_ms"] > 0 and result["images_per_s"] > 0
+        assert result["peak_memory_mib"] >= result["start_memory_mib"] > 0
+        assert 0 < result["fraction_of_peak"]
+    assert report["flops_per_iteration"] > 0 and set(report["matmul_peak_tflops"]) >= {"fp32", "bf16"}
+    assert report["config"]["size"] == 32 and "speed of ours relative to the baseline" in stdout
+
+
+@pytest.mark.slow
+def test_inference_benchmark_quick(tmp_path):
+    stdout, report = run_script(
+        "inference.py", "--size", "32", "--ngf", "4", "--netG", "resnet_6blocks", tmp_path=tmp_path
+    )
+    rows = table_rows(stdout)
+    assert len(rows) == 5 and all(len(row) == 6 for row in rows)  # header, rule, 3 variants
+    names = [r["variant"] for r in report["results"]]
+    assert (
+        names[0] == "eager fp32" and names[1].startswith("ours (bf16") and names[2].startswith("onnxruntime")
+    )
+    eager, ours, onnx = report["results"]
+    assert eager["max_abs_diff"] == 0.0
+    assert onnx["max_abs_diff"] < 1e-3  # fp32 export
+    assert ours["max_abs_diff"] < 0.2  # bf16: a coarse sanity bound, not a quality claim
+    assert all(r["images_per_s"] > 0 for r in report["results"])
