@@ -22,7 +22,7 @@ def tiny_config(dataroot: Path, checkpoints_dir: Path, name: str = "tiny", **ove
         "optim": {"n_epochs": 1, "n_epochs_decay": 1},
         "runtime": {"name": name, "checkpoints_dir": str(checkpoints_dir), "device": "cpu", "seed": 0,
                     "deterministic": True, "print_freq": 2, "display_freq": 4, "save_latest_freq": 1000,
-                    "save_epoch_freq": 1, "progress_bar": False},
+                    "save_epoch_freq": 1, "progress_bar": False, "precision": "fp32"},
     }
     for key, value in overrides.items():
         section, field = key.split("__")

@@ -56,7 +56,7 @@ def test_a_single_process_context_is_a_no_op():
 FLAGS = ["--load_size", "36", "--crop_size", "32", "--ngf", "4", "--ndf", "4", "--netG", "resnet_6blocks",
          "--num_threads", "0", "--seed", "0", "--no_progress_bar", "--no_tensorboard", "--device", "cpu",
          "--print_freq", "1", "--save_epoch_freq", "1000", "--n_epochs", "50", "--n_epochs_decay", "50",
-         "--lambda_identity", "0"]
+         "--lambda_identity", "0", "--precision", "fp32"]
 
 
 def free_port() -> int:

@@ -36,7 +36,7 @@ HELP = {
     "lambda_identity": "identity loss weight as a fraction of lambda_A / lambda_B (reference semantics)",
     "preprocess": "resize_and_crop | crop | scale_width | scale_width_and_crop | none",
     "lr_policy": "linear | step | plateau | cosine",
-    "precision": "fp32 | bf16 | fp16 (fp16: CUDA only)",
+    "precision": "auto | fp32 | bf16 | fp16 (auto: bf16 where native, else fp32; fp16: CUDA only)",
     "device": "auto | cpu | cuda | cuda:N (replaces --gpu_ids)",
     "max_iters": "stop after this many iterations in total",
     "save_latest_freq": "images between `latest` checkpoints, or a time such as 10m",
@@ -188,6 +188,8 @@ def add_test_parser(subparsers) -> None:
     parser.add_argument("--format", choices=("table", "json"), default="table", help="how to print the scores")
     parser.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
                         help="onnxruntime: the generators exported once to ONNX beside the checkpoint")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="fp32",
+                        help="torch backend: bf16 autocast is faster on CPUs/GPUs with native bf16 (fp32: exact)")
     add_ignored_reference_flags(parser)
     parser.set_defaults(handler=run_test_command)
 
@@ -206,7 +208,7 @@ def run_test_command(args: argparse.Namespace) -> int:
         model=args.model, model_suffix=args.model_suffix, dataset_mode=args.dataset_mode, phase=args.phase,
         epoch=args.epoch, num_test=args.num_test, direction=args.direction, device=args.device, flags=flags,
         preprocess=args.preprocess, load_size=args.load_size, crop_size=args.crop_size,
-        backend=args.backend, batch_size=args.batch_size,
+        backend=args.backend, batch_size=args.batch_size, precision=args.precision,
     )
     print(f"translated {summary.count} image(s) into {summary.images_dir}")
     print(f"results page: {summary.page}")
@@ -226,7 +228,7 @@ def add_demo_parser(subparsers) -> None:
     parser.add_argument("--iters", type=int, default=None, help="training iterations (default: the demo preset)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--precision", default=None, help="fp32 | bf16 (default: the fastest measured for the device)")
+    parser.add_argument("--precision", default=None, help="auto (default) | fp32 | bf16")
     parser.set_defaults(handler=run_demo_command)
 
 

@@ -98,7 +98,7 @@ class RuntimeConfig:
     checkpoint_every: float | None = None  # seconds between `latest` checkpoints, in addition
     keep_last: int | None = None
     max_nonfinite_steps: int = 5  # stop (with a checkpoint) after this many non-finite steps in a row
-    precision: str = "fp32"  # fp32 | bf16 | fp16
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (auto: bf16 where the hardware has it natively)
     channels_last: bool = False
     compile: bool = False
     gradient_checkpointing: bool = False  # recompute generator activations in backward (large crops)

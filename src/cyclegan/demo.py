@@ -21,7 +21,9 @@ DEMO_DATA = {"n": 200, "n_test": 20, "size": 64}
 
 def demo_config(dataroot: Path, checkpoints_dir: Path, iters: int, device: str, seed: int, precision: str) -> TrainConfig:
     return TrainConfig(
-        data=DataConfig(dataroot=str(dataroot), load_size=72, crop_size=64, batch_size=1, num_threads=1),
+        # No loader workers: decoding in the training process runs at ~1,700 images/s here
+        # (benchmarks/loader.py), a rounding error next to a ~90 ms step; workers only add IPC.
+        data=DataConfig(dataroot=str(dataroot), load_size=72, crop_size=64, batch_size=1, num_threads=0),
         model=ModelConfig(netG="resnet_6blocks", ngf=32, ndf=32, lambda_identity=0.0),
         # One long "epoch budget"; max_iters ends the run. The LR decays linearly over the second half.
         optim=OptimConfig(n_epochs=max(1, iters // (2 * DEMO_DATA["n"])),
@@ -55,18 +57,6 @@ class DemoResult:
         ])
 
 
-def default_precision(device: str) -> str:
-    """bf16 where the CPU has native bf16 dot products (measured faster there), else fp32."""
-    import torch
-
-    from cyclegan.trainer import resolve_device
-
-    resolved = resolve_device(device)
-    if resolved.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    return "fp32"
-
-
 def run_demo(out: str | Path = "./demo", iters: int | None = None, device: str = "auto", seed: int = 0,
              precision: str | None = None) -> DemoResult:
     import time
@@ -81,7 +71,7 @@ def run_demo(out: str | Path = "./demo", iters: int | None = None, device: str =
     if not (dataroot / "trainA").is_dir():
         write_synthetic_dataset(dataroot, seed=seed, **DEMO_DATA)
     iters = DEMO_ITERS if iters is None else iters
-    config = demo_config(dataroot, out / "checkpoints", iters, device, seed, precision or default_precision(device))
+    config = demo_config(dataroot, out / "checkpoints", iters, device, seed, precision or "auto")
     start = time.perf_counter()
     result = Trainer(config, resume="auto").fit()
     seconds = time.perf_counter() - start

@@ -2,22 +2,43 @@
 
 ``fp32`` runs as is; ``bf16`` autocasts (no scaler needed: bf16 has fp32's exponent range);
 ``fp16`` autocasts and scales the loss with a GradScaler (CUDA only, where fp16 pays off).
+``auto`` (the default) picks bf16 where the hardware computes it natively — GPUs that support it,
+CPUs with AVX-512 BF16 or AMX, where it was measured 1.2× (64 px, ngf 32) to 1.7× (256 px, ngf 64)
+faster per training iteration than fp32 — and fp32 elsewhere, where bf16 is emulated and slower.
 """
 
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 from typing import Any
 
 import torch
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def cpu_has_native_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:  # not Linux: assume emulated bf16
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "fp32"
 
 
 class Precision:
     def __init__(self, precision: str, device: torch.device) -> None:
-        if precision not in PRECISIONS:
-            raise ValueError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}")
+        precision = resolve_precision(precision, device)
         if precision == "fp16" and device.type != "cuda":
             raise ValueError("--precision fp16 needs a CUDA device (use bf16 on CPU)")
         self.name = precision

@@ -54,6 +54,7 @@ def run_test(
     crop_size: int = 256,
     backend: str = "torch",
     batch_size: int = 1,
+    precision: str = "fp32",
 ) -> TestSummary:
     """Translate the test folders and write the results page.
 
@@ -115,7 +116,7 @@ def run_test(
         paths = folder_images(folder, num_test)
         log.info("translating %d image(s) from %s", len(paths), folder)
         for item in translate_folder(paths, forward, backward, channels, labels, torch_device, data_cfg,
-                                     batch_size=batch_size):
+                                     batch_size=batch_size, precision=precision if backend == "torch" else "fp32"):
             for label, tensor in item.images.items():
                 save_tensor_image(tensor, images_dir / f"{item.stem}_{label}.png")
             count += 1

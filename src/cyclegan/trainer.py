@@ -414,7 +414,7 @@ class Trainer:
         try:
             with self._signal_handlers():
                 try:
-                    while not self._done() and self.stop_signal is None:
+                    while not self._done() and not self._agree_to_stop():
                         if self._run_epoch(logger):
                             self._end_epoch(logger)
                 finally:
@@ -451,13 +451,21 @@ class Trainer:
             data_time = time.perf_counter() - data_start
             self._train_step(self._to_device(batch), data_time, logger)
             epoch_finished = progress.items_in_epoch >= len(self.dataset)
-            # One rank's SIGTERM stops every rank after the same step.
-            if self.dist.any_true(self.stop_signal is not None, self.device) and self.stop_signal is None:
-                self.stop_signal = "SIGTERM (another rank)"
-            if self.stop_signal is not None or (self._done() and not epoch_finished):
+            if self._agree_to_stop() or (self._done() and not epoch_finished):
                 return False  # else the loop ends by itself and the epoch's end is processed
             data_start = time.perf_counter()
         return True
+
+    def _agree_to_stop(self) -> bool:
+        """Whether any rank got SIGINT / SIGTERM: every rank stops after the same step.
+
+        Decisions follow only the agreed answer: a signal that lands just after the agreement is
+        picked up at the next one, never acted on by one rank alone (that would deadlock the rest).
+        """
+        stop = self.dist.any_true(self.stop_signal is not None, self.device)
+        if stop and self.stop_signal is None:
+            self.stop_signal = "SIGTERM (another rank)"
+        return stop
 
     def _train_step(self, batch: dict[str, Any], data_time: float, logger) -> None:
         config, progress = self.config, self.progress

