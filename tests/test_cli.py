@@ -234,3 +234,16 @@ def test_bf16_translation_is_close_to_fp32(trained_run, tmp_path):
         outputs[precision] = torch.from_numpy(__import__("numpy").array(Image.open(fake))).float()
     difference = (outputs["fp32"] - outputs["bf16"]).abs()
     assert difference.max() <= 0.07 * 127.5 + 1  # the bound benchmarks/inference.py measured, in 8-bit units
+
+
+def test_eval_lpips_through_the_cli(trained_run, tmp_path, capsys):
+    import torchvision
+
+    data, _, _ = trained_run
+    weights = tmp_path / "alexnet.pth"
+    torch.save(torchvision.models.alexnet(weights=None).state_dict(), weights)  # random, made here
+    code = main(["eval", "--fake", str(data / "testA_gt"), "--real", str(data / "testA_gt"), "--metrics",
+                 "psnr,lpips", "--lpips_weights", str(weights), "--format", "json"])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["lpips"] == 0.0 and len(result["per_image"]) == 3  # identical folders

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from cyclegan import checkpoint as ckpt
+from cyclegan import fileio
 from cyclegan.checkpoint import CheckpointError, load_checkpoint, load_latest_good, load_reference_weights
 from cyclegan.trainer import Trainer, TrainingDiverged, train
 
@@ -68,7 +69,7 @@ def test_a_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     def disk_full(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(ckpt.os, "fsync", disk_full)
+    monkeypatch.setattr(fileio.os, "fsync", disk_full)
     with pytest.raises(OSError, match="No space left"):
         ckpt.save_checkpoint(path, {"v": torch.ones(4)})
     monkeypatch.undo()
@@ -89,7 +90,7 @@ def test_trainer_reports_a_full_disk_and_keeps_the_last_checkpoint(tmp_path, mon
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_replace(src, dst)
 
-    monkeypatch.setattr(ckpt.os, "replace", replace_fails_for_checkpoints)
+    monkeypatch.setattr(fileio.os, "replace", replace_fails_for_checkpoints)
     with pytest.raises(CheckpointError, match="latest.safetensors \\(No space left on device\\); the files already in .* are intact"):
         trainer.fit()
     monkeypatch.undo()

@@ -157,8 +157,8 @@ def _cache_dir(run_dir: Path) -> Path:
 
 def cached_onnx(net: nn.Module, run_dir: Path, epoch: str, name: str, sources: Iterable[Path]) -> Path:
     """``<run_dir>/<epoch>_net_<name>.onnx`` for ``net``, exported again only when stale."""
-    from cyclegan.checkpoint import atomic_write
     from cyclegan.export import DEFAULT_OPSET, export_onnx
+    from cyclegan.fileio import atomic_write
 
     folder = _cache_dir(run_dir)
     path = folder / f"{epoch}_net_{name}.onnx"

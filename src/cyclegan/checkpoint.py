@@ -18,10 +18,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import pickle
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +27,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 from torch import nn
+
+from cyclegan.fileio import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -93,52 +93,6 @@ def tensor_checksum(tensors: dict[str, torch.Tensor]) -> str:
         # Bytes through a uint8 view: numpy has no bfloat16.
         digest.update(tensor.contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
-
-
-# --- atomic writes ----------------------------------------------------------------------------
-
-
-def fsync_directory(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # not supported on this platform / filesystem
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: str | Path, write: Callable[[Any], None] | bytes | str) -> Path:
-    """Write a file so that readers see the old content or the new, never a partial file.
-
-    ``write`` is the bytes / text to write or a function that writes to a binary file object.
-    On any error (a full disk included) the temporary file is removed and the old file kept.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            if isinstance(write, bytes):
-                handle.write(write)
-            elif isinstance(write, str):
-                handle.write(write.encode())
-            else:
-                write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        raise
-    fsync_directory(path.parent)
-    return path
 
 
 # --- training checkpoints ---------------------------------------------------------------------

@@ -247,7 +247,9 @@ def add_eval_parser(subparsers) -> None:
     parser = subparsers.add_parser("eval", help="PSNR / SSIM of translations against true translations")
     parser.add_argument("--fake", required=True, help="folder of translations (e.g. results/.../images)")
     parser.add_argument("--real", required=True, help="folder of true translations, matched by file stem")
-    parser.add_argument("--metrics", default="psnr,ssim", help="any of psnr,ssim (paired) and fid,kid (unpaired)")
+    parser.add_argument("--metrics", default="psnr,ssim", help="any of psnr,ssim,lpips (paired) and fid,kid (unpaired)")
+    parser.add_argument("--lpips_weights", default=None,
+                        help="LPIPS backbone: torchvision's alexnet-owt-7be5be79.pth (default: $CYCLEGAN_CACHE/lpips/)")
     parser.add_argument("--fake_label", default=None, help="which results to score: fake_B (default) | fake_A | fake")
     parser.add_argument("--inception_weights", default=None,
                         help="FID/KID Inception-v3 weights (default: the cache `cyclegan download inception` fills)")
@@ -261,7 +263,8 @@ def run_eval(args: argparse.Namespace) -> int:
 
     metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
     result = evaluate_folders(args.fake, args.real, metrics=metrics, fake_label=args.fake_label,
-                              inception_weights=args.inception_weights, device=args.device)
+                              inception_weights=args.inception_weights, lpips_weights=args.lpips_weights,
+                              device=args.device)
     print(to_json(result) if args.format == "json" else format_table(result))
     return 0
 

@@ -35,6 +35,8 @@ import urllib.request
 import zipfile
 from pathlib import Path, PurePosixPath
 
+from cyclegan.fileio import fsync_directory
+
 __all__ = [
     "DATASETS",
     "DEFAULT_BASE_URL",
@@ -168,19 +170,6 @@ def _unreachable(url: str, dest: Path, reason: object, manual: str | None) -> Do
     )
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def download(
     url: str,
     dest: str | Path,
@@ -287,7 +276,7 @@ def download(
                 f"(a damaged mirror or a changed file); run again, or place a good copy at {dest}"
             )
     os.replace(part, dest)
-    _fsync_dir(dest.parent)
+    fsync_directory(dest.parent)
     return dest
 
 

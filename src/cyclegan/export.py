@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from cyclegan.backends import OnnxGenerator, pad_to_multiple
-from cyclegan.checkpoint import atomic_write
+from cyclegan.fileio import atomic_write
 
 log = logging.getLogger(__name__)
 

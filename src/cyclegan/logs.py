@@ -114,7 +114,7 @@ class RunLogger:
 
     def validation(self, records: list[dict[str, float]], step: int) -> None:
         """Validation scores: ``val_scores.json`` (atomic), TensorBoard, the page's validation plot."""
-        from cyclegan.checkpoint import atomic_write
+        from cyclegan.fileio import atomic_write
 
         atomic_write(self.run_dir / "val_scores.json", json.dumps(records, indent=1) + "\n")
         latest = {k: v for k, v in records[-1].items() if k not in ("epoch", "iter")}

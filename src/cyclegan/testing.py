@@ -125,7 +125,7 @@ def run_test(
     ground_truth = dataroot / f"{phase}A_gt"
     if model == "cycle_gan" and ground_truth.is_dir() and (direction or "AtoB") == "AtoB":
         scores = evaluate_folders(images_dir, ground_truth, fake_label="fake_B")
-        from cyclegan.checkpoint import atomic_write
+        from cyclegan.fileio import atomic_write
         from cyclegan.metrics import to_json
 
         atomic_write(out_dir / "scores.json", to_json(scores) + "\n")  # `cyclegan report` reads it

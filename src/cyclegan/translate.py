@@ -107,7 +107,7 @@ def image_tensor(path: Path, channels: int, data: DataConfig | None = None) -> t
 
 def save_tensor_image(tensor: torch.Tensor, path: Path) -> None:
     """Save a 1×C×H×W (or C×H×W) tensor in [-1, 1] as an 8-bit image, atomically."""
-    from cyclegan.checkpoint import atomic_write
+    from cyclegan.fileio import atomic_write
     from cyclegan.report import tensor_to_image
 
     image = tensor_to_image(tensor[0] if tensor.dim() == 4 else tensor)

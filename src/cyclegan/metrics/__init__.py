@@ -1,7 +1,9 @@
-"""Image-quality metrics: paired PSNR and SSIM, unpaired FID and KID (clean-fid style, in
-:mod:`cyclegan.metrics.fid`, imported on use), and the folder evaluation behind ``cyclegan eval``."""
+"""Image-quality metrics: paired PSNR, SSIM and LPIPS (:mod:`cyclegan.metrics.lpips`, imported on use,
+weights on disk), unpaired FID and KID (clean-fid style, in :mod:`cyclegan.metrics.fid`, imported on use),
+and the folder evaluation behind ``cyclegan eval``."""
 
 from cyclegan.metrics.evaluate import (
+    DEFAULT_METRICS,
     DISTRIBUTION_METRICS,
     PAIRED_METRICS,
     PSNR_CAP_DB,
@@ -13,6 +15,7 @@ from cyclegan.metrics.evaluate import (
 from cyclegan.metrics.paired import psnr, ssim
 
 __all__ = [
+    "DEFAULT_METRICS",
     "DISTRIBUTION_METRICS",
     "PAIRED_METRICS",
     "PSNR_CAP_DB",

@@ -9,6 +9,9 @@ results hold ``real_B`` next to ``fake_B``), the ``real`` file of the same domai
 Images are compared at the ground truth's size: a fake of another size is resized with antialiased
 bicubic interpolation first (and flagged ``"resized": true`` in its per-image record).
 
+``"lpips"`` (see :mod:`cyclegan.metrics.lpips`) is paired like psnr/ssim but needs its weights on
+disk (torchvision's AlexNet file, passed as ``lpips_weights`` or found in the cache); lower is closer.
+
 ``"fid"`` and ``"kid"`` (see :mod:`cyclegan.metrics.fid`) need no pairing: they compare all the
 selected fake images with all the selected real ones, and need the Inception weights on disk.
 """
@@ -30,6 +33,7 @@ from torchvision.transforms.v2 import functional as TF
 from cyclegan.metrics.paired import psnr, ssim
 
 __all__ = [
+    "DEFAULT_METRICS",
     "DISTRIBUTION_METRICS",
     "IMAGE_EXTENSIONS",
     "PAIRED_METRICS",
@@ -46,7 +50,9 @@ __all__ = [
 # does not turn the mean into inf (100 dB is an MSE of 1e-10, far below 8-bit quantisation noise).
 PSNR_CAP_DB = 100.0
 
-PAIRED_METRICS = ("psnr", "ssim")
+PAIRED_METRICS = ("psnr", "ssim", "lpips")
+# What evaluate_folders scores when not told: the paired metrics that need no weights file.
+DEFAULT_METRICS = ("psnr", "ssim")
 # Set-to-set metrics: all fakes against all reals, no pairing (cyclegan.metrics.fid).
 DISTRIBUTION_METRICS = ("fid", "kid")
 SUPPORTED_METRICS = PAIRED_METRICS + DISTRIBUTION_METRICS
@@ -145,22 +151,27 @@ def _fmt(value: float) -> str:
 def evaluate_folders(
     fake_dir: str | Path,
     real_dir: str | Path,
-    metrics: Sequence[str] = PAIRED_METRICS,
+    metrics: Sequence[str] = DEFAULT_METRICS,
     fake_label: str | None = None,
     inception_weights: str | Path | None = None,
     device: str = "cpu",
+    lpips_weights: str | Path | None = None,
 ) -> dict[str, Any]:
     """Score every generated image in ``fake_dir`` against its ground truth in ``real_dir``.
 
     Args:
         fake_dir: generated images; plain files or a results ``images/`` folder (``*_fake_B.png`` ...).
         real_dir: ground-truth images, matched by stem after removing visual-name suffixes.
-        metrics: any of ``"psnr"``, ``"ssim"`` (paired), ``"fid"``, ``"kid"`` (all fakes vs all reals).
+        metrics: any of ``"psnr"``, ``"ssim"``, ``"lpips"`` (paired), ``"fid"``, ``"kid"`` (all fakes vs
+            all reals).
         fake_label: which generated images to score in a results folder (``"fake_B"``, ``"fake_A"``,
             ``"fake"``); by default ``fake_B`` when present, else the only ``fake*`` label, else all files.
         inception_weights: for fid/kid, the Inception-v3 weights file (default: the cache filled by
             ``cyclegan download inception``; see :func:`cyclegan.metrics.fid.resolve_inception_weights`).
-        device: where the Inception network runs for fid/kid.
+        device: where the Inception network runs for fid/kid, and the LPIPS network for lpips.
+        lpips_weights: for lpips, torchvision's AlexNet weights file ``alexnet-owt-7be5be79.pth`` (or a
+            folder holding it); default: ``$CYCLEGAN_CACHE/lpips/`` or torch.hub's cache. The linear
+            layers come from the ``lpips`` package (see :class:`cyclegan.metrics.lpips.LPIPS`).
 
     Returns:
         ``{"psnr": mean, "ssim": mean, "count": n, "per_image": [{"name": stem, "psnr": ..,
@@ -168,12 +179,14 @@ def evaluate_folders(
         "fake_label": label or None, "psnr_cap_db": 100.0, "fake_dir": .., "real_dir": ..}``.
         Per-image PSNR of identical images is ``inf``; the mean uses ``min(psnr, PSNR_CAP_DB)``.
         Only the requested metric keys are present. Use :func:`to_json` to serialise it.
+        With lpips: ``"lpips"`` (mean), a per-image ``"lpips"`` and ``"lpips_net": "alex"``.
         With fid/kid: ``"fid"``, ``"kid"``, ``"kid_std"``, ``"fid_samples": {"real": N, "fake": M}``,
         ``"kid_subset_size"``, ``"kid_subsets"``; with fid/kid only, no pairing is done and the
         pairing keys (count, per_image, unmatched, psnr_cap_db) are absent.
 
     Raises:
-        FileNotFoundError / NotADirectoryError: a folder is missing.
+        FileNotFoundError / NotADirectoryError: a folder is missing; LPIPSWeightsMissing (a
+            FileNotFoundError) when lpips is asked for and its weights are not on disk.
         ValueError: unknown metric, no images, ambiguous stems, or no pair matched (the message lists
             the stems found on each side).
     """
@@ -217,6 +230,12 @@ def evaluate_folders(
             f"  real stems ({real_path}): {preview(reals)}"
         )
 
+    lpips_model = None
+    if "lpips" in metrics:
+        from cyclegan.metrics.lpips import LPIPS
+
+        lpips_model = LPIPS(lpips_weights, net="alex", device=device)
+
     per_image: list[dict[str, Any]] = []
     for stem in matched:
         real = load_image(reals[stem])
@@ -233,6 +252,9 @@ def evaluate_folders(
             rec["psnr"] = float(psnr(x, y))
         if "ssim" in metrics:
             rec["ssim"] = float(ssim(x, y))
+        if lpips_model is not None:
+            with torch.no_grad():
+                rec["lpips"] = float(lpips_model(x, y))
         rec["resized"] = bool(resized)
         per_image.append(rec)
 
@@ -241,6 +263,9 @@ def evaluate_folders(
         result["psnr_cap_db"] = PSNR_CAP_DB
     if "ssim" in metrics:
         result["ssim"] = sum(r["ssim"] for r in per_image) / len(per_image)
+    if lpips_model is not None:
+        result["lpips"] = sum(r["lpips"] for r in per_image) / len(per_image)
+        result["lpips_net"] = lpips_model.net
     result["count"] = len(per_image)
     result["per_image"] = per_image
     result["unmatched"] = [

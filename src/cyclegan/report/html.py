@@ -26,8 +26,8 @@ from urllib.parse import quote
 import jinja2
 import torch
 
+from cyclegan.fileio import atomic_write
 from cyclegan.metrics.evaluate import IMAGE_EXTENSIONS, split_label
-from cyclegan.report._io import atomic_write_text
 from cyclegan.report.plots import History, plot_losses, plot_scores
 from cyclegan.report.visuals import save_visuals
 
@@ -175,7 +175,7 @@ class TrainingPage:
                 for e in self._epochs.values()
             }
         }
-        atomic_write_text(self.web_dir / self.STATE_FILE, json.dumps(data, indent=1))
+        atomic_write(self.web_dir / self.STATE_FILE, json.dumps(data, indent=1))
 
     @property
     def epochs(self) -> list[int]:
@@ -235,7 +235,7 @@ class TrainingPage:
             image_size=self.image_size,
             refresh_s=self.refresh_s,
         )
-        return atomic_write_text(self.page_path, html)
+        return atomic_write(self.page_path, html)
 
 
 # ---------------------------------------------------------------------------------------- results
@@ -300,7 +300,7 @@ class ResultsPage:
             image_size=self.image_size,
             refresh_s=0,
         )
-        return atomic_write_text(self.page_path, html)
+        return atomic_write(self.page_path, html)
 
 
 def write_results_page(

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from cyclegan.report._io import atomic_write_text
+from cyclegan.fileio import atomic_write
 from cyclegan.report.html import (
     VISUAL_ORDER,
     _fmt_number,
@@ -282,4 +282,4 @@ def write_run_report(
         settings=settings,
         notes=notes,
     )
-    return atomic_write_text(out, html)
+    return atomic_write(out, html)

@@ -1,0 +1,59 @@
+"""Atomic file writes: readers (a browser, a resuming run, another process) see the old file or the
+new one, never a partial one.
+
+The content goes to a temporary file in the same folder (``os.replace`` is atomic only within one
+filesystem), is flushed and fsynced, then renamed over the target, and the folder is fsynced so the
+rename itself survives a crash. On any error — a full disk included — the temporary file is removed
+and the old file is untouched.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+def fsync_directory(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # not supported on this platform / filesystem
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str | Path, write: Callable[[Any], None] | bytes | str) -> Path:
+    """Write a file so that readers see the old content or the new, never a partial file.
+
+    ``write`` is the bytes / text to write or a function that writes to a binary file object.
+    On any error (a full disk included) the temporary file is removed and the old file kept.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            if isinstance(write, bytes):
+                handle.write(write)
+            elif isinstance(write, str):
+                handle.write(write.encode())
+            else:
+                write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        try:
+            os.unlink(tmp_name)
+        except FileNotFoundError:
+            pass
+        raise
+    fsync_directory(path.parent)
+    return path

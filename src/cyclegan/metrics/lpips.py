@@ -1,0 +1,298 @@
+"""LPIPS, the learned perceptual image distance (Zhang et al. 2018), from weights already on disk.
+
+Nothing is downloaded here. LPIPS needs two files:
+
+* the **backbone**: torchvision's ImageNet classifier weights, e.g. ``alexnet-owt-7be5be79.pth``
+  from ``https://download.pytorch.org/models/`` (``vgg16-397923af.pth`` for ``net="vgg"``,
+  ``squeezenet1_1-b8a52dc0.pth`` for ``net="squeeze"``). Pass its path (``--lpips_weights``), or
+  put it in ``$CYCLEGAN_CACHE/lpips/`` (default ``~/.cache/cyclegan/lpips/``); torch.hub's cache
+  (``~/.cache/torch/hub/checkpoints/``, where torchvision saves it) is searched too.
+* the **linear layers** calibrated on human judgements (v0.1, a few KB): the files the ``lpips``
+  pip package ships (``lpips/weights/v0.1/alex.pth``), found without importing that package; or
+  a copy at ``<cache>/lpips/lpips_v0.1_alex.pth``; or a path passed as ``linear_weights``.
+
+Both are read with ``torch.load(weights_only=True)``, so a file can never run code.
+
+The computation is the ``lpips`` package's (v0.1, ``lpips=True``, ``spatial=False``), done here on
+torchvision's own feature networks: inputs in [0, 1] are mapped to [-1, 1] and shifted/scaled by
+lpips' ``ScalingLayer``; at each of the network's ReLU outputs the features are unit-normalised over
+channels, their squared difference is weighted per channel by the (non-negative) linear layer and
+averaged over space; the distance is the sum over layers. Identical images give exactly 0; the
+value is symmetric and non-negative (lower is closer).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from cyclegan.download import cache_dir
+
+__all__ = [
+    "BACKBONES",
+    "LPIPS",
+    "LPIPSWeightsMissing",
+    "lpips_cache_dir",
+    "resolve_lpips_backbone",
+    "resolve_lpips_linear",
+]
+
+VERSION = "0.1"
+DOWNLOAD_BASE = "https://download.pytorch.org/models"
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """One LPIPS trunk: torchvision constructor, its weights file, and where lpips taps it."""
+
+    constructor: str  # name in torchvision.models
+    filename: str  # torchvision's ImageNet weights file for it
+    cuts: tuple[int, ...]  # end index (exclusive) in ``features`` of each tapped slice (lpips' slices)
+    channels: tuple[int, ...]  # channels at each tap (the linear layers' widths)
+    min_size: int  # smallest height/width the tapped layers accept
+
+    @property
+    def url(self) -> str:
+        return f"{DOWNLOAD_BASE}/{self.filename}"
+
+
+# The slices of lpips/pretrained_networks.py (alexnet: features[0:2], [2:5], [5:8], [8:10], [10:12] ...).
+BACKBONES: dict[str, Backbone] = {
+    "alex": Backbone("alexnet", "alexnet-owt-7be5be79.pth", (2, 5, 8, 10, 12), (64, 192, 384, 256, 256), 31),
+    "vgg": Backbone("vgg16", "vgg16-397923af.pth", (4, 9, 16, 23, 30), (64, 128, 256, 512, 512), 16),
+    "squeeze": Backbone(
+        "squeezenet1_1", "squeezenet1_1-b8a52dc0.pth", (2, 5, 8, 10, 11, 12, 13),
+        (64, 128, 256, 384, 384, 512, 512), 17,
+    ),
+}
+
+# lpips' ScalingLayer: applied to inputs in [-1, 1].
+_SHIFT = (-0.030, -0.088, -0.188)
+_SCALE = (0.458, 0.448, 0.450)
+
+
+class LPIPSWeightsMissing(FileNotFoundError):
+    """An LPIPS weights file is not on disk; the message says which one and how to get it."""
+
+
+def _backbone(net: str) -> Backbone:
+    if net not in BACKBONES:
+        raise ValueError(f"unknown LPIPS network {net!r}; choose from {list(BACKBONES)}")
+    return BACKBONES[net]
+
+
+def lpips_cache_dir() -> Path:
+    """``$CYCLEGAN_CACHE/lpips`` if set, else ``~/.cache/cyclegan/lpips``."""
+    return cache_dir() / "lpips"
+
+
+def _linear_cache_name(net: str) -> str:
+    return f"lpips_v{VERSION}_{net}.pth"
+
+
+def _package_linear_path(net: str) -> Path | None:
+    """``lpips/weights/v0.1/<net>.pth`` of an installed ``lpips`` package (its code is not run)."""
+    try:
+        spec = importlib.util.find_spec("lpips")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for root in spec.submodule_search_locations:
+        path = Path(root) / "weights" / f"v{VERSION}" / f"{net}.pth"
+        if path.is_file():
+            return path
+    return None
+
+
+def resolve_lpips_backbone(path: str | Path | None = None, net: str = "alex") -> Path:
+    """The backbone weights file: ``path`` (a file, or a folder holding the torchvision file), else
+    the first present of ``<cache>/lpips/<file>`` and torch.hub's ``checkpoints/<file>``.
+
+    Raises :class:`LPIPSWeightsMissing` naming the file, its URL and where to put it.
+    """
+    bb = _backbone(net)
+    how = (
+        f"Download {bb.url} on a machine with network access and pass its path with --lpips_weights, "
+        f"or copy it to {lpips_cache_dir() / bb.filename} (set CYCLEGAN_CACHE to use another cache folder)."
+    )
+    if path is not None:
+        given = Path(path).expanduser()
+        candidate = given / bb.filename if given.is_dir() else given
+        if not candidate.is_file():
+            raise LPIPSWeightsMissing(
+                f"LPIPS backbone weights not found at {candidate} (from --lpips_weights): "
+                f"LPIPS-{net} needs torchvision's {bb.constructor} ImageNet weights {bb.filename}. {how}"
+            )
+        return candidate
+    candidates = [lpips_cache_dir() / bb.filename, Path(torch.hub.get_dir()) / "checkpoints" / bb.filename]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise LPIPSWeightsMissing(
+        f"LPIPS-{net} needs torchvision's {bb.constructor} ImageNet weights ({bb.filename}), which are not "
+        f"downloaded automatically. {how}\n  Looked in: {', '.join(str(c) for c in candidates)}"
+    )
+
+
+def resolve_lpips_linear(path: str | Path | None = None, net: str = "alex") -> Path:
+    """The linear-layer (v0.1) weights: ``path``, else ``<cache>/lpips/lpips_v0.1_<net>.pth``, else the
+    file shipped in the ``lpips`` pip package. Raises :class:`LPIPSWeightsMissing` when there is none."""
+    _backbone(net)
+    ship = f"lpips/weights/v{VERSION}/{net}.pth"
+    how = (
+        f"`pip install lpips` (it ships {ship}), or copy {ship} from "
+        f"https://github.com/richzhang/PerceptualSimilarity to {lpips_cache_dir() / _linear_cache_name(net)}"
+    )
+    if path is not None:
+        given = Path(path).expanduser()
+        if not given.is_file():
+            raise LPIPSWeightsMissing(f"LPIPS linear-layer weights not found at {given}. Get them with {how}.")
+        return given
+    cached = lpips_cache_dir() / _linear_cache_name(net)
+    if cached.is_file():
+        return cached
+    shipped = _package_linear_path(net)
+    if shipped is not None:
+        return shipped
+    raise LPIPSWeightsMissing(f"LPIPS-{net} needs its linear-layer weights ({net}.pth, v{VERSION}): {how}.")
+
+
+def _load_state(path: Path, what: str) -> dict[str, torch.Tensor]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - torch raises many types; all mean "not usable weights"
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"{path}: cannot read {what} with torch.load(weights_only=True) ({first})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path}: {what} must be a state dict of tensors")
+    return dict(state)
+
+
+def _features_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``features.*`` of a full torchvision state dict (classifier keys dropped), or a features-only dict."""
+    prefixed = {k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")}
+    return prefixed if prefixed else state
+
+
+def _build_features(net: str, state: dict[str, torch.Tensor], path: Path) -> nn.Sequential:
+    """torchvision's ``<net>.features`` up to the last tap, with the weights of ``state``."""
+    import torchvision
+
+    bb = _backbone(net)
+    with torch.device("meta"):  # no random init of the big classifier: every parameter is loaded below
+        model = getattr(torchvision.models, bb.constructor)(weights=None)
+    features = model.features[: bb.cuts[-1]].to_empty(device="cpu")
+    wanted = set(features.state_dict())
+    # Layers after the last tap (alexnet's and vgg16's final max-pool have no weights anyway) are dropped.
+    given = {
+        k: v for k, v in _features_state(state).items()
+        if k.split(".")[0].isdigit() and int(k.split(".")[0]) < bb.cuts[-1]
+    }
+    missing = sorted(wanted - set(given))
+    wrong = sorted(k for k in wanted & set(given) if given[k].shape != features.state_dict()[k].shape)
+    if missing or wrong:
+        detail = f"missing {missing[:4]}" if missing else f"wrong shapes for {wrong[:4]}"
+        raise ValueError(
+            f"{path}: not torchvision {bb.constructor} weights as LPIPS-{net} needs ({detail}); "
+            f"expected {bb.filename} from {bb.url}"
+        )
+    features.load_state_dict(given, strict=True)
+    return features.eval().requires_grad_(False)
+
+
+def _build_linear(net: str, state: dict[str, torch.Tensor], path: Path) -> list[torch.Tensor]:
+    """The per-layer channel weights ``lin<k>.model.1.weight`` (shape ``(1, C, 1, 1)``), checked."""
+    bb = _backbone(net)
+    weights = []
+    for k, channels in enumerate(bb.channels):
+        key = f"lin{k}.model.1.weight"
+        w = state.get(key)
+        if w is None or tuple(w.shape) != (1, channels, 1, 1):
+            got = "missing" if w is None else f"shape {tuple(w.shape)}"
+            raise ValueError(
+                f"{path}: not LPIPS-{net} linear weights ({key}: {got}, expected (1, {channels}, 1, 1)); "
+                f"use lpips/weights/v{VERSION}/{net}.pth"
+            )
+        if not torch.isfinite(w).all() or (w < 0).any():
+            raise ValueError(f"{path}: LPIPS linear weights must be finite and non-negative ({key})")
+        weights.append(w.detach().to(torch.float32).clone())
+    return weights
+
+
+class LPIPS(nn.Module):
+    """LPIPS distance between images in [0, 1].
+
+    ``LPIPS(backbone_weights=None, net="alex", linear_weights=None, device="cpu")``: the weights are
+    resolved with :func:`resolve_lpips_backbone` and :func:`resolve_lpips_linear` (missing ones raise
+    :class:`LPIPSWeightsMissing`). Calling it with two float images in [0, 1] (or ``uint8``) of the
+    same shape, ``(N, 3, H, W)`` or ``(3, H, W)``, returns the distances as a float tensor of shape
+    ``(N,)`` (0-d for a single image). Differentiable (usable as a loss); wrap in ``torch.no_grad()``
+    to score. ``H, W`` must be at least ``BACKBONES[net].min_size`` (31 for alex).
+    """
+
+    def __init__(
+        self,
+        backbone_weights: str | Path | None = None,
+        net: str = "alex",
+        linear_weights: str | Path | None = None,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        super().__init__()
+        bb = _backbone(net)
+        self.net = net
+        self.backbone_path = resolve_lpips_backbone(backbone_weights, net)
+        self.linear_path = resolve_lpips_linear(linear_weights, net)
+        features = _build_features(net, _load_state(self.backbone_path, "LPIPS backbone weights"),
+                                   self.backbone_path)
+        lins = _build_linear(net, _load_state(self.linear_path, "LPIPS linear weights"), self.linear_path)
+        starts = (0, *bb.cuts[:-1])
+        self.slices = nn.ModuleList(features[a:b] for a, b in zip(starts, bb.cuts, strict=True))
+        for k, w in enumerate(lins):
+            self.register_buffer(f"lin{k}", w)
+        self.register_buffer("shift", torch.tensor(_SHIFT).view(1, 3, 1, 1))
+        self.register_buffer("scale", torch.tensor(_SCALE).view(1, 3, 1, 1))
+        self.min_size = bb.min_size
+        self.to(torch.device(device))
+
+    def _prepare(self, img: torch.Tensor) -> torch.Tensor:
+        if img.dtype == torch.uint8:
+            img = img.float() / 255.0
+        elif not img.is_floating_point():
+            raise TypeError(f"LPIPS expects float images in [0, 1] or uint8, got {img.dtype}")
+        return img.to(self.shift.device, torch.float32)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if x.shape != y.shape:
+            raise ValueError(f"LPIPS needs images of one shape, got {tuple(x.shape)} and {tuple(y.shape)}")
+        single = x.dim() == 3
+        if single:
+            x, y = x.unsqueeze(0), y.unsqueeze(0)
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected RGB images (N, 3, H, W) or (3, H, W), got shape {tuple(x.shape)}")
+        if min(x.shape[-2:]) < self.min_size:
+            raise ValueError(
+                f"LPIPS-{self.net} needs images of at least {self.min_size}x{self.min_size}, "
+                f"got {x.shape[-2]}x{x.shape[-1]}"
+            )
+        x, y = self._prepare(x), self._prepare(y)
+        total = torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
+        # [0, 1] -> [-1, 1] -> lpips' ScalingLayer; each image through the network on its own, as lpips does.
+        hx = (x * 2.0 - 1.0 - self.shift) / self.scale
+        hy = (y * 2.0 - 1.0 - self.shift) / self.scale
+        for k, block in enumerate(self.slices):
+            hx, hy = block(hx), block(hy)
+            diff = (_unit(hx) - _unit(hy)) ** 2
+            # lpips' NetLinLayer (a 1x1 conv without bias) then spatial_average.
+            total = total + F.conv2d(diff, getattr(self, f"lin{k}")).mean(dim=(1, 2, 3))
+        return total[0] if single else total
+
+
+def _unit(feat: torch.Tensor) -> torch.Tensor:
+    """lpips.normalize_tensor: divide by the norm over channels (+ 1e-10)."""
+    return feat / (torch.sqrt(torch.sum(feat**2, dim=1, keepdim=True)) + 1e-10)
