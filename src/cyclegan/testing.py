@@ -63,7 +63,8 @@ def run_test(
     together.
     """
     from cyclegan.backends import BACKENDS, load_backend_generators
-    from cyclegan.metrics import evaluate_folders
+    from cyclegan.fileio import atomic_write
+    from cyclegan.metrics import evaluate_folders, to_json
     from cyclegan.report import collect_result_rows, write_results_page
     from cyclegan.trainer import resolve_device
 
@@ -125,9 +126,6 @@ def run_test(
     ground_truth = dataroot / f"{phase}A_gt"
     if model == "cycle_gan" and ground_truth.is_dir() and (direction or "AtoB") == "AtoB":
         scores = evaluate_folders(images_dir, ground_truth, fake_label="fake_B")
-        from cyclegan.fileio import atomic_write
-        from cyclegan.metrics import to_json
-
         atomic_write(out_dir / "scores.json", to_json(scores) + "\n")  # `cyclegan report` reads it
     rows = collect_result_rows(out_dir)
     title = f"{name}: {phase} results, epoch {epoch}"

@@ -433,12 +433,14 @@ class Trainer:
                 self._check_ranks_agree(logger)
         finally:
             logger.close()
-            if self.dist.enabled:
-                # Drop the DDP wrappers (they hold the process group) before destroying it; a gloo
-                # group that outlives its destruction is torn down at interpreter exit and aborts.
-                self.model.rebuild_step_modules()
-                gc.collect()
-                self.dist.shutdown()
+        # Only after a clean end: a rank that failed must not wait in a barrier the others never
+        # reach (torchrun stops them instead).
+        if self.dist.enabled:
+            # Drop the DDP wrappers (they hold the process group) before destroying it; a gloo group
+            # that outlives its destruction is torn down at interpreter exit and aborts.
+            self.model.rebuild_step_modules()
+            gc.collect()
+            self.dist.shutdown()
         return TrainResult(self.run_dir, progress, self.stop_signal, self.last_losses, checkpoint)
 
     def _run_epoch(self, logger) -> bool:
@@ -567,11 +569,4 @@ def train(config: TrainConfig, resume: str = "auto") -> TrainResult:
     return Trainer(config, resume=resume).fit()
 
 
-def unwrap(net: nn.Module) -> nn.Module:
-    """The plain module under DDP / torch.compile wrappers."""
-    while hasattr(net, "module") or hasattr(net, "_orig_mod"):
-        net = getattr(net, "module", None) or net._orig_mod
-    return net
-
-
-__all__ = ["Progress", "TrainResult", "Trainer", "parse_duration", "resolve_device", "train", "unwrap"]
+__all__ = ["Progress", "TrainResult", "Trainer", "parse_duration", "resolve_device", "train"]
