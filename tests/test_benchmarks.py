@@ -2,8 +2,9 @@
 
 The equivalence test is what makes the speed ratio meaningful: the reference-style eager step in
 ``benchmarks/common.py`` and our ``CycleGANModel.training_step`` at fp32 give the same losses and
-the same weights from the same starting weights (our step computes both losses before applying
-both updates; D's loss uses detached fakes, so the reference's order is the same arithmetic).
+the same weights from the same starting weights, up to float rounding (our step batches generator
+calls and uses the fused Adam kernel; it computes both losses before applying both updates, and
+D's loss uses detached fakes, so the reference's order is the same arithmetic).
 """
 
 from __future__ import annotations
@@ -42,28 +43,46 @@ def parameters(nets: dict[str, torch.nn.Module]) -> dict[str, torch.Tensor]:
     }
 
 
+def assert_same_weights(ours, theirs, reference, atol):
+    """Equal up to ``atol`` wherever the gradient is real.
+
+    A conv bias right before instance norm has an exactly-zero gradient; Adam's step there is
+    lr·sign(float noise), ±lr of random sign, so those elements cannot be compared.
+    """
+    grads = {f"{name}.{key}": param.grad for name, net in reference.networks().items()
+             for key, param in net.named_parameters() if param.grad is not None}
+    for key, value in ours.items():
+        close = (value - theirs[key]).abs() <= atol
+        if key in grads:
+            close |= grads[key].abs() < 1e-5
+        assert bool(close.all()), key
+
+
+@pytest.mark.parametrize("batch_generator_calls", [False, True])
 @pytest.mark.parametrize("lambda_identity", [0.0, 0.5])
-def test_baseline_step_is_our_step(lambda_identity):
+def test_baseline_step_is_our_step(lambda_identity, batch_generator_calls):
+    """Same losses and weights up to float rounding: ours batches generator calls (per-sample norm)
+    and uses the fused Adam kernel, which round differently from the reference's separate calls."""
     bench = BenchConfig("tiny", size=32, ngf=4, ndf=4, netG="resnet_6blocks", lambda_identity=lambda_identity)
     config = train_config(bench, seed=0)
+    config.model.batch_generator_calls = batch_generator_calls
     torch.manual_seed(0)
     model, precision = build_our_step(config, CPU, "fp32", channels_last=False, compile=False)
     reference = ReferenceStep(config)
     reference.load_from(model.nets)
+    start = {k: v.clone() for k, v in parameters(dict(model.nets.items())).items()}
     real_A, real_B = random_batch(bench, CPU)
 
     ours = model.training_step({"A": real_A, "B": real_B}, precision)
     theirs = reference.optimize_parameters(real_A, real_B)
     assert set(ours) == set(theirs)
-    for name in ours:  # same operations in the same order: bitwise equal
-        assert torch.equal(ours[name], theirs[name].float()), name
+    for name in ours:
+        torch.testing.assert_close(ours[name], theirs[name].float(), rtol=1e-5, atol=1e-6)
     ours_weights, their_weights = parameters(dict(model.nets.items())), parameters(reference.networks())
     assert ours_weights.keys() == their_weights.keys()
-    changed = 0
-    for key, value in ours_weights.items():
-        assert torch.equal(value, their_weights[key]), key
-        changed += key.endswith("weight")
-    assert changed > 0
+    assert_same_weights(ours_weights, their_weights, reference, atol=2e-6)  # first-step moves: up to lr
+    moved = [k for k, v in ours_weights.items() if (v - start[k]).abs().max() > 1e-4]
+    assert len(moved) > len(ours_weights) // 4  # the comparison is about a real update
 
 
 def test_baseline_and_ours_stay_together_through_the_pool():
@@ -80,10 +99,9 @@ def test_baseline_and_ours_stay_together_through_the_pool():
         ours = model.training_step({"A": real_A, "B": real_B}, precision)
         theirs = reference.optimize_parameters(real_A, real_B)
         for name in ours:
-            torch.testing.assert_close(ours[name], theirs[name], rtol=1e-6, atol=1e-7)
+            torch.testing.assert_close(ours[name], theirs[name], rtol=1e-5, atol=1e-6)
     ours_weights, their_weights = parameters(dict(model.nets.items())), parameters(reference.networks())
-    for key, value in ours_weights.items():
-        torch.testing.assert_close(value, their_weights[key], rtol=1e-6, atol=1e-7)
+    assert_same_weights(ours_weights, their_weights, reference, atol=1e-5)
 
 
 def test_flops_formula_counts_generator_and_discriminator_calls():

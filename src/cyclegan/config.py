@@ -61,6 +61,9 @@ class ModelConfig:
     gp_type: str = "mixed"  # mixed | real | fake
     gp_constant: float = 1.0
     real_label: float = 1.0  # < 1 gives one-sided label smoothing
+    # Run G_B on real_B and fake_B (and the identity inputs) as one batch: fewer, larger calls.
+    # Same result for per-sample norms (instance, none); ignored for batch norm.
+    batch_generator_calls: bool = True
     fake_label: float = 0.0
 
     @property
