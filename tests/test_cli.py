@@ -247,3 +247,10 @@ def test_eval_lpips_through_the_cli(trained_run, tmp_path, capsys):
     assert code == 0
     result = json.loads(capsys.readouterr().out)
     assert result["lpips"] == 0.0 and len(result["per_image"]) == 3  # identical folders
+
+
+@pytest.mark.parametrize("command", ["train", "test", "demo", "eval", "inspect", "export", "data", "download", "report"])
+def test_every_command_has_working_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0 and "usage: cyclegan" in capsys.readouterr().out
