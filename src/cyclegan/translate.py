@@ -96,13 +96,16 @@ def _prepare(nets: dict[str, nn.Module], device) -> dict[str, nn.Module]:
     return nets
 
 
+def unit_image_tensor(path: Path, channels: int) -> torch.Tensor:
+    """An image file as a 1×C×H×W float tensor in [0, 1], by the data loader's decoding rules."""
+    return TF.to_dtype(TF.to_image(load_image(path, channels)), torch.float32, scale=True).unsqueeze(0)
+
+
 def image_tensor(path: Path, channels: int, data: DataConfig | None = None) -> torch.Tensor:
     """An image as a 1×C×H×W tensor in [-1, 1]; ``data`` (if given) applies its preprocessing."""
-    image = load_image(path, channels)
     if data is not None and data.preprocess != "none":
-        return get_transform(data, grayscale=channels == 1)(image).unsqueeze(0)
-    tensor = TF.to_dtype(TF.to_image(image), torch.float32, scale=True)
-    return (tensor * 2 - 1).unsqueeze(0)
+        return get_transform(data, grayscale=channels == 1)(load_image(path, channels)).unsqueeze(0)
+    return unit_image_tensor(path, channels) * 2 - 1
 
 
 def save_tensor_image(tensor: torch.Tensor, path: Path) -> None:
@@ -181,6 +184,7 @@ __all__ = [
     "Translation",
     "folder_images",
     "image_tensor",
+    "unit_image_tensor",
     "load_generators",
     "save_tensor_image",
     "translate_folder",

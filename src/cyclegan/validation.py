@@ -14,12 +14,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torchvision.transforms.v2 import functional as TF
 
 from cyclegan.config import TrainConfig
-from cyclegan.data import create_dataset, load_image
+from cyclegan.data import create_dataset
 from cyclegan.metrics.paired import psnr, ssim
 from cyclegan.precision import Precision
+from cyclegan.translate import unit_image_tensor
 
 
 class Validator:
@@ -36,6 +36,8 @@ class Validator:
         self.objective, self.mode = ("val_psnr", "max") if has_truth else ("val_cycle_l1", "min")
         if not has_truth:
             self.ground_truth = None
+        # The source-domain files, each scored once (the data set cycles the shorter folder).
+        self.sources = [Path(p) for p in getattr(self.dataset, "B_paths" if self.direction == "BtoA" else "A_paths")]
 
     @staticmethod
     def available(config: TrainConfig) -> bool:
@@ -60,8 +62,8 @@ class Validator:
                 cycle += (out["rec_A"].float() - real_A).abs().mean().item()
                 cycle += (out["rec_B"].float() - real_B).abs().mean().item()
                 count += 2
-                if self.ground_truth is not None and i < len(self._sources()):
-                    truth = self._truth(Path(self._sources()[i]), device)
+                if self.ground_truth is not None and i < len(self.sources):
+                    truth = unit_image_tensor(self.ground_truth / self.sources[i].name, self.output_nc).to(device)
                     fake = (out["fake_B"].float().clamp(-1, 1) + 1) / 2
                     if fake.shape[-2:] != truth.shape[-2:]:
                         fake = F.interpolate(fake, size=truth.shape[-2:], mode="bicubic", antialias=True).clamp(0, 1)
@@ -74,13 +76,3 @@ class Validator:
             scores["val_psnr"] = sum(min(p, 100.0) for p in psnrs) / len(psnrs)
             scores["val_ssim"] = sum(ssims) / len(ssims)
         return scores
-
-    def _sources(self) -> list[str]:
-        """The source-domain files, each scored once (the data set cycles the shorter folder)."""
-        attribute = "B_paths" if self.direction == "BtoA" else "A_paths"
-        return [str(p) for p in getattr(self.dataset, attribute)]
-
-    def _truth(self, source: Path, device: torch.device) -> torch.Tensor:
-        path = self.ground_truth / source.name
-        image = load_image(path, self.output_nc)
-        return TF.to_dtype(TF.to_image(image), torch.float32, scale=True).unsqueeze(0).to(device)
