@@ -154,12 +154,3 @@ class TrainConfig:
         except json.JSONDecodeError as error:
             raise ValueError(f"{path} is not valid JSON ({error}); restore it or delete the run folder") from None
         return cls.from_dict(raw)
-
-
-def update_dataclass(instance: Any, **values: Any) -> Any:
-    """Return a copy of a dataclass with some fields replaced, rejecting unknown names."""
-    known = {f.name for f in dataclasses.fields(instance)}
-    bad = set(values) - known
-    if bad:
-        raise ValueError(f"unknown options {sorted(bad)}; known: {sorted(known)}")
-    return dataclasses.replace(instance, **values)

@@ -14,8 +14,6 @@ from cyclegan.registry import Registry
 class TrainingRecipe(nn.Module):
     """Networks + losses + optimizers + one step. Knows nothing of devices, loops or files."""
 
-    #: networks needed at inference time (saved for `test` / export)
-    inference_networks: tuple[str, ...] = ()
     #: set by training_step when a non-finite loss made it skip the update
     last_step_skipped: bool = False
 

@@ -85,8 +85,6 @@ class DiscriminatorPair(nn.Module):
 
 @MODELS.register("cycle_gan")
 class CycleGANModel(TrainingRecipe):
-    inference_networks = ("G_A", "G_B")
-    loss_names = ("D_A", "G_A", "cycle_A", "idt_A", "D_B", "G_B", "cycle_B", "idt_B")
 
     def __init__(self, config: TrainConfig, is_train: bool = True) -> None:
         super().__init__()
