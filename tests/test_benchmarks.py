@@ -3,7 +3,7 @@
 The equivalence test is what makes the speed ratio meaningful: the reference-style eager step in
 ``benchmarks/common.py`` and our ``CycleGANModel.training_step`` at fp32 give the same losses and
 the same weights from the same starting weights, up to float rounding (our step batches generator
-calls and uses the fused Adam kernel; it computes both losses before applying both updates, and
+and discriminator calls and uses the fused Adam kernel; it computes both losses before applying both updates, and
 D's loss uses detached fakes, so the reference's order is the same arithmetic).
 """
 
@@ -58,22 +58,27 @@ def assert_same_weights(ours, theirs, reference, atol):
         assert bool(close.all()), key
 
 
-@pytest.mark.parametrize("batch_generator_calls", [False, True])
+@pytest.mark.parametrize("batch_calls", [False, True])
 @pytest.mark.parametrize("lambda_identity", [0.0, 0.5])
-def test_baseline_step_is_our_step(lambda_identity, batch_generator_calls):
-    """Same losses and weights up to float rounding: ours batches generator calls (per-sample norm)
-    and uses the fused Adam kernel, which round differently from the reference's separate calls."""
+def test_baseline_step_is_our_step(lambda_identity, batch_calls):
+    """Same losses and weights up to float rounding: ours batches generator and discriminator calls
+    (per-sample norm) and uses the fused Adam kernel, which round differently from the reference's
+    separate calls."""
     bench = BenchConfig("tiny", size=32, ngf=4, ndf=4, netG="resnet_6blocks", lambda_identity=lambda_identity)
     config = train_config(bench, seed=0)
-    config.model.batch_generator_calls = batch_generator_calls
+    config.model.batch_generator_calls = batch_calls
+    config.model.batch_discriminator_calls = batch_calls
     torch.manual_seed(0)
     model, precision = build_our_step(config, CPU, "fp32", channels_last=False, compile=False)
     reference = ReferenceStep(config)
     reference.load_from(model.nets)
     start = {k: v.clone() for k, v in parameters(dict(model.nets.items())).items()}
     real_A, real_B = random_batch(bench, CPU)
+    d_calls: list[int] = []
+    model.nets["D_A"].register_forward_hook(lambda module, args, out: d_calls.append(args[0].shape[0]))
 
     ours = model.training_step({"A": real_A, "B": real_B}, precision)
+    assert d_calls == ([1, 2] if batch_calls else [1, 1, 1])
     theirs = reference.optimize_parameters(real_A, real_B)
     assert set(ours) == set(theirs)
     for name in ours:
@@ -83,6 +88,27 @@ def test_baseline_step_is_our_step(lambda_identity, batch_generator_calls):
     assert_same_weights(ours_weights, their_weights, reference, atol=2e-6)  # first-step moves: up to lr
     moved = [k for k, v in ours_weights.items() if (v - start[k]).abs().max() > 1e-4]
     assert len(moved) > len(ours_weights) // 4  # the comparison is about a real update
+
+
+def test_batch_norm_turns_call_batching_off():
+    """Batch norm normalises over the batch, so one call on [real, fake] would mix the two images'
+    statistics: with batch norm our step keeps the reference's separate calls (and its numbers),
+    even though batching is asked for."""
+    bench = BenchConfig("tiny", size=32, ngf=4, ndf=4, netG="resnet_6blocks", norm="batch")
+    config = train_config(bench, seed=0)
+    assert config.model.batch_generator_calls and config.model.batch_discriminator_calls
+    torch.manual_seed(0)
+    model, precision = build_our_step(config, CPU, "fp32", channels_last=False, compile=False)
+    reference = ReferenceStep(config)
+    reference.load_from(model.nets)
+    calls: list[int] = []
+    model.nets["D_A"].register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
+    real_A, real_B = random_batch(bench, CPU)
+    ours = model.training_step({"A": real_A, "B": real_B}, precision)
+    theirs = reference.optimize_parameters(real_A, real_B)
+    assert calls == [1, 1, 1]  # fake_B for G, then real_B and pooled fake_B apart
+    for name in ours:
+        torch.testing.assert_close(ours[name], theirs[name].float(), rtol=1e-5, atol=1e-6)
 
 
 def test_baseline_and_ours_stay_together_through_the_pool():
@@ -108,7 +134,7 @@ def test_flops_formula_counts_generator_and_discriminator_calls():
     bench = BenchConfig("t", size=64, ngf=8, ndf=8, netG="resnet_6blocks", lambda_identity=0.5, batch_size=2)
     flops, formula = flops_per_iteration(bench, {"G": 100, "D": 10})
     assert flops == 3 * 2 * (6 * 100 + 6 * 10) * 2
-    assert "6 G calls" in formula and "6 D calls" in formula
+    assert "6 G passes" in formula and "6 D passes" in formula
     bench.lambda_identity = 0.0
     assert flops_per_iteration(bench, {"G": 100, "D": 10})[0] == 3 * 2 * (4 * 100 + 6 * 10) * 2
 
@@ -155,7 +181,7 @@ def test_train_step_benchmark_quick(tmp_path):
         assert result["median_ms"] > 0 and result["images_per_s"] > 0
         assert result["peak_memory_mib"] >= result["start_memory_mib"] > 0
         assert 0 < result["fraction_of_peak"]
-    assert report["flops_per_iteration"] > 0 and set(report["matmul_peak_tflops"]) >= {"fp32", "bf16"}
+    assert report["flops_per_iteration"] > 0 and set(report["conv_peak_tflops"]) >= {"fp32", "bf16"}
     assert report["config"]["size"] == 32 and "speed of ours relative to the baseline" in stdout
 
 

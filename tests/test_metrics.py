@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from cyclegan.data import BadImageError
 from cyclegan.metrics import PSNR_CAP_DB, evaluate_folders, format_table, psnr, split_label, ssim, to_json
 
 # ----------------------------------------------------------------------------- reference SSIM
@@ -263,4 +264,23 @@ def test_evaluate_errors(tmp_path: Path) -> None:
     assert "cat" in str(exc.value) and "dog" in str(exc.value)
     _img(tmp_path / "real" / "dog.jpg", _smooth(16, 16, 1))
     with pytest.raises(ValueError, match="more than one image"):
+        evaluate_folders(tmp_path / "fake", tmp_path / "real")
+
+
+def test_evaluate_reads_images_by_the_data_loaders_rules(tmp_path: Path) -> None:
+    """A phone photo stored sideways with an EXIF orientation tag is scored upright (as the data
+    loader feeds it to the network), and an unreadable file is named, not a PIL traceback."""
+    upright = _smooth(24, 16, 3).astype(np.uint8)  # 24 rows × 16 columns as displayed
+    stored = np.ascontiguousarray(np.rot90(upright, k=1))  # EXIF 6 = rotate 90° clockwise to display
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    (tmp_path / "real").mkdir()
+    Image.fromarray(stored).save(tmp_path / "real" / "photo.png", exif=exif)
+    _img(tmp_path / "fake" / "photo_fake_B.png", upright)
+    res = evaluate_folders(tmp_path / "fake", tmp_path / "real")
+    record = res["per_image"][0]
+    assert not record.get("resized") and math.isinf(record["psnr"])
+
+    (tmp_path / "fake" / "photo_fake_B.png").write_bytes(b"not an image")
+    with pytest.raises(BadImageError, match="photo_fake_B.png"):
         evaluate_folders(tmp_path / "fake", tmp_path / "real")

@@ -64,6 +64,8 @@ class ModelConfig:
     # Run G_B on real_B and fake_B (and the identity inputs) as one batch: fewer, larger calls.
     # Same result for per-sample norms (instance, none); ignored for batch norm.
     batch_generator_calls: bool = True
+    # Score real and pooled fake images in one discriminator call (same per-sample-norm rule).
+    batch_discriminator_calls: bool = True
     fake_label: float = 0.0
 
     @property

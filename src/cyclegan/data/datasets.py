@@ -69,21 +69,8 @@ def _domain_channels(cfg: DataConfig) -> tuple[int, int]:
 def _good_images(folder: Path, cfg: DataConfig) -> tuple[list[Path], int, int]:
     """List and check one folder; return (good paths, non-image files skipped, bad images skipped)."""
     paths, skipped = list_images(folder, cfg.max_dataset_size)
-    good = scan_images(paths, cfg.max_bad_fraction)
-    _warn_small_images(good, cfg.crop_size)
+    good = scan_images(paths, cfg.max_bad_fraction, min_side=cfg.crop_size)
     return good, skipped, len(paths) - len(good)
-
-
-def _warn_small_images(paths: Sequence[Path], crop_size: int) -> None:
-    """Name the images smaller than the crop: they will be upscaled (blurry), not crash the run."""
-    small = []
-    for path in paths:
-        with Image.open(path) as img:  # the header only: cheap
-            if min(img.size) < crop_size:
-                small.append(f"{path.name} ({img.size[0]}×{img.size[1]})")
-    if small:
-        shown = ", ".join(small[:5]) + (f" and {len(small) - 5} more" if len(small) > 5 else "")
-        logger.warning("%d image(s) smaller than --crop_size %d will be upscaled: %s", len(small), crop_size, shown)
 
 
 class BaseDataset(Dataset):

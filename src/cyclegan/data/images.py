@@ -177,20 +177,22 @@ def load_image(path: str | os.PathLike[str], channels: int = 3) -> Image.Image:
     return img
 
 
-def _check(path: Path) -> str | None:
-    # The same code path as training, so a file that passes here also loads there.
+def _check(path: Path) -> tuple[str | None, tuple[int, int]]:
+    """(why the file is bad or None, its decoded size). The same code path as training, so a file
+    that passes here also loads there."""
     try:
-        load_image(path, 3)
+        return None, load_image(path, 3).size
     except BadImageError as error:
-        return error.reason
-    return None
+        return error.reason, (0, 0)
 
 
-def scan_images(paths: Sequence[Path], max_bad_fraction: float = 0.1) -> list[Path]:
+def scan_images(paths: Sequence[Path], max_bad_fraction: float = 0.1, min_side: int = 0) -> list[Path]:
     """Decode every file once and return the good ones, in order.
 
     Each bad file is logged with its reason and skipped, so training never stops mid-epoch on it. When
     more than ``max_bad_fraction`` of the files are bad, :class:`DatasetError` lists them instead.
+    Good images with a side below ``min_side`` (the crop) are named in one warning: they will be
+    upscaled (blurry), not crash the run.
     """
     paths = list(paths)
     if not paths:
@@ -199,11 +201,11 @@ def scan_images(paths: Sequence[Path], max_bad_fraction: float = 0.1) -> list[Pa
     workers = min(8, os.cpu_count() or 1, len(paths))
     if workers > 1:
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            reasons = list(pool.map(_check, paths))
+            checks = list(pool.map(_check, paths))
     else:
-        reasons = [_check(p) for p in paths]
-    good = [p for p, reason in zip(paths, reasons, strict=True) if reason is None]
-    bad = [(p, reason) for p, reason in zip(paths, reasons, strict=True) if reason is not None]
+        checks = [_check(p) for p in paths]
+    good = [p for p, (reason, _) in zip(paths, checks, strict=True) if reason is None]
+    bad = [(p, reason) for p, (reason, _) in zip(paths, checks, strict=True) if reason is not None]
     for p, reason in bad:
         logger.warning("skipping unreadable image %s: %s", p, reason)
     if bad and len(bad) / len(paths) > max_bad_fraction:
@@ -212,4 +214,9 @@ def scan_images(paths: Sequence[Path], max_bad_fraction: float = 0.1) -> list[Pa
             f"{len(bad)} of {len(paths)} images cannot be decoded "
             f"(more than max_bad_fraction={max_bad_fraction}); fix or remove them:\n{listing}"
         )
+    small = [f"{p.name} ({w}×{h})" for p, (reason, (w, h)) in zip(paths, checks, strict=True)
+             if reason is None and min(w, h) < min_side]
+    if small:
+        shown = ", ".join(small[:5]) + (f" and {len(small) - 5} more" if len(small) > 5 else "")
+        logger.warning("%d image(s) smaller than --crop_size %d will be upscaled: %s", len(small), min_side, shown)
     return good

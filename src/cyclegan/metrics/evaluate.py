@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
+from cyclegan.data.images import load_image as decode_image
 from cyclegan.metrics.paired import psnr, ssim
 
 __all__ = [
@@ -135,9 +135,11 @@ def _select_real(files: list[Path], fake_label: str | None) -> list[Path]:
 
 
 def load_image(path: str | Path) -> torch.Tensor:
-    """Load an image as an RGB uint8 ``(3, H, W)`` tensor (grey and RGBA inputs are converted)."""
-    with Image.open(path) as im:
-        return TF.to_image(im.convert("RGB"))
+    """An image as an RGB uint8 ``(3, H, W)`` tensor, decoded by the data loader's rules
+    (:func:`cyclegan.data.load_image`): EXIF orientation applied, 16-bit scaled, palette / CMYK /
+    alpha converted, and an unreadable file reported by name (``BadImageError``). A photo's ground
+    truth and the network's input are then the same upright pixels."""
+    return TF.to_image(decode_image(path, channels=3))
 
 
 def _to_float(img: torch.Tensor) -> torch.Tensor:

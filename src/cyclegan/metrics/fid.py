@@ -337,12 +337,6 @@ class InceptionFeatures:
 # -------------------------------------------------------------------------------------- folders
 
 
-def _load_uint8(path: Path) -> torch.Tensor:
-    with Image.open(path) as im:
-        arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1)
-
-
 def folder_features(
     folder: str | Path | Sequence[str | Path],
     extractor: InceptionFeatures,
@@ -351,9 +345,10 @@ def folder_features(
 ) -> np.ndarray:
     """Features of every image in ``folder`` (a folder, or an explicit list of image files), sorted by name.
 
-    Returns float64 ``(N, 2048)``. Images are read as RGB ``uint8`` (grey and RGBA are converted).
+    Returns float64 ``(N, 2048)``. Images are read as RGB ``uint8`` by the data loader's rules
+    (EXIF orientation, 16-bit, palette, CMYK, alpha; see :func:`cyclegan.data.load_image`).
     """
-    from cyclegan.metrics.evaluate import IMAGE_EXTENSIONS
+    from cyclegan.metrics.evaluate import IMAGE_EXTENSIONS, load_image
 
     if isinstance(folder, (str, Path)):
         root = Path(folder)
@@ -371,7 +366,7 @@ def folder_features(
     chunks = []
     starts = range(0, len(files), batch_size)
     for start in tqdm(starts, desc="inception", unit="batch", disable=not progress, leave=False):
-        chunks.append(extractor([_load_uint8(p) for p in files[start : start + batch_size]]))
+        chunks.append(extractor([load_image(p) for p in files[start : start + batch_size]]))
     return np.concatenate(chunks) if chunks else np.zeros((0, FEATURE_DIM), dtype=np.float64)
 
 

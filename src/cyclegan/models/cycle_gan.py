@@ -126,6 +126,7 @@ class CycleGANModel(TrainingRecipe):
         """(Re)pair the networks, e.g. after SyncBatchNorm conversion replaced some of them."""
         # Kept in a plain dict, not registered: the networks already are (under their own names).
         per_sample_norm = self.cfg.norm in ("instance", "none")
+        self._batch_discriminator_calls = per_sample_norm and self.cfg.batch_discriminator_calls
         self.step_modules = {
             "G": GeneratorPair(self.nets["G_A"], self.nets["G_B"], identity=self.cfg.lambda_identity > 0,
                                batch_calls=per_sample_norm and self.cfg.batch_generator_calls),
@@ -145,7 +146,14 @@ class CycleGANModel(TrainingRecipe):
                         for_discriminator=for_discriminator)
 
     def discriminator_loss(self, net: torch.nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-        loss = 0.5 * (self.adversarial(net(real), True, True) + self.adversarial(net(fake), False, True))
+        if self._batch_discriminator_calls:
+            # One call of batch 2n instead of two of n: images are normalised each on its own, so
+            # the scores are the same, and the small late convolutions (7x7 maps at 64 px) run at a
+            # third of the cost per image when batched.
+            pred_real, pred_fake = net(torch.cat([real, fake])).split(real.shape[0])
+        else:
+            pred_real, pred_fake = net(real), net(fake)
+        loss = 0.5 * (self.adversarial(pred_real, True, True) + self.adversarial(pred_fake, False, True))
         if self.cfg.gan_mode == "wgangp":  # the reference defines the penalty but never applies it
             loss = loss + gradient_penalty(net, real, fake, self.cfg.gp_type, self.cfg.gp_constant, self.cfg.lambda_gp)
         return loss
