@@ -212,6 +212,35 @@ def test_resume_mid_epoch_gives_the_same_weights_and_losses(tmp_path):
     assert result.progress.history == whole.progress.history
 
 
+def test_loss_log_and_curves_show_the_mean_over_the_print_interval(tmp_path):
+    """One step's losses are noise; each --print_freq line holds the mean of the interval's steps.
+    (A resume inside an interval keeps its partial sums: the resume test above splits at step 3
+    of the interval 3-4 and compares the histories.)"""
+    data = tiny_dataset(tmp_path / "data", n=4)
+    trainer = Trainer(tiny_config(data, tmp_path / "ck", runtime__print_freq=3, optim__max_iters=6))
+    per_step: list[dict[str, float]] = []
+    step = trainer.model.training_step
+
+    def recording_step(*args, **kwargs):
+        losses = step(*args, **kwargs)
+        per_step.append({k: float(v) for k, v in losses.items()})
+        return losses
+
+    trainer.model.training_step = recording_step
+    result = trainer.fit()
+    assert [record["iter"] for record in result.progress.history] == [3, 6]
+    for record, steps in zip(result.progress.history, (per_step[:3], per_step[3:]), strict=True):
+        for name in steps[0]:
+            assert record[name] == pytest.approx(sum(s[name] for s in steps) / 3, rel=1e-12)
+    assert len({round(s["cycle_A"], 9) for s in per_step[:3]}) == 3  # a real mean, of different steps
+    lines = (result.run_dir / "loss_log.txt").read_text().splitlines()
+    logged = [line for line in lines if "cycle_A:" in line]
+    assert [float(line.split("cycle_A: ")[1].split()[0]) for line in logged] == [
+        pytest.approx(record["cycle_A"], abs=5e-4) for record in result.progress.history
+    ]
+    assert result.progress.interval_steps == 0 and result.progress.interval_sums == {}
+
+
 def test_resume_with_another_architecture_lists_the_differences(tmp_path):
     data = tiny_dataset(tmp_path / "data", n=2)
     train(tiny_config(data, tmp_path / "ck", optim__max_iters=1))

@@ -95,7 +95,7 @@ class RuntimeConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     seed: int | None = None
     deterministic: bool = False
-    print_freq: int = 100  # iterations between loss-log lines
+    print_freq: int = 100  # images between loss-log lines; each line is the mean over them
     display_freq: int = 400  # iterations between image pages
     save_latest_freq: int = 5000  # iterations between `latest` checkpoints
     save_epoch_freq: int = 5  # epochs between numbered checkpoints

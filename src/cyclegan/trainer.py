@@ -123,6 +123,19 @@ class Progress:
     history: list[dict[str, float]] = field(default_factory=list)
     validation: list[dict[str, float]] = field(default_factory=list)  # one record per validated epoch
     best_score: float | None = None
+    # Each loss summed over the finite steps since the last --print_freq line, and their count:
+    # the log and the curves show the interval's mean, not one noisy step. Saved with the rest, so
+    # a resumed run prints the same numbers.
+    interval_sums: dict[str, float] = field(default_factory=dict)
+    interval_steps: int = 0
+
+
+def interval_mean(progress: Progress) -> dict[str, float]:
+    """The mean of each loss since the last printed line (empty when no step counted); resets."""
+    steps, sums = progress.interval_steps, progress.interval_sums
+    mean = {name: total / steps for name, total in sums.items()} if steps else {}
+    progress.interval_sums, progress.interval_steps = {}, 0
+    return mean
 
 
 @dataclass
@@ -485,15 +498,19 @@ class Trainer:
         progress.images_seen += n
         self.last_losses = self.dist.mean({k: float(v) for k, v in losses.items()}, self.device)
         logger.step(progress, self.last_losses, n, time.perf_counter() - step_start, data_time)
+        if not self.model.last_step_skipped:  # a skipped step's NaN must not poison the mean
+            for name, value in self.last_losses.items():
+                progress.interval_sums[name] = progress.interval_sums.get(name, 0.0) + value
+            progress.interval_steps += 1
 
         def crossed(freq: int) -> bool:  # frequencies count images, as the reference's do
             return freq > 0 and progress.images_seen // freq > before // freq
 
         if crossed(config.runtime.print_freq):
             fraction = progress.items_in_epoch / len(self.dataset)
-            progress.history.append({"iter": progress.total_iters, "epoch": progress.epoch - 1 + fraction,
-                                     **self.last_losses})
-            logger.print_losses(progress, self.last_losses, data_time)
+            mean = interval_mean(progress) or self.last_losses
+            progress.history.append({"iter": progress.total_iters, "epoch": progress.epoch - 1 + fraction, **mean})
+            logger.print_losses(progress, mean, data_time)
         if crossed(config.runtime.display_freq):
             logger.display(progress, self.model.current_visuals())
         every = config.runtime.checkpoint_every
