@@ -321,7 +321,7 @@ def conv_peak(device: torch.device, dtype: torch.dtype, batch: int, size: int, r
 
     A convolution, not a matmul: the networks' convolutions run on oneDNN, while torch.matmul on a
     CPU goes to the BLAS (MKL in the torch wheels), which on the 2-core AMD EPYC here reached 0.20
-    fp32 TFLOP/s against 0.46 for a 3×3 convolution: a matmul peak put the fp32 baseline above
+    fp32 TFLOP/s against 0.36–0.47 for 3×3 convolutions: a matmul peak put the fp32 baseline above
     100 % of "peak".
     """
     channels = 256
