@@ -148,8 +148,8 @@ class CycleGANModel(TrainingRecipe):
     def discriminator_loss(self, net: torch.nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         if self._batch_discriminator_calls:
             # One call of batch 2n instead of two of n: images are normalised each on its own, so
-            # the scores are the same, and the small late convolutions (7x7 maps at 64 px) run at a
-            # third of the cost per image when batched.
+            # the scores are the same. Small maps use the CPU poorly: at 64 px the 7×7-map layer
+            # took 961 µs for two images against 761 µs for one (bf16); the step ran ~5 % faster.
             pred_real, pred_fake = net(torch.cat([real, fake])).split(real.shape[0])
         else:
             pred_real, pred_fake = net(real), net(fake)
