@@ -244,10 +244,11 @@ def build_our_step(
 ) -> tuple[Any, Precision]:
     """Our model, set up as the trainer sets it up (device, memory format, optimizers, compile)."""
     from cyclegan.models import create_model
+    from cyclegan.trainer import channels_last_weights
 
     model = create_model(config, is_train=True)
     model.to(device)
-    if channels_last:
+    if channels_last and channels_last_weights(device):  # else only the batches, as in training
         model.to(memory_format=torch.channels_last)
     model.build_optimizers()
     if compile:

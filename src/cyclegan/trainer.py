@@ -173,6 +173,18 @@ def check_crop_size(config: TrainConfig, multiple: int) -> None:
         )
 
 
+def channels_last_weights(device: torch.device) -> bool:
+    """Whether ``--channels_last`` converts the weights too, or only the batches.
+
+    The weights too on CUDA (cuDNN's NHWC kernels). On a CPU only the batches: oneDNN takes NHWC
+    activations with plain weights, the fused Adam kernel copied channels-last weights every step
+    (measured slower), and with ``--compile`` torch 2.14's CPU inductor computed wrong gradients
+    for conv → InstanceNorm → conv with channels-last weights at batch 1 (off by more than their
+    size; tests/test_train.py checks ours against eager).
+    """
+    return device.type == "cuda"
+
+
 class Trainer:
     """Build everything from a TrainConfig, optionally resume, and run ``fit``."""
 
@@ -236,7 +248,7 @@ class Trainer:
                 enable_gradient_checkpointing(net)
         self.model.rebuild_step_modules()
         self.model.to(self.device)
-        if runtime.channels_last:
+        if runtime.channels_last and channels_last_weights(self.device):
             self.model.to(memory_format=torch.channels_last)
 
     def _step_wrapper(self):
@@ -586,4 +598,4 @@ def train(config: TrainConfig, resume: str = "auto") -> TrainResult:
     return Trainer(config, resume=resume).fit()
 
 
-__all__ = ["Progress", "TrainResult", "Trainer", "parse_duration", "resolve_device", "train"]
+__all__ = ["Progress", "TrainResult", "Trainer", "channels_last_weights", "parse_duration", "resolve_device", "train"]
