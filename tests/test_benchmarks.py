@@ -201,3 +201,22 @@ def test_inference_benchmark_quick(tmp_path):
     assert onnx["max_abs_diff"] < 1e-3  # fp32 export
     assert ours["max_abs_diff"] < 0.2  # bf16: a coarse sanity bound, not a quality claim
     assert all(r["images_per_s"] > 0 for r in report["results"])
+
+
+@pytest.mark.slow
+def test_gpu_check_script_runs_end_to_end_in_its_dry_run(tmp_path):
+    """`benchmarks/gpu_check.sh` is what a session lent a GPU runs in one go; its dry run takes the
+    same steps on the CPU at tiny sizes, so a broken flag or path shows here, not on borrowed time."""
+    env = dict(os.environ, DRY_RUN="1", OUT=str(tmp_path / "out"), PYTHON=sys.executable, OMP_NUM_THREADS="1")
+    completed = subprocess.run(["bash", str(BENCHMARKS / "gpu_check.sh")], capture_output=True, text=True,
+                               env=env, timeout=900)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    out = tmp_path / "out"
+    assert sorted(p.name for p in out.iterdir()) == ["inference.md", "machine.txt", "tests.txt", "train_step.md"]
+    assert "torch " in (out / "machine.txt").read_text()
+    tests = (out / "tests.txt").read_text()
+    assert ("skipped" in tests) != torch.cuda.is_available() and "error" not in tests.lower()
+    train = (out / "train_step.md").read_text()
+    assert train.count("speed of ours relative to the baseline") == 3  # bf16, + channels-last, + compile
+    assert "| ours | bf16 | yes | yes |" in train  # the compiled channels-last variant ran
+    assert len(table_rows((out / "inference.md").read_text())) == 5
