@@ -173,18 +173,6 @@ def test_the_reference_example_command_lines_work(tmp_path, monkeypatch, capsys)
     assert (images.parent / "index.html").exists()
 
 
-@pytest.mark.slow
-def test_demo_end_to_end_score_rises(tmp_path):
-    """The main job with a small budget: the translation beats doing nothing on the synthetic set."""
-    from cyclegan.demo import run_demo
-
-    result = run_demo(out=tmp_path / "demo", iters=400, device="cpu", precision="bf16")  # quality holds in bf16
-    assert result.results_page.exists() and result.training_page.exists()
-    assert result.identity_psnr < 8
-    assert result.psnr > result.identity_psnr + 4, result.summary()
-
-
-
 def test_report_command_gathers_a_run(trained_run, tmp_path, capsys):
     data, checkpoints, _ = trained_run
     assert main(["test", "--dataroot", str(data), "--name", "run", "--checkpoints_dir", str(checkpoints),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +72,23 @@ def test_map_is_exact_bijection(synthetic_root: Path) -> None:
         assert np.array_equal(synthetic_map(gt), b)
 
 
+def test_trivial_baselines_score_low_and_need_colour_and_structure(tmp_path: Path) -> None:
+    """The learning issue's bar: every trivial baseline scores low against the true translations;
+    right colours in the wrong place (the true map of a shifted scene) score low too."""
+    from cyclegan.metrics.baselines import dataset_baselines
+
+    root = write_synthetic_dataset(tmp_path / "fair", n=60, size=64, seed=0, n_test=12)
+    found = dataset_baselines(root, "test")
+    assert found is not None and found["count"] == 12 and found["target_statistics"].endswith("trainB")
+    scores = found["baselines"]
+    assert set(scores) == {"doing nothing", "constant image", "colour transfer", "histogram matching"}
+    assert max(s["psnr"] for s in scores.values()) < 11.0  # ~9.3 dB: the constant image
+    assert max(s["ssim"] for s in scores.values()) < 0.40
+    shifted = [psnr(np.roll(synthetic_map(read(p)), 4, axis=1), read(root / "testA_gt" / p.name))
+               for p in sorted((root / "testA").glob("*.png"))]
+    assert np.mean(shifted) < 12.0  # colour without structure is not the answer either
+
+
 def test_identity_scores_badly(synthetic_root: Path) -> None:
     scores = [
         psnr(read(p), read(synthetic_root / "testA_gt" / p.name))
@@ -102,10 +118,8 @@ def test_colour_statistics_follow_palette(tmp_path: Path) -> None:
     assert np.median(near_a) > 60  # B's pixels are not A's colours
 
 
-def test_generation_is_fast_and_loads_as_unaligned(tmp_path: Path) -> None:
-    start = time.perf_counter()
+def test_default_set_loads_as_unaligned(tmp_path: Path) -> None:
     root = write_synthetic_dataset(tmp_path / "fast", **SYNTHETIC_DEFAULTS)
-    assert time.perf_counter() - start < 5.0  # about half a second for 200 + 200 + 4 x 20 images
     cfg = DataConfig(dataroot=str(root), load_size=64, crop_size=64, num_threads=0)
     ds = create_dataset(cfg)
     assert len(ds) == SYNTHETIC_DEFAULTS["n"] and ds[0]["A"].shape == (3, 64, 64)

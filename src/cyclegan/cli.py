@@ -13,7 +13,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cyclegan.config import DataConfig, ModelConfig, OptimConfig, RuntimeConfig, TrainConfig
+from cyclegan.config import (
+    PRESETS,
+    DataConfig,
+    ModelConfig,
+    OptimConfig,
+    RuntimeConfig,
+    TrainConfig,
+    fit_epochs_to_iterations,
+    preset_config,
+)
 
 log = logging.getLogger("cyclegan")
 
@@ -128,15 +137,33 @@ def add_train_parser(subparsers) -> None:
         help="auto (default): resume when the run folder has a checkpoint; never: refuse to reuse the folder",
     )
     parser.add_argument("--epoch", default="latest", help="with --continue_train: which checkpoint to resume")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                        help="quick: settings for small, short CPU runs (64 px, resnet_6blocks, ngf 32, identity "
+                             "warm start, 2,000 iterations); explicit flags override it. Default: the reference's")
     add_ignored_reference_flags(parser)
     parser.set_defaults(handler=run_train)
+
+
+def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The reference's defaults, a preset's overrides, then the flags given; a preset's run bounded by
+    ``max_iters`` gets epoch counts that decay the learning rate over its second half."""
+    config = config_from_args(args, preset_config(getattr(args, "preset", None)))
+    given = vars(args)
+    if (getattr(args, "preset", None) and config.optim.max_iters and config.data.dataroot
+            and "n_epochs" not in given and "n_epochs_decay" not in given):
+        from cyclegan.data import create_dataset
+
+        images = len(create_dataset(config.data, seed=config.runtime.seed or 0))  # an epoch's images
+        config = dataclasses.replace(config, optim=fit_epochs_to_iterations(config.optim, images,
+                                                                             config.data.batch_size))
+    return config
 
 
 def run_train(args: argparse.Namespace) -> int:
     from cyclegan.checkpoint import CHECKPOINT_SUFFIX
     from cyclegan.trainer import Trainer
 
-    config = config_from_args(args)
+    config = train_config_from_args(args)
     if not config.data.dataroot:
         raise SystemExit("cyclegan train: --dataroot is required (a folder with trainA/ and trainB/)")
     resume = "required" if args.continue_train else args.resume
@@ -225,7 +252,8 @@ def run_test_command(args: argparse.Namespace) -> int:
 def add_demo_parser(subparsers) -> None:
     parser = subparsers.add_parser("demo", help="the whole job on the built-in synthetic data set, in minutes on a CPU")
     parser.add_argument("--out", default="./demo", help="folder for the data set, run and results")
-    parser.add_argument("--iters", type=int, default=None, help="training iterations (default: the demo preset)")
+    parser.add_argument("--iters", type=int, default=None,
+                        help="training iterations (default: the quick preset's max_iters)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--precision", default=None, help="auto (default) | fp32 | bf16")
@@ -233,9 +261,17 @@ def add_demo_parser(subparsers) -> None:
 
 
 def run_demo_command(args: argparse.Namespace) -> int:
-    from cyclegan.demo import run_demo
+    import signal
 
-    result = run_demo(out=args.out, iters=args.iters, device=args.device, seed=args.seed, precision=args.precision)
+    from cyclegan.demo import DemoInterrupted, run_demo
+
+    try:
+        result = run_demo(out=args.out, iters=args.iters, device=args.device, seed=args.seed,
+                          precision=args.precision)
+    except DemoInterrupted as stop:
+        print(f"cyclegan demo: {stop}", file=sys.stderr)
+        number = getattr(signal, stop.signal_name, None)
+        return 128 + int(number) if number is not None else 1  # the shell's convention for a signal
     print(result.summary())
     return 0
 
@@ -255,6 +291,16 @@ def add_eval_parser(subparsers) -> None:
                         help="FID/KID Inception-v3 weights (default: the cache `cyclegan download inception` fills)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--format", choices=("table", "json"), default="table")
+    baselines = parser.add_argument_group(
+        "trivial baselines (doing nothing, constant image, colour transfer, histogram matching), scored on the "
+        "same images when the inputs are known")
+    baselines.add_argument("--source", default=None,
+                           help="the inputs that were translated (default: the *_real_A files of a results folder)")
+    baselines.add_argument("--target_domain", default=None,
+                           help="the target domain's training images, for the colour statistics (e.g. trainB; "
+                                "default: the ground truth itself, which favours the baselines)")
+    baselines.add_argument("--source_domain", default=None,
+                           help="the source domain's training images (e.g. trainA; default: each image's own)")
     parser.set_defaults(handler=run_eval)
 
 
@@ -265,7 +311,26 @@ def run_eval(args: argparse.Namespace) -> int:
     result = evaluate_folders(args.fake, args.real, metrics=metrics, fake_label=args.fake_label,
                               inception_weights=args.inception_weights, lpips_weights=args.lpips_weights,
                               device=args.device)
-    print(to_json(result) if args.format == "json" else format_table(result))
+    comparison = None
+    if "psnr" in result and "ssim" in result:
+        from cyclegan.metrics.baselines import folder_baselines, format_comparison, margins
+
+        comparison = folder_baselines({r["name"] for r in result["per_image"]}, args.source or args.fake, args.real,
+                                      target_domain=args.target_domain, source_domain=args.source_domain,
+                                      plain_sources=args.source is not None)
+        if comparison is not None:
+            result["baselines"] = comparison
+            result.update(margins(result, comparison["baselines"]))
+    if args.format == "json":
+        print(to_json(result))
+        return 0
+    print(format_table(result))
+    if comparison is not None:
+        print(f"\nagainst the trivial baselines on the same {comparison['count']} image(s) "
+              f"(target colour statistics: {comparison['target_statistics']}):")
+        print(format_comparison(result, comparison["baselines"], label="fake"))
+    elif "psnr" in result:
+        print("\n(no baselines: pass --source with the inputs to compare with doing nothing, a constant image ...)")
     return 0
 
 

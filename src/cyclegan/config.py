@@ -67,6 +67,9 @@ class ModelConfig:
     # Score real and pooled fake images in one discriminator call (same per-sample-norm rule).
     batch_discriminator_calls: bool = True
     fake_label: float = 0.0
+    # Steps of an L1 fit of each generator to the identity before training (0: the reference's random
+    # start). See cyclegan.models.warm_start; the quick preset uses it.
+    identity_warmup_steps: int = 0
 
     @property
     def arch_fields(self) -> dict[str, Any]:
@@ -156,3 +159,43 @@ class TrainConfig:
         except json.JSONDecodeError as error:
             raise ValueError(f"{path} is not valid JSON ({error}); restore it or delete the run folder") from None
         return cls.from_dict(raw)
+
+
+# Named presets: overrides of the reference's defaults for one situation, by section and field. The
+# reference's defaults (the dataclasses above) stay exactly the reference's; explicit flags override a
+# preset. "quick": small, short CPU runs (a 2-core laptop, minutes), chosen from the learning curves
+# in benchmarks/README.md ("Quick preset"); max_iters bounds it, and the learning rate decays over its
+# second half (see fit_epochs_to_iterations).
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "quick": {
+        "data": {"load_size": 72, "crop_size": 64, "num_threads": 0},
+        "model": {"netG": "resnet_6blocks", "ngf": 32, "ndf": 32, "lambda_identity": 0.5,
+                  "identity_warmup_steps": 200},
+        "optim": {"max_iters": 2000},
+        "runtime": {},
+    },
+}
+
+
+def preset_config(name: str | None) -> TrainConfig:
+    """The reference's defaults with a preset's overrides (``None``: the defaults)."""
+    config = TrainConfig()
+    if name is None:
+        return config
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; known: {', '.join(sorted(PRESETS))}")
+    for section, values in PRESETS[name].items():
+        setattr(config, section, dataclasses.replace(getattr(config, section), **values))
+    return config
+
+
+def fit_epochs_to_iterations(optim: OptimConfig, images_per_epoch: int, batch_size: int = 1) -> OptimConfig:
+    """Epoch counts for a run bounded by ``max_iters``: half at the initial rate, half decaying.
+
+    The reference's schedule counts epochs (100 + 100 over horse2zebra's 1,334 images); a short run
+    on another data set would stop long before any decay. Needs ``max_iters``.
+    """
+    if optim.max_iters is None:
+        raise ValueError("fit_epochs_to_iterations needs max_iters")
+    epochs = max(1, -(-optim.max_iters * batch_size // (2 * max(images_per_epoch, 1))))  # ceil
+    return dataclasses.replace(optim, n_epochs=epochs, n_epochs_decay=epochs)

@@ -9,18 +9,23 @@
 
 No silent 50-image cap: every image is translated unless ``--num_test`` is given. When the data
 set holds the true translations (``<phase>A_gt``, as the synthetic set does), PSNR / SSIM are
-computed and shown on the page beside each image.
+computed and shown on the page beside each image, next to the trivial baselines' scores on the same
+images (:mod:`cyclegan.metrics.baselines`), and the true translation is shown beside ``fake_B``
+(copied in as ``<stem>_true_B.png``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import glob
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cyclegan.config import TrainConfig
+from cyclegan.metrics.baselines import dataset_baselines, margins, page_items
 from cyclegan.translate import folder_images, save_tensor_image, translate_folder
 
 log = logging.getLogger(__name__)
@@ -126,6 +131,15 @@ def run_test(
     ground_truth = dataroot / f"{phase}A_gt"
     if model == "cycle_gan" and ground_truth.is_dir() and (direction or "AtoB") == "AtoB":
         scores = evaluate_folders(images_dir, ground_truth, fake_label="fake_B")
+        for record in scores["per_image"]:  # the truth beside each fake_B on the page
+            truth = next(iter(sorted(ground_truth.glob(f"{glob.escape(record['name'])}.*"))), None)
+            if truth is not None:
+                shutil.copyfile(truth, images_dir / f"{record['name']}_true_B{truth.suffix}")
+        comparison = dataset_baselines(dataroot, phase, "AtoB", loaded.config.data.input_nc,
+                                       loaded.config.data.output_nc, stems={r["name"] for r in scores["per_image"]})
+        if comparison is not None:
+            scores["baselines"] = comparison
+            scores.update(margins(scores, comparison["baselines"]))
         atomic_write(out_dir / "scores.json", to_json(scores) + "\n")  # `cyclegan report` reads it
     rows = collect_result_rows(out_dir)
     title = f"{name}: {phase} results, epoch {epoch}"
@@ -137,7 +151,8 @@ def run_test(
 def _page_scores(scores: dict[str, Any] | None) -> dict[str, Any] | None:
     if not scores:
         return None
-    return {"PSNR fake_B vs ground truth (dB)": scores["psnr"], "SSIM": scores["ssim"], "images scored": scores["count"]}
+    items = page_items(scores, scores.get("baselines"), model_label="fake_B vs ground truth")
+    return {**items, "images scored": scores["count"]}
 
 
 __all__ = ["TestSummary", "run_test"]

@@ -224,6 +224,8 @@ class Trainer:
         self.validator = Validator(config, self.seed) if Validator.available(config) else None
 
         self._prepare_networks()
+        if existing is None:  # a resume restores the weights this would have produced
+            self.model.data_dependent_init(self._first_images(), self.precision)
         self.model.build_optimizers()
         mode = self.validator.mode if self.validator else "min"
         self.schedulers = {name: build_scheduler(opt, config.optim, mode) for name, opt in self.model.optimizers.items()}
@@ -237,6 +239,13 @@ class Trainer:
             self._restore(*existing)
         # After the restore: DDP broadcasts rank 0's weights when it wraps them.
         self.model.wrap_step_modules(self._step_wrapper())
+
+    def _first_images(self, count: int = 16) -> dict[str, Any]:
+        """The first ``count`` training items of epoch 0, batched: the same on every rank."""
+        items = [self.dataset[(0, i)] for i in range(min(count, len(self.dataset)))]
+        batch = {key: torch.stack([item[key] for item in items]) for key in items[0]
+                 if isinstance(items[0][key], torch.Tensor)}
+        return self._to_device(batch)
 
     def _prepare_networks(self) -> None:
         """Device, memory format, SyncBatchNorm, gradient checkpointing: decided once, here."""

@@ -5,6 +5,12 @@ there (``valA_gt/``, as the synthetic set writes them), also PSNR and SSIM of G_
 them, and that PSNR is the objective: the ``plateau`` LR policy follows it and the best
 checkpoint (``best.safetensors``) is chosen by it. Without ground truth the objective is the
 cycle L1 (lower is better).
+
+With ground truth, the trivial baselines (:mod:`cyclegan.metrics.baselines`: doing nothing, a
+constant image, colour transfer, histogram matching) are scored once on the same images, and every
+record carries the best of them (``val_baseline_psnr`` / ``val_baseline_ssim``) and the model's
+margin over it (``val_margin_psnr`` / ``val_margin_ssim``): a PSNR alone cannot say whether the model
+learned anything.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import torch.nn.functional as F
 
 from cyclegan.config import TrainConfig
 from cyclegan.data import create_dataset
+from cyclegan.metrics.baselines import dataset_baselines
 from cyclegan.metrics.paired import psnr, ssim
 from cyclegan.precision import Precision
 from cyclegan.translate import unit_image_tensor
@@ -36,6 +43,8 @@ class Validator:
         self.objective, self.mode = ("val_psnr", "max") if has_truth else ("val_cycle_l1", "min")
         if not has_truth:
             self.ground_truth = None
+        self.baselines = (dataset_baselines(root, "val", self.direction, config.data.input_nc, self.output_nc)
+                          if has_truth else None)
         # The source-domain files, each scored once (the data set cycles the shorter folder).
         self.sources = [Path(p) for p in getattr(self.dataset, "B_paths" if self.direction == "BtoA" else "A_paths")]
 
@@ -75,4 +84,9 @@ class Validator:
         if psnrs:
             scores["val_psnr"] = sum(min(p, 100.0) for p in psnrs) / len(psnrs)
             scores["val_ssim"] = sum(ssims) / len(ssims)
+            if self.baselines is not None:
+                for metric in ("psnr", "ssim"):
+                    best = max(b[metric] for b in self.baselines["baselines"].values())
+                    scores[f"val_baseline_{metric}"] = best
+                    scores[f"val_margin_{metric}"] = scores[f"val_{metric}"] - best
         return scores

@@ -60,9 +60,10 @@ SUPPORTED_METRICS = PAIRED_METRICS + DISTRIBUTION_METRICS
 # The reference's IMG_EXTENSIONS (data/image_folder.py), compared case-insensitively, plus webp.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff", ".webp")
 
-# Visual names the reference (and our models) append to result images: <stem>_<label>.png.
+# Visual names the reference (and our models) append to result images: <stem>_<label>.png; ``true_B``
+# is the ground truth that ``cyclegan test`` puts beside ``fake_B`` when the data set has it.
 # The base is greedy so only the last suffix is taken ("a_real_fake_B" -> "a_real", "fake_B").
-_LABEL_RE = re.compile(r"^(?P<base>.+)_(?P<label>(?:real|fake|rec|idt)(?:_[AB])?)$")
+_LABEL_RE = re.compile(r"^(?P<base>.+)_(?P<label>(?:real|fake|rec|idt|true)(?:_[AB])?)$")
 
 
 def split_label(stem: str) -> tuple[str, str | None]:

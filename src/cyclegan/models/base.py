@@ -26,6 +26,9 @@ class TrainingRecipe(nn.Module):
         """Create optimizers once the networks sit on their final device."""
         raise NotImplementedError
 
+    def data_dependent_init(self, batch: dict[str, Any], precision: Precision) -> None:
+        """Called once in a fresh run, with a batch of training images, before the optimizers exist."""
+
     def training_step(self, batch: dict[str, Any], precision: Precision) -> dict[str, torch.Tensor]:
         """One optimisation step on a batch; returns every loss term (detached) by name."""
         raise NotImplementedError

@@ -21,6 +21,7 @@ from torch import nn
 from cyclegan.config import TrainConfig
 from cyclegan.losses import cycle_loss, gan_loss, gradient_penalty, identity_loss
 from cyclegan.models.base import MODELS, TrainingRecipe, set_requires_grad
+from cyclegan.models.warm_start import identity_warm_start
 from cyclegan.networks import define_D, define_G
 from cyclegan.pool import ImagePool
 from cyclegan.precision import Precision
@@ -107,12 +108,23 @@ class CycleGANModel(TrainingRecipe):
             self.nets["D_A"] = define_D(output_nc, m.ndf, m.netD, m.n_layers_D, **d_kwargs)
             self.nets["D_B"] = define_D(input_nc, m.ndf, m.netD, m.n_layers_D, **d_kwargs)
             seed = config.runtime.seed or 0
+            self.seed = seed
             self.fake_A_pool = ImagePool(m.pool_size, seed=seed + 1)
             self.fake_B_pool = ImagePool(m.pool_size, seed=seed + 2)
             self.gan = gan_loss(m.gan_mode)
             self.rebuild_step_modules()
         self._visuals: dict[str, torch.Tensor] = {}
         self.last_step_skipped = False
+
+    def data_dependent_init(self, batch: dict[str, Any], precision: Precision) -> None:
+        """Start both generators as the identity (``--identity_warmup_steps``; quick preset)."""
+        steps = self.cfg.identity_warmup_steps
+        if steps <= 0:
+            return
+        if batch["A"].shape[1] != batch["B"].shape[1]:
+            raise ValueError("--identity_warmup_steps needs input_nc == output_nc: G(x) must be comparable with x")
+        for offset, (name, images) in enumerate((("G_A", batch["A"]), ("G_B", batch["B"]))):
+            identity_warm_start(self.nets[name], images, steps, precision, seed=self.seed + offset)
 
     def build_optimizers(self) -> None:
         # The fused kernel updates each parameter in one pass (CPU and CUDA); the per-op loop it

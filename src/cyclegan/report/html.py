@@ -34,7 +34,7 @@ from cyclegan.report.visuals import save_visuals
 __all__ = ["VISUAL_ORDER", "ResultsPage", "TrainingPage", "collect_result_rows", "write_results_page"]
 
 # The reference CycleGAN's visual_names order; names not listed here go after, alphabetically.
-VISUAL_ORDER = ("real_A", "fake_B", "rec_A", "idt_B", "real_B", "fake_A", "rec_B", "idt_A", "real", "fake")
+VISUAL_ORDER = ("real_A", "fake_B", "true_B", "rec_A", "idt_B", "real_B", "fake_A", "rec_B", "idt_A", "real", "fake")
 
 _TEMPLATES = Path(__file__).resolve().parent / "templates"
 _EPOCH_FILE_RE = re.compile(r"^epoch(?P<epoch>\d+)_(?P<name>.+)\.png$")

@@ -94,24 +94,43 @@ def plot_losses(
 _VAL_META = ("epoch", "iter", "iters", "total_iters", "time", "step")
 
 
-def val_metrics(records: Sequence[Mapping[str, Any]]) -> list[str]:
+def _baseline_of(name: str) -> str | None:
+    """``val_baseline_psnr`` is drawn in the ``val_psnr`` panel, as a reference line."""
+    prefix, _, metric = name.partition("baseline_")
+    return f"{prefix}{metric}" if metric else None
+
+
+def val_metrics(records: Sequence[Mapping[str, Any]], with_baselines: bool = True) -> list[str]:
     names: list[str] = []
     for r in records:
         for k, v in r.items():
             if k not in _VAL_META and _is_number(v) and k not in names:
-                names.append(k)
+                if with_baselines or _baseline_of(k) is None:
+                    names.append(k)
     return names
+
+
+def _points(records: Sequence[Mapping[str, Any]], name: str) -> list[tuple[float, float]]:
+    pts = []
+    for j, r in enumerate(records):
+        x, v = r.get("epoch", r.get("iter", j)), r.get(name)
+        if _is_number(x) and _is_number(v) and math.isfinite(v):
+            pts.append((float(x), float(v)))
+    return sorted(pts)
 
 
 def plot_scores(records: Sequence[Mapping[str, Any]], out_png: str | Path, title: str = "Validation scores") -> Path:
     """One small panel per metric (scores have unrelated scales: dB, [0, 1], FID ...) against the epoch.
 
     ``plot_losses`` is not reused because it draws every series on one axis labelled "loss".
+    A ``*_baseline_<metric>`` series (the best trivial baseline) is drawn dashed in the ``*_<metric>``
+    panel, and a ``*_margin_*`` panel gets a zero line: above it the model beats every baseline.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    metrics = val_metrics(records)
+    metrics = val_metrics(records, with_baselines=False)
+    baselines = {_baseline_of(k): k for k in val_metrics(records) if _baseline_of(k) is not None}
     n = max(len(metrics), 1)
     cols = min(n, 3)
     rows = math.ceil(n / cols)
@@ -119,16 +138,16 @@ def plot_scores(records: Sequence[Mapping[str, Any]], out_png: str | Path, title
     FigureCanvasAgg(fig)
     for i, name in enumerate(metrics):
         ax = fig.add_subplot(rows, cols, i + 1)
-        pts = []
-        for j, r in enumerate(records):
-            x = r.get("epoch", r.get("iter", j))
-            v = r.get(name)
-            if _is_number(x) and _is_number(v) and math.isfinite(v):
-                pts.append((float(x), float(v)))
-        pts.sort()
+        pts = _points(records, name)
         if pts:
             xs, ys = zip(*pts, strict=True)
-            ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, linewidth=1.0)
+            ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, linewidth=1.0, label="model")
+        if name in baselines and (reference := _points(records, baselines[name])):
+            xs, ys = zip(*reference, strict=True)
+            ax.plot(xs, ys, linestyle="--", color="grey", linewidth=1.0, label="best trivial baseline")
+            ax.legend(fontsize="x-small")
+        if "margin_" in name:
+            ax.axhline(0.0, color="grey", linestyle="--", linewidth=1.0)
         ax.set_title(name, fontsize="medium")
         ax.set_xlabel("epoch" if any("epoch" in r for r in records) else "iteration")
         ax.grid(True, alpha=0.3)

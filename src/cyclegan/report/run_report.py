@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from cyclegan.fileio import atomic_write
+from cyclegan.metrics.baselines import page_items
 from cyclegan.report.html import (
     VISUAL_ORDER,
     _fmt_number,
@@ -175,8 +176,14 @@ def write_run_report(
                         flat = {_SCORE_LABELS.get(k, k): v for k, v in data.items()}
                         samples = flat.pop("fid_samples", None)
                         result_scores = _score_items(
-                            flat, skip=("psnr_cap_db", "count", "kid_subsets", "kid_subset_size")
+                            flat, skip=("psnr_cap_db", "count", "kid_subsets", "kid_subset_size",
+                                        "margin_psnr", "margin_ssim")
                         )
+                        if isinstance(data.get("baselines"), Mapping) and "psnr" in data and "ssim" in data:
+                            # The model's scores beside the trivial baselines' and the margin over them.
+                            comparison = page_items(data, data["baselines"], model_label="fake_B")
+                            result_scores = [(k, _fmt_number(v)) for k, v in comparison.items()] + [
+                                item for item in result_scores if item[0] not in ("PSNR", "SSIM")]
                         if "count" in flat:
                             result_scores.append(("pairs scored", str(flat["count"])))
                         if isinstance(samples, Mapping):

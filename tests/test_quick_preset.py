@@ -1,0 +1,78 @@
+"""The quick preset and the identity warm start: what they set, that they keep resume exact, and
+that the reference's defaults stay the reference's."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from cyclegan.cli import build_parser, train_config_from_args
+from cyclegan.config import PRESETS, OptimConfig, TrainConfig, fit_epochs_to_iterations, preset_config
+from cyclegan.models.warm_start import identity_warm_start
+from cyclegan.networks import define_G
+from cyclegan.precision import Precision
+from cyclegan.trainer import Trainer, train
+
+from .helpers import tiny_config, tiny_dataset
+
+
+def test_identity_warm_start_makes_the_generator_copy_its_input():
+    torch.manual_seed(0)
+    generator = define_G(3, 3, 8, "resnet_6blocks", norm="instance")
+    # Smooth images (the generator downsamples 4x, so white noise cannot pass through it).
+    smooth = torch.nn.functional.interpolate(torch.rand(8, 3, 8, 8) * 2 - 1, size=32, mode="bilinear")
+    images, held_out = smooth[:6], smooth[6:]
+    before = (generator(held_out) - held_out).abs().mean().item()
+    identity_warm_start(generator, images, steps=60, precision=Precision("fp32", torch.device("cpu")))
+    after = (generator(held_out) - held_out).abs().mean().item()
+    assert after < 0.5 * before  # unseen images come out close to themselves
+
+
+def test_warm_start_runs_in_fresh_runs_only_and_resume_stays_exact(tmp_path):
+    data = tiny_dataset(tmp_path / "data", n=5)
+    options = {"model__identity_warmup_steps": 3}
+    whole = train(tiny_config(data, tmp_path / "ck", name="whole", optim__max_iters=6, **options))
+    train(tiny_config(data, tmp_path / "ck", name="split", optim__max_iters=2, **options))
+    resumed = Trainer(tiny_config(data, tmp_path / "ck", name="split", optim__max_iters=6, **options),
+                      resume="required")
+    result = resumed.fit()
+    assert result.last_losses == whole.last_losses
+    cold = Trainer(tiny_config(data, tmp_path / "ck", name="cold", optim__max_iters=1))
+    warm = Trainer(tiny_config(data, tmp_path / "ck", name="warm", optim__max_iters=1, **options))
+    weight = "model.1.weight"
+    assert not torch.equal(cold.model.nets["G_A"].state_dict()[weight], warm.model.nets["G_A"].state_dict()[weight])
+
+
+def test_reference_defaults_are_untouched_and_the_preset_only_overrides():
+    assert preset_config(None) == TrainConfig()
+    quick = preset_config("quick")
+    for section, values in PRESETS["quick"].items():
+        for field, value in values.items():
+            assert getattr(getattr(quick, section), field) == value
+    untouched = {f.name for f in dataclasses.fields(quick.model)} - set(PRESETS["quick"]["model"])
+    for field in untouched:
+        assert getattr(quick.model, field) == getattr(TrainConfig().model, field)
+    with pytest.raises(ValueError, match="unknown preset 'fast'; known: quick"):
+        preset_config("fast")
+
+
+def test_explicit_flags_override_the_preset_and_epochs_fit_max_iters(tmp_path):
+    data = tiny_dataset(tmp_path / "data", n=5)
+    args = build_parser().parse_args(["train", "--dataroot", str(data), "--preset", "quick", "--ngf", "16",
+                                      "--max_iters", "40"])
+    config = train_config_from_args(args)
+    assert config.model.ngf == 16 and config.model.netG == "resnet_6blocks" and config.optim.max_iters == 40
+    assert (config.optim.n_epochs, config.optim.n_epochs_decay) == (4, 4)  # 40 iterations over 5 images
+    args = build_parser().parse_args(["train", "--dataroot", str(data), "--preset", "quick", "--n_epochs", "3"])
+    assert train_config_from_args(args).optim.n_epochs == 3
+    plain = train_config_from_args(build_parser().parse_args(["train", "--dataroot", str(data)]))
+    assert plain.model == TrainConfig().model and plain.optim.max_iters is None
+
+
+def test_fit_epochs_to_iterations():
+    assert fit_epochs_to_iterations(OptimConfig(max_iters=2000), 200) == OptimConfig(max_iters=2000, n_epochs=5,
+                                                                                     n_epochs_decay=5)
+    with pytest.raises(ValueError, match="max_iters"):
+        fit_epochs_to_iterations(OptimConfig(), 10)
