@@ -214,8 +214,13 @@ class CUTNLayerDiscriminator(nn.Module):
 
 
 def l2_normalize(x: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
-    """x / (‖x‖₂ + eps) along dim 1: CUT's ``Normalize(2)``, with its eps added to the norm."""
-    norm = x.pow(2).sum(1, keepdim=True).pow(0.5)
+    """x / (‖x‖₂ + eps) along dim 1: CUT's ``Normalize(2)``, with its eps added to the norm.
+
+    CUT computes the norm as ``pow(2).sum().pow(0.5)``, whose gradient is NaN for an all-zero
+    vector (an MLP whose ReLU layer is all off gives one); vector_norm has the same value and a
+    zero gradient there.
+    """
+    norm = torch.linalg.vector_norm(x, ord=2, dim=1, keepdim=True)
     return x.div(norm + eps)
 
 
