@@ -125,7 +125,7 @@ def build_cut_step(variant: str, bench: BenchConfig, device: torch.device, preci
         precision.step(optimizer_F)
         precision.update()
         set_requires_grad(discriminator, True)
-        return {**d_losses, **g_losses}
+        return {name: value.detach() for name, value in {**d_losses, **g_losses}.items()}
 
     return Built(step, [generator, discriminator, projector], optimizers)
 
