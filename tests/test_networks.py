@@ -192,7 +192,7 @@ def test_generator_shapes_at_several_sizes(name):
     multiple = 128 if name == "unet_128" else 256 if name == "unet_256" else 4
     net = define_G(3, 3, 4, name, norm="instance").eval()
     for height, width in [(multiple, multiple), (multiple * 2, multiple), (multiple, multiple * 3)]:
-        if name.startswith("resnet"):
+        if "resnet" in name:  # resnet_* and CUT's cut_resnet_*
             height, width = height * 8, width * 4
         with torch.no_grad():
             out = net(torch.zeros(2, 3, height, width))
@@ -299,7 +299,7 @@ def test_unknown_names_list_the_known_ones():
         define_G(3, 3, 4, "resnet_6blocks", norm="layer")
     with pytest.raises(ValueError, match="kaiming"):
         define_G(3, 3, 4, "resnet_6blocks", init_type="uniform")
-    assert set(DISCRIMINATORS.names()) == {"basic", "n_layers", "pixel"}
+    assert set(DISCRIMINATORS.names()) == {"basic", "n_layers", "pixel", "cut_basic", "cut_n_layers"}
 
 
 def test_syncbatch_builds_batchnorm_with_the_same_keys():

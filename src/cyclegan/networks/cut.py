@@ -1,0 +1,334 @@
+"""CUT's networks (Park et al., ECCV 2020; taesungp/contrastive-unpaired-translation), key for key.
+
+- ``CUTResnetGenerator``: the ResNet generator with anti-aliased down-sampling (conv, norm, ReLU,
+  blur-and-subsample) and up-sampling (blur-upsample, conv, norm, ReLU); called as CUT calls it,
+  ``G(x, layers=nce_layers, encode_only=True)`` returns the encoder features PatchNCE reads.
+- ``CUTNLayerDiscriminator``: the PatchGAN with the same anti-aliasing.
+- ``PatchSampleF`` (``--netF mlp_sample | sample``) and ``ReshapeF`` (``reshape``): the feature
+  projector; its per-layer MLPs are built from the first batch's feature shapes.
+
+Module order and names follow CUT's ``networks.py`` (``model.7.filt``, ``mlp_0.2.weight``) so its
+checkpoints load with ``strict=True``; keep it so when editing. With ``no_antialias`` and
+``no_antialias_up`` the generator's keys are those of the CycleGAN reference's ResNet generator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from cyclegan.networks.antialias import Downsample, Upsample
+from cyclegan.networks.discriminators import check_discriminator_input
+from cyclegan.networks.generators import ImageSizeError, ResnetBlock, SizeCheckedGenerator
+from cyclegan.networks.layers import NormFactory, init_weights
+
+Features = list[torch.Tensor]
+
+
+class CUTResnetGenerator(SizeCheckedGenerator):
+    """c7s1-ngf, two down-samplings, ``n_blocks`` ResNet blocks, two up-samplings, c7s1-out, tanh.
+
+    ``forward(x)`` translates; ``forward(x, layers=[...])`` also returns the outputs of the
+    ``self.model`` entries at those indices (CUT's ``nce_layers``, e.g. 0, 4, 8, 12, 16), and with
+    ``encode_only=True`` stops after the last of them and returns the features alone.
+    """
+
+    n_downsampling = 2
+
+    def __init__(
+        self,
+        input_nc: int,
+        output_nc: int,
+        ngf: int = 64,
+        norm_layer: NormFactory = nn.InstanceNorm2d,
+        use_dropout: bool = False,
+        n_blocks: int = 9,
+        padding_type: str = "reflect",
+        use_bias: bool = True,
+        no_antialias: bool = False,
+        no_antialias_up: bool = False,
+    ):
+        if n_blocks < 0:
+            raise ValueError(f"n_blocks must be >= 0, got {n_blocks}")
+        super().__init__()
+        self.input_nc = input_nc
+        self.size_multiple = 2**self.n_downsampling
+        model: list[nn.Module] = [
+            nn.ReflectionPad2d(3),
+            nn.Conv2d(input_nc, ngf, kernel_size=7, padding=0, bias=use_bias),
+            norm_layer(ngf),
+            nn.ReLU(True),
+        ]
+        for i in range(self.n_downsampling):
+            channels_in, channels_out = ngf * 2**i, ngf * 2 ** (i + 1)
+            if no_antialias:
+                model += [
+                    nn.Conv2d(channels_in, channels_out, kernel_size=3, stride=2, padding=1, bias=use_bias),
+                    norm_layer(channels_out),
+                    nn.ReLU(True),
+                ]
+            else:  # full-resolution conv, then blur and subsample
+                model += [
+                    nn.Conv2d(channels_in, channels_out, kernel_size=3, stride=1, padding=1, bias=use_bias),
+                    norm_layer(channels_out),
+                    nn.ReLU(True),
+                    Downsample(channels_out),
+                ]
+        bottleneck = ngf * 2**self.n_downsampling
+        for _ in range(n_blocks):
+            model.append(ResnetBlock(bottleneck, padding_type, norm_layer, use_dropout, use_bias))
+        for i in range(self.n_downsampling):
+            channels_in = ngf * 2 ** (self.n_downsampling - i)
+            channels_out = channels_in // 2
+            if no_antialias_up:
+                model += [
+                    nn.ConvTranspose2d(
+                        channels_in, channels_out, kernel_size=3, stride=2, padding=1, output_padding=1, bias=use_bias
+                    ),
+                    norm_layer(channels_out),
+                    nn.ReLU(True),
+                ]
+            else:  # blur-upsample, then a full-resolution conv
+                model += [
+                    Upsample(channels_in),
+                    nn.Conv2d(channels_in, channels_out, kernel_size=3, stride=1, padding=1, bias=use_bias),
+                    norm_layer(channels_out),
+                    nn.ReLU(True),
+                ]
+        model += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, kernel_size=7, padding=0), nn.Tanh()]
+        self.model = nn.Sequential(*model)
+
+    def forward(
+        self, x: torch.Tensor, layers: Sequence[int] | None = None, encode_only: bool = False
+    ) -> torch.Tensor | Features | tuple[torch.Tensor, Features]:
+        if not layers:
+            return super().forward(x)
+        return self.forward_features(x, layers, encode_only)
+
+    def forward_features(
+        self, x: torch.Tensor, layers: Sequence[int], encode_only: bool = False
+    ) -> Features | tuple[torch.Tensor, Features]:
+        """The outputs of ``self.model[i]`` for i in ``layers`` (in layer order), and the image unless encode_only."""
+        self.check_input(x)
+        wanted = sorted(set(int(i) for i in layers))
+        if wanted[0] < 0 or wanted[-1] >= len(self.model):
+            raise ValueError(
+                f"nce_layers {list(layers)} out of range: this generator has layers 0..{len(self.model) - 1}"
+            )
+        height, width = x.shape[-2:]
+        if height % self.size_multiple or width % self.size_multiple:
+            raise ImageSizeError(
+                f"{type(self).__name__} needs height and width divisible by {self.size_multiple} for its "
+                f"features, got {height}×{width}; crop or resize to a multiple (e.g. --crop_size)"
+            )
+        features: Features = []
+        feature = x
+        for index, layer in enumerate(self.model):
+            feature = layer(feature)
+            if index in wanted:
+                features.append(feature)
+                if encode_only and index == wanted[-1]:
+                    return features  # the decoder is not needed
+        return feature, features
+
+
+class CUTNLayerDiscriminator(nn.Module):
+    """PatchGAN whose down-samplings are conv (stride 1), norm, LeakyReLU, then blur-and-subsample.
+
+    With ``no_antialias`` it is the reference's stride-2 PatchGAN, key for key.
+    """
+
+    def __init__(
+        self,
+        input_nc: int,
+        ndf: int = 64,
+        n_layers: int = 3,
+        norm_layer: NormFactory = nn.InstanceNorm2d,
+        use_bias: bool = True,
+        no_antialias: bool = False,
+    ):
+        if n_layers < 1:
+            raise ValueError(f"n_layers_D must be >= 1, got {n_layers}")
+        super().__init__()
+        self.input_nc = input_nc
+        self.n_layers = n_layers
+        self.no_antialias = no_antialias
+        kernel, pad = 4, 1
+        if no_antialias:
+            sequence: list[nn.Module] = [
+                nn.Conv2d(input_nc, ndf, kernel_size=kernel, stride=2, padding=pad),
+                nn.LeakyReLU(0.2, True),
+            ]
+        else:
+            sequence = [
+                nn.Conv2d(input_nc, ndf, kernel_size=kernel, stride=1, padding=pad),
+                nn.LeakyReLU(0.2, True),
+                Downsample(ndf),
+            ]
+        mult = 1
+        for n in range(1, n_layers):
+            prev, mult = mult, min(2**n, 8)
+            stride = 2 if no_antialias else 1
+            sequence += [
+                nn.Conv2d(ndf * prev, ndf * mult, kernel_size=kernel, stride=stride, padding=pad, bias=use_bias),
+                norm_layer(ndf * mult),
+                nn.LeakyReLU(0.2, True),
+            ]
+            if not no_antialias:
+                sequence.append(Downsample(ndf * mult))
+        prev, mult = mult, min(2**n_layers, 8)
+        sequence += [
+            nn.Conv2d(ndf * prev, ndf * mult, kernel_size=kernel, stride=1, padding=pad, bias=use_bias),
+            norm_layer(ndf * mult),
+            nn.LeakyReLU(0.2, True),
+            nn.Conv2d(ndf * mult, 1, kernel_size=kernel, stride=1, padding=pad),
+        ]
+        self.model = nn.Sequential(*sequence)
+        self.min_size = self._smallest_input()
+
+    def output_size(self, size: int) -> int:
+        """Side of the output map for an input side ``size`` (0 when too small for some layer)."""
+        for _ in range(self.n_layers):
+            if self.no_antialias:
+                size = (size - 2) // 2 + 1  # 4×4 conv, stride 2, padding 1
+            else:
+                size -= 1  # 4×4 conv, stride 1, padding 1
+                if size < 2:  # the blur's reflection padding needs 2 pixels
+                    return 0
+                size = (size + 1) // 2  # 3×3 blur, padding 1, stride 2
+            if size < 1:
+                return 0
+        return max(size - 2, 0)  # the two final 4×4 stride-1 convs
+
+    def _smallest_input(self) -> int:
+        size = 1
+        while self.output_size(size) < 1:
+            size += 1
+        return size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_discriminator_input(self, x)
+        return self.model(x)
+
+
+def l2_normalize(x: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+    """x / (‖x‖₂ + eps) along dim 1: CUT's ``Normalize(2)``, with its eps added to the norm.
+
+    CUT computes the norm as ``pow(2).sum().pow(0.5)``, whose gradient is NaN for an all-zero
+    vector (an MLP whose ReLU layer is all off gives one); vector_norm has the same value and a
+    zero gradient there.
+    """
+    norm = torch.linalg.vector_norm(x, ord=2, dim=1, keepdim=True)
+    return x.div(norm + eps)
+
+
+class PatchSampleF(nn.Module):
+    """Samples ``num_patches`` positions per feature map and projects them (``--netF mlp_sample | sample``).
+
+    ``forward(features, num_patches, patch_ids)`` returns, per layer, a (B·num_patches)×C' tensor of
+    L2-normalised vectors, and the position indices used: pass those back as ``patch_ids`` to sample
+    the same positions of another image's features (CUT uses one draw for the whole batch).
+    With ``use_mlp`` each layer has an MLP C→nc→nc (``mlp_<i>``), built by ``create_mlp`` from the
+    first features it sees, since C differs per layer: call ``create_mlp(features)`` (or
+    ``create_mlp_for_channels``) before making its optimizer, loading a state dict or wrapping in DDP.
+    """
+
+    def __init__(self, use_mlp: bool = False, init_type: str = "normal", init_gain: float = 0.02, nc: int = 256):
+        super().__init__()
+        self.use_mlp = use_mlp
+        self.nc = nc
+        self.init_type = init_type
+        self.init_gain = init_gain
+        self.mlp_init = False
+
+    @property
+    def needs_first_batch(self) -> bool:
+        """True until the MLPs exist (always False without MLPs)."""
+        return self.use_mlp and not self.mlp_init
+
+    def create_mlp_for_channels(self, channels: Sequence[int], device: torch.device | str | None = None) -> None:
+        """Build and initialise one MLP per feature layer with these channel counts (in layer order).
+
+        Builds every MLP before initialising any, as CUT does, so the same seed draws the same weights.
+        """
+        if self.mlp_init:
+            raise RuntimeError("PatchSampleF's MLPs are already built")
+        for index, input_nc in enumerate(channels):
+            mlp = nn.Sequential(nn.Linear(int(input_nc), self.nc), nn.ReLU(), nn.Linear(self.nc, self.nc))
+            self.add_module(f"mlp_{index}", mlp.to(device) if device is not None else mlp)
+        init_weights(self, self.init_type, self.init_gain)
+        self.mlp_init = True
+
+    def create_mlp(self, features: Sequence[torch.Tensor]) -> None:
+        """The data-dependent initialisation: MLP input sizes from the first batch's features."""
+        self.create_mlp_for_channels([f.shape[1] for f in features], device=features[0].device)
+
+    def forward(
+        self, features: Sequence[torch.Tensor], num_patches: int = 64, patch_ids: Sequence[torch.Tensor] | None = None
+    ) -> tuple[Features, list[torch.Tensor]]:
+        if self.use_mlp and not self.mlp_init:
+            self.create_mlp(features)
+        samples: Features = []
+        ids: list[torch.Tensor] = []
+        for index, feature in enumerate(features):
+            batch, height, width = feature.shape[0], feature.shape[2], feature.shape[3]
+            flat = feature.permute(0, 2, 3, 1).flatten(1, 2)  # B × (H·W) × C
+            if num_patches > 0:
+                if patch_ids is not None:
+                    patch_id = patch_ids[index]
+                else:
+                    patch_id = torch.randperm(flat.shape[1], device=feature.device)[: min(num_patches, flat.shape[1])]
+                sample = flat[:, patch_id, :].flatten(0, 1)  # (B·P) × C
+            else:
+                patch_id = torch.zeros(0, dtype=torch.long, device=feature.device)
+                sample = flat  # B × (H·W) × C: every position
+            if self.use_mlp:
+                sample = getattr(self, f"mlp_{index}")(sample)
+            if num_patches > 0:
+                sample = l2_normalize(sample)
+            else:
+                # CUT normalises dim 1 here too (positions, not channels), then reshapes to B×C×H×W.
+                sample = l2_normalize(sample).permute(0, 2, 1).reshape(batch, sample.shape[-1], height, width)
+            ids.append(patch_id)
+            samples.append(sample)
+        return samples, ids
+
+
+class ReshapeF(nn.Module):
+    """``--netF reshape``: average-pool each feature map to 4×4 and L2-normalise the 16 vectors per image.
+
+    CUT's own ReshapeF takes a single tensor and so fails when its model calls it with a list, the
+    patch count and ids; this one takes the PatchSampleF arguments, applies the pooling per layer and
+    returns the same fixed positions for every call (``patch_ids`` is accepted and ignored).
+    """
+
+    grid = 4
+    needs_first_batch = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(self.grid)
+
+    def forward(
+        self, features: Sequence[torch.Tensor], num_patches: int = 64, patch_ids: Sequence[torch.Tensor] | None = None
+    ) -> tuple[Features, list[torch.Tensor]]:
+        samples = [l2_normalize(self.pool(f).permute(0, 2, 3, 1).flatten(0, 2)) for f in features]  # (B·16) × C
+        ids = [torch.arange(self.grid * self.grid, device=f.device) for f in features]
+        return samples, ids
+
+
+def mlp_channels_in_state_dict(state_dict: Mapping[str, torch.Tensor]) -> list[int]:
+    """The per-layer input channels of a saved PatchSampleF (``mlp_<i>.0.weight`` is nc×C), in layer order.
+
+    Lets a resume or a checkpoint load build F's MLPs before loading, without a forward pass.
+    """
+    channels: dict[int, int] = {}
+    for key, value in state_dict.items():
+        parts = key.removeprefix("module.").split(".")
+        if len(parts) == 3 and parts[0].startswith("mlp_") and parts[1:] == ["0", "weight"]:
+            channels[int(parts[0][len("mlp_"):])] = int(value.shape[1])
+    if sorted(channels) != list(range(len(channels))):
+        raise ValueError(f"PatchSampleF state dict has MLPs {sorted(channels)}; expected 0..{len(channels) - 1}")
+    return [channels[i] for i in range(len(channels))]
