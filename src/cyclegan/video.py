@@ -109,6 +109,7 @@ def translate_video(translator: Translator, source: str | os.PathLike[str], targ
             with av.open(tmp_name, mode="w", format=FORMATS[suffix]) as output:
                 out_video = output.add_stream(codec, rate=rate)
                 out_video.width, out_video.height = width, height
+                out_video.time_base = 1 / Fraction(rate)  # one tick per frame: pts = frame index
                 out_video.pix_fmt = _pixel_format(codec, width, height)
                 if codec == "libx264":
                     out_video.options = {"crf": "18", "preset": "medium"}
@@ -168,7 +169,7 @@ def _translate_frames(translator, container, in_video, output, out_video, batch_
         for image in y.permute(0, 2, 3, 1).numpy():  # N×H×W×C
             frame = av.VideoFrame.from_ndarray(image, format="rgb24")
             frame.pts = written
-            frame.time_base = out_video.time_base
+            frame.time_base = out_video.time_base or out_video.codec_context.time_base
             for packet in out_video.encode(frame):
                 output.mux(packet)
             written += 1
