@@ -109,7 +109,9 @@ def translate_video(translator: Translator, source: str | os.PathLike[str], targ
             with av.open(tmp_name, mode="w", format=FORMATS[suffix]) as output:
                 out_video = output.add_stream(codec, rate=rate)
                 out_video.width, out_video.height = width, height
-                out_video.time_base = 1 / Fraction(rate)  # one tick per frame: pts = frame index
+                # 1 / numerator ticks, ``denominator`` per frame (30000/1001 fps: 1/30000 s, 1001 a frame);
+                # GIF counts in centiseconds.
+                out_video.time_base = Fraction(1, 100) if codec == "gif" else Fraction(1, Fraction(rate).numerator)
                 out_video.pix_fmt = _pixel_format(codec, width, height)
                 if codec == "libx264":
                     out_video.options = {"crf": "18", "preset": "medium"}
@@ -120,7 +122,7 @@ def translate_video(translator: Translator, source: str | os.PathLike[str], targ
                     except (av.error.FFmpegError, ValueError) as error:
                         log.warning("%s: the audio (%s) cannot go in a %s file, dropped: %s", source,
                                     in_audio.codec_context.name, suffix, error)
-                frames = _translate_frames(translator, container, in_video, output, out_video, batch_size,
+                frames = _translate_frames(translator, container, in_video, output, out_video, rate, batch_size,
                                            max_frames, start, end, tqdm(total=max_frames or total, unit="frame",
                                                                          disable=not show_progress))
                 if out_audio is not None:
@@ -152,8 +154,8 @@ def _pixel_format(codec: str, width: int, height: int) -> str:
     return "yuv420p" if width % 2 == 0 and height % 2 == 0 or codec == "mpeg4" else "yuv444p"
 
 
-def _translate_frames(translator, container, in_video, output, out_video, batch_size, max_frames, start, end,
-                      bar) -> int:
+def _translate_frames(translator, container, in_video, output, out_video, rate, batch_size, max_frames, start,
+                      end, bar) -> int:
     av = _import_av()
     if start > 0:
         container.seek(int(start / in_video.time_base), stream=in_video, backward=True)
@@ -168,8 +170,8 @@ def _translate_frames(translator, container, in_video, output, out_video, batch_
         y = translator.translate_tensor(x).clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8).cpu()
         for image in y.permute(0, 2, 3, 1).numpy():  # N×H×W×C
             frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            frame.pts = written
-            frame.time_base = out_video.time_base or out_video.codec_context.time_base
+            frame.time_base = out_video.time_base
+            frame.pts = round(written / Fraction(rate) / out_video.time_base)
             for packet in out_video.encode(frame):
                 output.mux(packet)
             written += 1
