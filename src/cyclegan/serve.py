@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cyclegan.translator import DIRECTIONS, Translator, TranslateError
+from cyclegan.translator import DIRECTIONS, TranslateError, Translator
 
 log = logging.getLogger(__name__)
 
