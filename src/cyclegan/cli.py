@@ -1,6 +1,6 @@
 """The ``cyclegan`` command: parses flags (the reference's names) and dispatches to library calls.
 
-Subcommands: train, test, demo, eval, inspect, export, data. Each one is a thin wrapper over an
+Subcommands: train, test, translate, serve, demo, eval, inspect, export, data. Each one is a thin wrapper over an
 importable function (``train(config)``, ``run_test(...)``, ``evaluate_folders(...)``...).
 """
 
@@ -246,6 +246,90 @@ def run_test_command(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- translate, serve ----------------------------------------------------------------------------
+
+
+def add_model_source_flags(parser: argparse.ArgumentParser) -> None:
+    """Where the generator comes from: as for `test` (architecture flags only for bare reference .pth files)."""
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--checkpoints_dir", default="./checkpoints")
+    parser.add_argument("--epoch", default="latest")
+    parser.add_argument("--device", default="auto")
+    for flag, default in (("--netG", "resnet_9blocks"), ("--norm", "instance"), ("--init_type", "normal")):
+        parser.add_argument(flag, default=default)
+    parser.add_argument("--ngf", type=int, default=64)
+    parser.add_argument("--input_nc", type=int, default=3)
+    parser.add_argument("--output_nc", type=int, default=3)
+    parser.add_argument("--no_dropout", action="store_true")
+
+
+def translator_from_args(args: argparse.Namespace, direction: str = "AtoB"):
+    from cyclegan.trainer import resolve_device
+    from cyclegan.translator import Translator
+
+    flags = TrainConfig(
+        data=DataConfig(input_nc=args.input_nc, output_nc=args.output_nc),
+        model=ModelConfig(netG=args.netG, ngf=args.ngf, norm=args.norm, no_dropout=args.no_dropout,
+                          init_type=args.init_type),
+    )
+    options = {key: getattr(args, key) for key in ("tile", "tile_overlap", "stats") if hasattr(args, key)}
+    return Translator.from_run(Path(args.checkpoints_dir) / args.name, args.epoch, direction, flags=flags,
+                               device=resolve_device(args.device), **options)
+
+
+def add_translate_parser(subparsers) -> None:
+    from cyclegan.tiling import STATS_MODES
+
+    parser = subparsers.add_parser("translate", help="translate your own images, folders, globs or videos")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image, folder, glob or video")
+    add_model_source_flags(parser)
+    parser.add_argument("--out", required=True, help="output folder: <stem>_fake_B.<ext> (BtoA: _fake_A)")
+    parser.add_argument("--direction", default="AtoB", choices=("AtoB", "BtoA"))
+    parser.add_argument("--tile", type=int, default=None,
+                        help="kept tile side in px (default: whole image, tiled only when it would not fit in "
+                             "memory; 0: never tile)")
+    parser.add_argument("--tile_overlap", type=int, default=None,
+                        help="context margin per tile side in px (default: the generator's receptive-field reach)")
+    parser.add_argument("--stats", choices=STATS_MODES, default="exact",
+                        help="how tiles share norm statistics (exact: streamed layer by layer, equal to whole)")
+    parser.add_argument("--batch_size", type=int, default=4, help="video frames per batch")
+    parser.add_argument("--max_frames", type=int, default=None, help="video: translate at most this many frames")
+    parser.add_argument("--start", type=float, default=0.0, help="video: start at this many seconds")
+    parser.add_argument("--duration", type=float, default=None, help="video: this many seconds")
+    parser.set_defaults(handler=run_translate_command)
+
+
+def run_translate_command(args: argparse.Namespace) -> int:
+    from cyclegan.translator import translate_paths
+
+    translator = translator_from_args(args, args.direction)
+    summary = translate_paths(translator, args.inputs, args.out, batch_size=args.batch_size,
+                              max_frames=args.max_frames, start=args.start, duration=args.duration)
+    for path in summary.written:
+        print(path)
+    for path, reason in summary.failed:
+        print(f"cyclegan translate: skipped {path}: {reason}", file=sys.stderr)
+    print(f"translated {len(summary.written)} file(s) into {args.out}" +
+          (f"; {len(summary.failed)} could not be read" if summary.failed else ""))
+    return 0 if summary.written or not summary.failed else 2
+
+
+def add_serve_parser(subparsers) -> None:
+    parser = subparsers.add_parser("serve", help="a web page (Gradio) to try a model: pip install 'cyclegan[web]'")
+    add_model_source_flags(parser)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--tile", type=int, default=None, help="as for translate")
+    parser.set_defaults(handler=run_serve_command)
+
+
+def run_serve_command(args: argparse.Namespace) -> int:
+    from cyclegan.serve import serve
+
+    serve(lambda direction: translator_from_args(args, direction), host=args.host, port=args.port)
+    return 0
+
+
 # --- demo ---------------------------------------------------------------------------------------
 
 
@@ -457,7 +541,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for add in (add_demo_parser, add_train_parser, add_test_parser, add_eval_parser, add_inspect_parser,
-                add_export_parser, add_data_parser, add_download_parser, add_report_parser):
+                add_export_parser, add_data_parser, add_download_parser, add_report_parser, add_translate_parser,
+                add_serve_parser):
         add(subparsers)
     return parser
 
@@ -474,6 +559,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except (CheckpointError, DatasetError, TrainingDiverged, DownloadError, FileNotFoundError, FileExistsError,
+            ImportError, MemoryError,
             ValueError) as error:
         print(f"cyclegan {args.command}: {error}", file=sys.stderr)
         return 2
