@@ -1,8 +1,8 @@
 """A built-in synthetic unpaired data set with a known ground-truth translation (no download).
 
-Scenes are a two-colour background of checks or bands plus rectangles, ellipses, triangles and
+Scenes are a background with a pattern of squares or bands plus rectangles, ellipses, triangles and
 striped patches under a one-sided lighting ramp. Colours come from a fixed palette ``PALETTE_A``, and
-each part of a scene has its own palette entries (backgrounds 0/1, rectangles 2, ellipses 3,
+each part of a scene has its own palette entry (background 0, its pattern 1, rectangles 2, ellipses 3,
 triangles 4, stripes 5), with a small per-shape jitter. Domain A holds such scenes; domain B holds
 *other, independently drawn* scenes passed through the fixed per-pixel colour map
 
@@ -27,10 +27,10 @@ Why the map is identifiable from the two unpaired domains alone:
 * T sends the six palette colours far from every palette colour (at least 120 of 441 RGB units
   apart), so B's colour distribution differs from A's; a channel swap of uniformly random colours
   would leave the distribution unchanged and no unpaired method could tell the true map from identity.
-* Each palette colour belongs to one kind of region (the background's checks, the ellipses, ...),
-  and the regions occur with different frequencies, so the only assignment of A's colours to B's
-  that keeps both the shapes and the frequencies is cluster i -> T(cluster i). A discriminator sees
-  a wrongly coloured ellipse.
+* Each palette colour belongs to one kind of region (the background, its pattern, the ellipses,
+  ...), and the regions occur with clearly different frequencies, so the only assignment of A's
+  colours to B's that keeps both the shapes and the frequencies is cluster i -> T(cluster i). A
+  discriminator sees a wrongly coloured ellipse.
 * Inside a cluster the lighting is a one-sided darkening (factor 0.6 to 1), so each cluster is a
   short segment ending at its palette colour rather than a symmetric blob; its image under T fixes
   the direction, leaving only deviations of a few units.
@@ -58,11 +58,16 @@ SYNTHETIC_DEFAULTS: dict[str, int] = {"n": 200, "size": 64, "seed": 0, "n_test":
 PALETTE_A = np.array(
     [[255, 255, 255], [170, 85, 255], [255, 0, 0], [0, 255, 0], [170, 170, 0], [0, 85, 255]], dtype=np.int64
 )
-PALETTE_WEIGHTS = np.array([0.30, 0.22, 0.17, 0.13, 0.10, 0.08])
-# Which palette entries each part of a scene may take: the colour says what a region is, as in a
-# photograph (sky is blue, grass green), so a discriminator can tell a wrongly coloured shape.
-_BACKGROUND = (0, 1)
+# Each palette colour's share of a scene's pixels (measured over 200 training scenes, nearest colour).
+PALETTE_WEIGHTS = np.array([0.41, 0.25, 0.16, 0.09, 0.06, 0.03])
+# Which palette entry each part of a scene takes: the colour says what a region is, as in a
+# photograph (sky is blue, grass green), so a discriminator can tell a wrongly coloured shape. The
+# parts occur with clearly different frequencies (the background's pattern covers a third of it;
+# shape kinds are drawn with SHAPE_WEIGHTS), so the colours' frequencies differ too: with equal
+# frequencies a generator swapped two shape colours and kept the swap.
+_BACKGROUND, _PATTERN = 0, 1
 _SHAPE_COLOURS = {"rectangle": 2, "ellipse": 3, "triangle": 4, "stripes": 5}
+SHAPE_WEIGHTS = np.array([0.4, 0.3, 0.2, 0.1])
 
 _JITTER = 8  # per-shape colour jitter, +- this many units per channel
 _MIN_SHADE = 0.6  # darkest lighting factor
@@ -93,21 +98,26 @@ def _colour(rng: np.random.Generator, index: int) -> tuple[int, int, int]:
 
 def draw_scene(rng: np.random.Generator, size: int) -> np.ndarray:
     """One domain-A scene as a ``size x size x 3`` uint8 array."""
-    # A two-colour background (checks or bands of a random period) so that almost every SSIM
-    # window holds an edge: on flat regions a constant image would score nearly as well as a model.
-    first, second = (_BACKGROUND if rng.integers(0, 2) else _BACKGROUND[::-1])
-    img = Image.new("RGB", (size, size), _colour(rng, first))
+    # A background with a pattern (a grid of squares or bands, a third of each period) so that
+    # almost every SSIM window holds an edge: on flat regions a constant image would score nearly
+    # as well as a model.
+    img = Image.new("RGB", (size, size), _colour(rng, _BACKGROUND))
     draw = ImageDraw.Draw(img)
-    period = int(rng.integers(max(4, size // 10), max(6, size // 4)))
-    other = _colour(rng, second)
-    pattern = int(rng.integers(0, 3))  # checks, vertical bands, horizontal bands
+    period = int(rng.integers(max(6, size // 8), max(9, size // 4)))
+    mark = max(2, period // 3)
+    other = _colour(rng, _PATTERN)
+    pattern = int(rng.integers(0, 3))  # squares, vertical bands, horizontal bands
     for y in range(0, size, period):
         for x in range(0, size, period):
-            cell = (x // period + y // period) if pattern == 0 else (x // period if pattern == 1 else y // period)
-            if cell % 2:
-                draw.rectangle((x, y, x + period - 1, y + period - 1), fill=other)
+            if pattern == 0:
+                draw.rectangle((x, y, x + 2 * mark - 1, y + 2 * mark - 1), fill=other)
+            elif pattern == 1:
+                draw.rectangle((x, y, x + mark - 1, y + period - 1), fill=other)
+            else:
+                draw.rectangle((x, y, x + period - 1, y + mark - 1), fill=other)
+    kinds = list(_SHAPE_COLOURS)
     for _ in range(int(rng.integers(3, 7))):
-        kind = str(rng.choice(list(_SHAPE_COLOURS)))
+        kind = kinds[int(rng.choice(len(kinds), p=SHAPE_WEIGHTS))]
         fill = _colour(rng, _SHAPE_COLOURS[kind])
         w, h = (rng.uniform(0.15, 0.45, size=2) * size).astype(int) + 2
         x0, y0 = int(rng.integers(-w // 3, size - w // 2)), int(rng.integers(-h // 3, size - h // 2))
