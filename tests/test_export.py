@@ -1,4 +1,4 @@
-"""Export (ONNX, TorchScript) and the onnxruntime backend of ``cyclegan test``: parity with torch.
+"""Export (ONNX, torch.export) and the onnxruntime backend of ``cyclegan test``: parity with torch.
 
 Small generators (ngf 4) keep each export to a second or two; the ONNX exporter's own start-up
 (the first export in a process) is the largest cost.
@@ -25,7 +25,7 @@ from cyclegan.export import (  # noqa: E402
     ExportError,
     check_parity,
     export_onnx,
-    export_torchscript,
+    export_program,
     format_export_summary,
     run_export_model,
 )
@@ -55,13 +55,11 @@ def test_onnx_parity_and_dynamic_sizes(netG, tmp_path):
     assert session.metadata["producer"] == "cyclegan"
 
 
-def test_onnx_opset_17_goes_through_the_legacy_exporter(tmp_path):
-    import onnx
-
+def test_onnx_opset_below_18_is_a_clear_error(tmp_path):
     net = define_G(3, 3, 4, "resnet_6blocks", norm="instance")
-    path = export_onnx(net, tmp_path / "g17.onnx", 3, 16, 16, opset=17)
-    assert onnx.load(str(path)).opset_import[0].version == 17
-    assert check_parity(net, path, input=images(2, 3, 12, 20)) < TOLERANCE
+    with pytest.raises(ExportError, match="opset 17 is not supported.*--opset 18"):
+        export_onnx(net, tmp_path / "g17.onnx", 3, 16, 16, opset=17)
+    assert not (tmp_path / "g17.onnx").exists()
 
 
 def test_static_export_records_fixed_shapes(tmp_path):
@@ -74,11 +72,11 @@ def test_static_export_records_fixed_shapes(tmp_path):
 
 
 @pytest.mark.parametrize("netG", ["resnet_6blocks", "unet_128"])
-def test_torchscript_parity(netG, tmp_path):
+def test_torch_export_parity(netG, tmp_path):
     net = define_G(3, 3, 4, netG, norm="instance")
     multiple = net.size_multiple
-    path = export_torchscript(net, tmp_path / "g.pt", 3, 2 * multiple, 2 * multiple)
-    assert check_parity(net, path, "torchscript", images(1, 3, 2 * multiple, 2 * multiple)) < TOLERANCE
+    path = export_program(net, tmp_path / "g.pt2", 3, 2 * multiple, 2 * multiple)
+    assert check_parity(net, path, "torch_export", images(1, 3, 2 * multiple, 2 * multiple)) < TOLERANCE
     assert check_parity(net, path, input=images(2, 3, 3 * multiple, 2 * multiple + 1)) < TOLERANCE
 
 
@@ -104,7 +102,7 @@ def test_pad_to_multiple_matches_the_generator():
 
 def test_unknown_format_and_backend_are_clear_errors(tmp_path):
     with pytest.raises(
-        ExportError, match="unknown export format 'tflite'; known: onnx, torchscript, reference"
+        ExportError, match="unknown export format 'tflite'; known: onnx, torch_export, reference"
     ):
         run_export_model(tmp_path, "latest", "tflite", tmp_path / "out")
     net = define_G(3, 3, 4, "resnet_6blocks", norm="instance")
@@ -128,7 +126,7 @@ def trained_run(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_run_export_model_onnx_and_torchscript(trained_run, tmp_path):
+def test_run_export_model_onnx_and_torch_export(trained_run, tmp_path):
     _, checkpoints = trained_run
     result = run_export_model(checkpoints / "run", "latest", "onnx", tmp_path / "onnx", height=32, width=32)
     assert set(result["files"]) == {"G_A", "G_B"}
@@ -138,10 +136,8 @@ def test_run_export_model_onnx_and_torchscript(trained_run, tmp_path):
         assert result["sizes"][name]["dynamic"][0] == 2  # a second batch size and image size were checked
     assert "max |Δ| vs torch" in format_export_summary(result)
 
-    scripted = run_export_model(
-        checkpoints / "run", "latest", "torchscript", tmp_path / "ts", height=32, width=32
-    )
-    assert (tmp_path / "ts" / "G_B.pt").exists() and max(scripted["parity"].values()) < TOLERANCE
+    program = run_export_model(checkpoints / "run", "latest", "torch_export", tmp_path / "pt2", height=32, width=32)
+    assert (tmp_path / "pt2" / "G_B.pt2").exists() and max(program["parity"].values()) < TOLERANCE
 
     reference = run_export_model(checkpoints / "run", "latest", "reference", tmp_path / "ref")
     assert {"G_A", "G_B", "D_A", "D_B"} <= set(reference["files"])
