@@ -17,6 +17,8 @@ import sys
 import pytest
 import torch
 
+from cyclegan.precision import resolve_precision
+
 from .conftest import REPO_ROOT
 
 BENCHMARKS = REPO_ROOT / "benchmarks"
@@ -174,7 +176,8 @@ def test_train_step_benchmark_quick(tmp_path):
     assert [r["variant"] for r in report["results"]] == ["baseline", "ours"]
     baseline, ours = report["results"]
     assert baseline["precision"] == "fp32" and not baseline["channels_last"]
-    assert ours["precision"] == "bf16" and not ours["channels_last"]  # the training defaults (CPU)
+    # The training defaults: --precision auto resolved by the package's rule (bf16 on a CPU with native bf16).
+    assert ours["precision"] == resolve_precision("auto", CPU) and not ours["channels_last"]
     assert baseline["speedup_vs_baseline"] == 1.0 and ours["speedup_vs_baseline"] > 0
     for result in report["results"]:
         assert result["timed_iterations"] == 2 and result["losses_finite"]

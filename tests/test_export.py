@@ -20,7 +20,7 @@ from .helpers import tiny_config, tiny_dataset
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
-from cyclegan.backends import OnnxGenerator, load_backend_generators, pad_to_multiple  # noqa: E402
+from cyclegan.backends import OnnxGenerator, load_backend_generators  # noqa: E402
 from cyclegan.export import (  # noqa: E402
     ExportError,
     check_parity,
@@ -89,15 +89,6 @@ def test_onnx_generator_checks_its_input(tmp_path):
         session(images(1, 1, 16, 16)[0])
     out = session(images(2, 1, 13, 9).to(torch.bfloat16))  # converted, padded and cropped back
     assert out.shape == (2, 1, 13, 9) and out.dtype == torch.float32
-
-
-def test_pad_to_multiple_matches_the_generator():
-    x = images(1, 3, 13, 6)
-    padded, height, width = pad_to_multiple(x, 4)
-    assert padded.shape[-2:] == (16, 8) and (height, width) == (13, 6)
-    assert torch.equal(padded[..., :13, :6], x)
-    tiny, _, _ = pad_to_multiple(images(1, 3, 2, 2), 4)  # pad ≥ side: replication, as the generator
-    assert tiny.shape[-2:] == (4, 4)
 
 
 def test_unknown_format_and_backend_are_clear_errors(tmp_path):

@@ -21,6 +21,7 @@ from cyclegan.networks import (
     define_G,
     load_reference_state_dict,
 )
+from cyclegan.networks.generators import pad_to_multiple
 from cyclegan.networks.layers import get_norm_layer
 
 from .conftest import reference_fixture_files, requires_fixtures
@@ -333,3 +334,16 @@ def test_save_and_load_in_a_fresh_process_gives_identical_output(tmp_path):
 def test_unet_generator_rejects_too_few_levels():
     with pytest.raises(ValueError, match="num_downs"):
         UnetGenerator(3, 3, 4)
+
+
+def test_pad_to_multiple_reflects_and_falls_back_to_replication():
+    x = torch.arange(13 * 6, dtype=torch.float32).view(1, 1, 13, 6)
+    padded, height, width = pad_to_multiple(x, 4)
+    assert padded.shape[-2:] == (16, 8) and (height, width) == (13, 6)
+    assert torch.equal(padded[..., :13, :6], x)
+    assert torch.equal(padded[..., 13, :6], x[..., 11, :]) and torch.equal(padded[..., :13, 6], x[..., :, 4])
+    tiny = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])
+    replicated, _, _ = pad_to_multiple(tiny, 4)  # pad ≥ side: reflection is impossible
+    assert replicated[0, 0].tolist() == [[1, 2, 2, 2], [3, 4, 4, 4], [3, 4, 4, 4], [3, 4, 4, 4]]
+    same = torch.zeros(1, 3, 8, 8)
+    assert pad_to_multiple(same, 4)[0] is same

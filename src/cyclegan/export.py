@@ -35,8 +35,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from cyclegan.backends import OnnxGenerator, pad_to_multiple
+from cyclegan.backends import OnnxGenerator
 from cyclegan.fileio import atomic_write
+from cyclegan.networks.generators import pad_to_multiple
 
 log = logging.getLogger(__name__)
 

@@ -269,15 +269,17 @@ def folder_features(
     Returns float64 ``(N, 2048)``. Images are read as RGB ``uint8`` by the data loader's rules
     (EXIF orientation, 16-bit, palette, CMYK, alpha; see :func:`cyclegan.data.load_image`).
     """
-    from cyclegan.metrics.evaluate import IMAGE_EXTENSIONS, load_image
+    from torchvision.transforms.v2.functional import to_image
+
+    from cyclegan.data.images import IMG_EXTENSIONS, is_image_file, load_image
 
     if isinstance(folder, (str, Path)):
         root = Path(folder)
         if not root.is_dir():
             raise NotADirectoryError(f"not a folder: {root}")
-        files = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        files = sorted(p for p in root.iterdir() if p.is_file() and is_image_file(p))
         if not files:
-            raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {root}")
+            raise ValueError(f"no images ({', '.join(IMG_EXTENSIONS)}) in {root}")
     else:
         files = [Path(p) for p in folder]
     if batch_size < 1:
@@ -287,7 +289,7 @@ def folder_features(
     chunks = []
     starts = range(0, len(files), batch_size)
     for start in tqdm(starts, desc="inception", unit="batch", disable=not progress, leave=False):
-        chunks.append(extractor([load_image(p) for p in files[start : start + batch_size]]))
+        chunks.append(extractor([to_image(load_image(p, 3)) for p in files[start : start + batch_size]]))
     return np.concatenate(chunks) if chunks else np.zeros((0, FEATURE_DIM), dtype=np.float64)
 
 
