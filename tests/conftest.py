@@ -1,15 +1,15 @@
-"""Shared test helpers: the reference fixtures' location and small deterministic settings."""
+"""Shared test settings: the reference fixtures (copied into tests/fixtures), deterministic torch,
+and one small trained run that the CLI, export and browser tests share."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = Path(os.environ.get("CYCLEGAN_FIXTURES", REPO_ROOT.parent / "shared" / "fixtures"))
+FIXTURES = REPO_ROOT / "tests" / "fixtures"  # small copies of ../shared/fixtures: see fixtures/slim.py
 
 
 @pytest.fixture(autouse=True)
@@ -19,9 +19,4 @@ def _deterministic_torch():
 
 
 def reference_fixture_files(prefix: str = "") -> list[Path]:
-    if not FIXTURES.is_dir():
-        return []
     return sorted(FIXTURES.glob(f"{prefix}*.pt"))
-
-
-requires_fixtures = pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"reference fixtures not found at {FIXTURES}")
