@@ -3,10 +3,13 @@ and one small trained run that the CLI, export and browser tests share."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
+
+from cyclegan.config import TrainConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = REPO_ROOT / "tests" / "fixtures"  # small copies of ../shared/fixtures: see fixtures/slim.py
@@ -20,3 +23,29 @@ def _deterministic_torch():
 
 def reference_fixture_files(prefix: str = "") -> list[Path]:
     return sorted(FIXTURES.glob(f"{prefix}*.pt"))
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    data: Path  # the tiny synthetic data set (3 train, 3 test images per side)
+    checkpoints: Path  # holds the run "run"
+    config: TrainConfig
+
+    @property
+    def run_dir(self) -> Path:
+        return self.checkpoints / "run"
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
+    """One tiny run (3 iterations: one epoch, validated), trained once per session and shared by the
+    CLI, export and browser tests; they read it and write their outputs elsewhere."""
+    from cyclegan.trainer import train
+
+    from .helpers import tiny_config, tiny_dataset
+
+    root = tmp_path_factory.mktemp("trained_run")
+    data = tiny_dataset(root / "data", n=3, n_test=3)
+    config = tiny_config(data, root / "ck", name="run", optim__max_iters=3)
+    train(config)
+    return TrainedRun(data, root / "ck", config)

@@ -15,8 +15,6 @@ from PIL import Image
 
 from cyclegan.networks import ImageSizeError, define_G
 
-from .helpers import tiny_config, tiny_dataset
-
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
@@ -105,20 +103,9 @@ def test_unknown_format_and_backend_are_clear_errors(tmp_path):
 # (slow: they train a tiny run first, and each ONNX export takes seconds)
 
 
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    from cyclegan.trainer import train
-
-    root = tmp_path_factory.mktemp("run")
-    data = tiny_dataset(root / "data", n=3, n_test=3)
-    config = tiny_config(data, root / "ck", name="run", optim__max_iters=2)
-    train(config)
-    return data, root / "ck"
-
-
 @pytest.mark.slow
 def test_run_export_model_onnx_and_torch_export(trained_run, tmp_path):
-    _, checkpoints = trained_run
+    checkpoints = trained_run.checkpoints
     result = run_export_model(checkpoints / "run", "latest", "onnx", tmp_path / "onnx", height=32, width=32)
     assert set(result["files"]) == {"G_A", "G_B"}
     assert (tmp_path / "onnx" / "G_A.onnx").exists() and (tmp_path / "onnx" / "config.json").exists()
@@ -144,7 +131,7 @@ def read_pixels(path) -> np.ndarray:
 def test_test_with_onnxruntime_matches_torch(trained_run, tmp_path):
     from cyclegan.testing import run_test
 
-    data, checkpoints = trained_run
+    data, checkpoints = trained_run.data, trained_run.checkpoints
     common = {"dataroot": data, "name": "run", "checkpoints_dir": checkpoints, "device": "cpu"}
     torch_run = run_test(results_dir=tmp_path / "torch", **common)
     onnx_run = run_test(results_dir=tmp_path / "onnx", backend="onnxruntime", batch_size=2, **common)
@@ -163,7 +150,7 @@ def test_test_with_onnxruntime_matches_torch(trained_run, tmp_path):
 
 @pytest.mark.slow
 def test_onnx_cache_is_reused_until_the_checkpoint_changes(trained_run):
-    _, checkpoints = trained_run
+    checkpoints = trained_run.checkpoints
     run_dir = checkpoints / "run"
     first = load_backend_generators(run_dir, names=("G_A",), backend="onnxruntime", threads=1)
     cached = first.nets["G_A"].path
@@ -178,7 +165,7 @@ def test_onnx_cache_is_reused_until_the_checkpoint_changes(trained_run):
 
 @pytest.mark.slow
 def test_given_onnx_files_are_used_as_they_are(trained_run, tmp_path):
-    _, checkpoints = trained_run
+    checkpoints = trained_run.checkpoints
     net = define_G(3, 3, 4, "resnet_6blocks", norm="instance")
     path = export_onnx(net, tmp_path / "mine.onnx", 3, 16, 16)
     loaded = load_backend_generators(
@@ -191,7 +178,7 @@ def test_given_onnx_files_are_used_as_they_are(trained_run, tmp_path):
 def test_batched_translation_equals_one_at_a_time(trained_run, tmp_path):
     from cyclegan.translate import load_generators, translate_folder
 
-    data, checkpoints = trained_run
+    checkpoints = trained_run.checkpoints
     folder = tmp_path / "mixed"
     folder.mkdir()
     for i, (width, height) in enumerate([(20, 12), (33, 17), (20, 12), (20, 12), (33, 17)]):
