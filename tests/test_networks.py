@@ -189,15 +189,29 @@ def test_unet_nested_keys_and_dropout_position():
 
 @pytest.mark.parametrize("name", GENERATORS.names())
 def test_generator_shapes_at_several_sizes(name):
-    multiple = 128 if name == "unet_128" else 256 if name == "unet_256" else 4
     net = define_G(3, 3, 4, name, norm="instance").eval()
-    for height, width in [(multiple, multiple), (multiple * 2, multiple), (multiple, multiple * 3)]:
-        if name.startswith("resnet"):
-            height, width = height * 8, width * 4
+    # The multiple is the generator's own: 2 ** (its downsamplings); at least 32 px per side.
+    multiple = net.size_multiple
+    assert multiple == 2 ** sum(isinstance(m, nn.Conv2d) and m.stride == (2, 2) for m in net.modules())
+    unit = multiple * max(1, 32 // multiple)
+    for height, width in [(unit, unit), (unit * 2, unit), (unit, unit * 3)]:
         with torch.no_grad():
             out = net(torch.zeros(2, 3, height, width))
         assert out.shape == (2, 3, height, width)
         assert out.abs().max() <= 1.0  # tanh
+
+
+@pytest.mark.parametrize("netD", DISCRIMINATORS.names())
+def test_every_discriminator_scores_a_patch_map(netD):
+    net = define_D(3, 8, netD, norm="instance").eval()
+    x = torch.rand(2, 3, 64, 48) * 2 - 1
+    with torch.no_grad():
+        scores = net(x)
+    # One logit per patch, a map of the input's aspect; the batch items are scored apart.
+    assert scores.dim() == 4 and scores.shape[:2] == (2, 1) and torch.isfinite(scores).all()
+    assert scores.shape[2] > scores.shape[3] or scores.shape[2:] == (1, 1)
+    with torch.no_grad():
+        assert torch.allclose(net(x[1:]), scores[1:], atol=1e-6)
 
 
 @pytest.mark.parametrize("netD,size,expected", [("basic", 256, 30), ("basic", 64, 6), ("pixel", 32, 32), ("basic", 72, 7)])
@@ -214,9 +228,11 @@ def test_one_channel_networks():
         g(torch.zeros(1, 3, 16, 16))
 
 
-@pytest.mark.parametrize("name,bad,multiple", [("resnet_6blocks", 66, 4), ("unet_128", 192, 128), ("unet_256", 128, 256)])
-def test_wrong_size_is_a_clear_error_before_any_convolution(name, bad, multiple):
+@pytest.mark.parametrize("name", GENERATORS.names())
+def test_wrong_size_is_a_clear_error_before_any_convolution(name):
     net = define_G(3, 3, 4, name, norm="instance")
+    multiple = net.size_multiple
+    bad = multiple * 4 + multiple // 2
     calls = []
     for module in net.modules():
         if isinstance(module, nn.Conv2d):
@@ -268,14 +284,22 @@ def test_norm_none_keeps_conv_biases_and_loads_reference_checkpoints(caplog):
 def test_mismatched_checkpoint_lists_differences():
     net = define_G(3, 3, 4, "resnet_6blocks", norm="instance")
     other = define_G(3, 3, 8, "resnet_9blocks", norm="instance").state_dict()
-    with pytest.raises(ValueError, match="unexpected keys.*\n.*shape differences|shape differences"):
+    with pytest.raises(ValueError) as info:
         load_reference_state_dict(net, other, source="other.pth")
+    message = str(info.value)
+    assert "other.pth" in message and "missing keys (4): model.16.weight" in message
+    assert "unexpected keys (16)" in message and "shape differences (32): model.1.weight" in message
+    assert "--ngf/--ndf" in message
 
 
 def test_module_prefixes_from_ddp_and_compile_are_stripped():
     net = define_D(3, 8, "pixel", norm="instance")
     state = {f"module._orig_mod.{k}": v for k, v in net.state_dict().items()}
-    load_reference_state_dict(define_D(3, 8, "pixel", norm="instance"), state)
+    torch.manual_seed(1)  # other weights, which the load must replace
+    fresh = define_D(3, 8, "pixel", norm="instance")
+    load_reference_state_dict(fresh, state)
+    assert fresh.state_dict().keys() == net.state_dict().keys()
+    assert all(torch.equal(fresh.state_dict()[k], v) for k, v in net.state_dict().items())
 
 
 @pytest.mark.parametrize("init_type", ["normal", "xavier", "kaiming", "orthogonal"])

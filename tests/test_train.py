@@ -13,7 +13,8 @@ import torch
 
 from cyclegan.checkpoint import load_checkpoint
 from cyclegan.config import OptimConfig, TrainConfig
-from cyclegan.models import create_model
+from cyclegan.losses import GAN_LOSSES
+from cyclegan.models import MODELS, create_model
 from cyclegan.precision import Precision
 from cyclegan.schedulers import build_scheduler, step_scheduler
 from cyclegan.trainer import ArchitectureMismatch, Trainer, parse_duration, train
@@ -83,12 +84,24 @@ def test_wgangp_applies_the_gradient_penalty(tmp_path):
     assert d_loss(10.0) != pytest.approx(d_loss(0.0), abs=1e-6)
 
 
-@pytest.mark.parametrize("mode", ["lsgan", "vanilla", "hinge", "wgangp"])
+@pytest.mark.parametrize("mode", GAN_LOSSES.names())
 def test_every_gan_mode_trains(tmp_path, mode):
     model = tiny_model(tmp_path, model__gan_mode=mode)
     for step in range(2):
         losses = model.training_step(tiny_batch(step), Precision("fp32", CPU))
     assert all(math.isfinite(v.item()) for v in losses.values())
+
+
+@pytest.mark.parametrize("recipe", MODELS.names())
+def test_every_recipe_takes_a_step_and_names_its_losses_and_visuals(tmp_path, recipe):
+    model = tiny_model(tmp_path, model__model=recipe)
+    before = {name: [p.detach().clone() for p in net.parameters()] for name, net in model.nets.items()}
+    losses = model.training_step(tiny_batch(), Precision("fp32", CPU))
+    assert losses and all(v.dim() == 0 and math.isfinite(v.item()) for v in losses.values())
+    visuals = model.current_visuals()
+    assert visuals and all(v.shape[-2:] == (32, 32) for v in visuals.values())
+    for name, net in model.nets.items():  # every network of the recipe was trained by the step
+        assert any(not torch.equal(a, b) for a, b in zip(before[name], net.parameters(), strict=True)), name
 
 
 def test_bf16_step_on_cpu(tmp_path):
