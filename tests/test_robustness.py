@@ -77,6 +77,7 @@ def test_a_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["latest.safetensors"]  # no temporary file left
 
 
+@pytest.mark.slow
 def test_trainer_reports_a_full_disk_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
     data = tiny_dataset(tmp_path / "data", n=4)
     config = tiny_config(data, tmp_path / "ck", optim__max_iters=1)
@@ -114,6 +115,7 @@ def test_a_pickle_carrying_code_is_refused_not_executed(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_keep_last_prunes_old_epoch_checkpoints(tmp_path):
     data = tiny_dataset(tmp_path / "data", n=2)
     result = train(tiny_config(data, tmp_path / "ck", optim__n_epochs=3, optim__n_epochs_decay=2,
@@ -137,6 +139,7 @@ def poison(trainer: Trainer, bad_steps: set[int]) -> None:
     net.forward = forward
 
 
+@pytest.mark.slow
 def test_non_finite_steps_are_skipped_and_counted(tmp_path):
     data = tiny_dataset(tmp_path / "data", n=4)
     trainer = Trainer(tiny_config(data, tmp_path / "ck", optim__max_iters=6))
@@ -149,6 +152,7 @@ def test_non_finite_steps_are_skipped_and_counted(tmp_path):
     assert "non-finite loss" in (result.run_dir / "train.log").read_text()
 
 
+@pytest.mark.slow
 def test_too_many_non_finite_steps_in_a_row_stop_with_a_checkpoint(tmp_path):
     data = tiny_dataset(tmp_path / "data", n=4)
     trainer = Trainer(tiny_config(data, tmp_path / "ck", optim__max_iters=50, runtime__max_nonfinite_steps=3))

@@ -1,4 +1,7 @@
-"""The CycleGAN step, LR policies and the trainer: outputs, logs, checkpoints, exact resume."""
+"""The CycleGAN step, LR policies and the trainer: outputs, logs, checkpoints, exact resume.
+
+Single steps of a tiny model are fast; every test that runs the trainer for more than a step or two
+is marked slow (`make test` runs them, `make test-fast` does not)."""
 
 from __future__ import annotations
 
@@ -115,6 +118,7 @@ def test_fp16_needs_cuda():
         Precision("fp16", CPU)
 
 
+@pytest.mark.slow
 def test_one_batch_overfit_lowers_the_cycle_loss(tmp_path):
     model = tiny_model(tmp_path, model__lambda_identity=0.0, model__ngf=8, optim__lr=0.002)
     # Smoothed noise: an image a tiny generator can learn to reconstruct in a few dozen steps.
@@ -185,6 +189,7 @@ def test_parse_duration():
 # --- the trainer ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_training_writes_logs_pages_events_and_a_complete_checkpoint(tmp_path):
     data = tiny_dataset(tmp_path / "data", n=4)
     config = tiny_config(data, tmp_path / "ck", optim__max_iters=6)
@@ -207,6 +212,7 @@ def final_weights(run_dir):
     return load_checkpoint(run_dir / "latest.safetensors")["nets"]
 
 
+@pytest.mark.slow
 def test_resume_mid_epoch_gives_the_same_weights_and_losses(tmp_path):
     data = tiny_dataset(tmp_path / "data", n=5)
     # Dropout on: its masks come from the global torch RNG, which the resume must restore exactly.
@@ -225,6 +231,7 @@ def test_resume_mid_epoch_gives_the_same_weights_and_losses(tmp_path):
     assert result.progress.history == whole.progress.history
 
 
+@pytest.mark.slow
 def test_loss_log_and_curves_show_the_mean_over_the_print_interval(tmp_path):
     """One step's losses are noise; each --print_freq line holds the mean of the interval's steps.
     (A resume inside an interval keeps its partial sums: the resume test above splits at step 3
@@ -294,6 +301,7 @@ def test_resume_required_without_a_checkpoint(tmp_path):
         Trainer(tiny_config(data, tmp_path / "ck"), resume="required")
 
 
+@pytest.mark.slow
 def test_validation_feeds_the_plateau_policy(tmp_path):
     data = tiny_dataset(tmp_path / "data", n=3)
     for folder in ("valA_gt", "valB_gt"):  # no ground truth: the objective is the cycle L1
@@ -307,6 +315,7 @@ def test_validation_feeds_the_plateau_policy(tmp_path):
     assert trainer.schedulers["G"].best == trainer.progress.validation[-1]["val_cycle_l1"]  # it was fed
 
 
+@pytest.mark.slow
 def test_validation_against_ground_truth_keeps_the_best_checkpoint(tmp_path):
     data = tiny_dataset(tmp_path / "data", n=3)  # the synthetic set has valA_gt
     result = train(tiny_config(data, tmp_path / "ck", optim__max_iters=9, optim__n_epochs=3, optim__lr=0.002))
@@ -322,12 +331,14 @@ def test_validation_against_ground_truth_keeps_the_best_checkpoint(tmp_path):
     assert (result.run_dir / "web" / "validation.png").exists()
 
 
+@pytest.mark.slow
 def test_eval_freq_skips_epochs(tmp_path):
     data = tiny_dataset(tmp_path / "data", n=2)
     result = train(tiny_config(data, tmp_path / "ck", optim__max_iters=6, optim__n_epochs=3, runtime__eval_freq=2))
     assert [r["epoch"] for r in result.progress.validation] == [2]
 
 
+@pytest.mark.slow
 def test_loss_trace_of_a_tiny_seeded_run_is_stable(tmp_path):
     """A stored trace: an accidental change of the recipe (loss, order, init, data) shows here."""
     data = tiny_dataset(tmp_path / "data", n=4)
