@@ -241,7 +241,11 @@ def test_construction_does_not_touch_the_network(
 
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_download)
     monkeypatch.setattr(torch.hub, "download_url_to_file", no_download)
-    LPIPS(weights[0], linear_weights=weights[1])
+    model = LPIPS(weights[0], linear_weights=weights[1])
+    assert (model.backbone_path, model.linear_path) == weights
+    x = _images(n=1)
+    with torch.no_grad():
+        assert model(x, x).item() == 0.0
 
 
 # --------------------------------------------------------------------------- evaluate_folders
