@@ -304,24 +304,12 @@ def inspect_network(
             parameters = sum(p.numel() for p in module.parameters(recurse=False))
             macs = flops.get(name, 0) // 2 // shape_in[0]  # a FLOP per multiply and per add; per image
         rf_hw = (math.ceil(rf[0]), math.ceil(rf[1]))
-        layers.append(
-            LayerInfo(
-                name=name,
-                type=type(module).__name__,
-                kernel=kernel,
-                stride=stride,
-                padding=tuple(padding),
-                dilation=dilation,
-                output_padding=output_padding,
-                input_shape=shape_in,
-                output_shape=shape_out,
-                receptive_field=max(rf_hw),
-                jump=float(jump[0]),
-                parameters=parameters,
-                macs=macs,
-                receptive_field_hw=rf_hw,
-            )
-        )
+        layers.append(LayerInfo(
+            name=name, type=type(module).__name__, kernel=kernel, stride=stride, padding=tuple(padding),
+            dilation=dilation, output_padding=output_padding, input_shape=shape_in, output_shape=shape_out,
+            receptive_field=max(rf_hw), jump=float(jump[0]), parameters=parameters, macs=macs,
+            receptive_field_hw=rf_hw,
+        ))
     if effective is None:
         effective = isinstance(net, SizeCheckedGenerator)
     erf = effective_receptive_field(net, input_shape) if effective else None
@@ -420,18 +408,8 @@ def _padding_cell(layer: LayerInfo) -> str:
 
 def format_table(report: NetworkReport) -> str:
     """Plain-text table, one row per leaf-module call, a totals row, then the receptive fields."""
-    header = [
-        "layer",
-        "type",
-        "kernel",
-        "stride",
-        "padding",
-        "dilation",
-        "output shape",
-        "receptive field",
-        "parameters",
-        "MACs",
-    ]
+    header = ["layer", "type", "kernel", "stride", "padding", "dilation", "output shape", "receptive field",
+              "parameters", "MACs"]
     rows = [
         [
             layer.name,
@@ -447,18 +425,8 @@ def format_table(report: NetworkReport) -> str:
         ]
         for layer in report.layers
     ]
-    total = [
-        "total",
-        "",
-        "",
-        "",
-        "",
-        "",
-        _shape(report.output_shape),
-        str(report.receptive_field),
-        f"{report.parameters:,}",
-        f"{report.macs:,}",
-    ]
+    total = ["total", "", "", "", "", "", _shape(report.output_shape), str(report.receptive_field),
+             f"{report.parameters:,}", f"{report.macs:,}"]
     right = {2, 3, 4, 5, 7, 8, 9}  # numbers right-aligned
     widths = [max(len(r[i]) for r in [header, *rows, total]) for i in range(len(header))]
 
@@ -540,9 +508,7 @@ def add_inspect_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, default=256, help="input height = width (default 256)")
     parser.add_argument("--height", type=int, default=None, help="input height (overrides --size)")
     parser.add_argument("--width", type=int, default=None, help="input width (overrides --size)")
-    parser.add_argument(
-        "--batch_size", type=int, default=1, help="N of the traced input (MACs are per image)"
-    )
+    parser.add_argument("--batch_size", type=int, default=1, help="N of the traced input (MACs are per image)")
     parser.add_argument("--format", choices=("table", "json"), default="table")
     parser.add_argument("--input_nc", type=int, default=3)
     parser.add_argument("--output_nc", type=int, default=3)
@@ -552,19 +518,10 @@ def add_inspect_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--norm", choices=NORM_LAYERS.names(), default="instance")
     parser.add_argument("--padding_type", choices=list(PADDING_LAYERS), default="reflect")
     # CycleGAN's default is no dropout (as in training); --dropout adds the layers (names shift).
-    parser.add_argument(
-        "--no_dropout",
-        dest="no_dropout",
-        action="store_true",
-        default=True,
-        help="no dropout in the generator (the CycleGAN default)",
-    )
-    parser.add_argument(
-        "--dropout",
-        dest="no_dropout",
-        action="store_false",
-        help="build the generator with dropout, as a model trained without --no_dropout",
-    )
+    parser.add_argument("--no_dropout", dest="no_dropout", action="store_true", default=True,
+                        help="no dropout in the generator (the CycleGAN default)")
+    parser.add_argument("--dropout", dest="no_dropout", action="store_false",
+                        help="build the generator with dropout, as a model trained without --no_dropout")
 
 
 def run_inspect(args: argparse.Namespace) -> int:
@@ -573,15 +530,8 @@ def run_inspect(args: argparse.Namespace) -> int:
     width = args.width if args.width is not None else args.size
     try:
         net = build_for_inspection(
-            netG=args.netG,
-            netD=args.netD,
-            input_nc=args.input_nc,
-            output_nc=args.output_nc,
-            ngf=args.ngf,
-            ndf=args.ndf,
-            n_layers_D=args.n_layers_D,
-            norm=args.norm,
-            no_dropout=args.no_dropout,
+            netG=args.netG, netD=args.netD, input_nc=args.input_nc, output_nc=args.output_nc, ngf=args.ngf,
+            ndf=args.ndf, n_layers_D=args.n_layers_D, norm=args.norm, no_dropout=args.no_dropout,
             padding_type=args.padding_type,
         )
         name = f"netG={args.netG}" if args.netG is not None else f"netD={args.netD}"
