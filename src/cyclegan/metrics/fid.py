@@ -24,6 +24,8 @@ The weights are never downloaded here: pass a path (``--inception_weights``) or 
 with ``cyclegan download inception`` (``~/.cache/cyclegan/inception/...``, ``$CYCLEGAN_CACHE``).
 They are read with ``torch.load(weights_only=True)``.
 
+The statistics are torch-fidelity's metric functions (``fid_features_to_statistics`` /
+``fid_statistics_to_metric``, ``kernel_mmd``); the two places where ours remain say why.
 FID is ``|mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr((S1 S2)^(1/2))`` with unbiased (N-1) covariances.
 With fewer samples than feature dimensions (2048) the covariance is rank-deficient and FID is biased
 upwards; compare FIDs only at equal sample counts (reported in ``fid_samples``). KID (Bińkowski et
