@@ -3,6 +3,8 @@ and one small trained run that the CLI, export and browser tests share."""
 
 from __future__ import annotations
 
+import io
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,3 +51,23 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
     config = tiny_config(data, root / "ck", name="run", optim__max_iters=3)
     train(config)
     return TrainedRun(data, root / "ck", config)
+
+
+class _TouchOnUnpickle:
+    """Unpickling this object creates ``marker``: the payload of a pickle that carries code."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def code_pickle(marker: Path, key: str = "model.1.weight", legacy: bool = False) -> bytes:
+    """A ``torch.save`` file (``legacy``: a bare pickle, as old ``.pth`` files are) whose loading would
+    run code (create ``marker``) if it were unpickled."""
+    if legacy:
+        return pickle.dumps({key: _TouchOnUnpickle(marker)})
+    buffer = io.BytesIO()
+    torch.save({key: _TouchOnUnpickle(marker)}, buffer)
+    return buffer.getvalue()

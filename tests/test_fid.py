@@ -27,6 +27,8 @@ from cyclegan.metrics.fid import (
     resolve_inception_weights,
 )
 
+from .conftest import code_pickle
+
 # ------------------------------------------------------------------------------------------ FID
 
 
@@ -223,14 +225,11 @@ def test_features_match_torch_fidelity_forward_at_299(extractor: InceptionFeatur
 
 
 def test_weights_only_loading_refuses_code(tmp_path: Path) -> None:
-    class Evil:
-        def __reduce__(self):
-            return (print, ("this must never run",))
-
     path = tmp_path / "evil.pth"
-    torch.save({"x": Evil()}, path)
+    path.write_bytes(code_pickle(tmp_path / "executed"))
     with pytest.raises(ValueError, match="weights_only"):
         InceptionFeatures(path)
+    assert not (tmp_path / "executed").exists()
     wrong = tmp_path / "wrong.pth"
     torch.save({"conv.weight": torch.zeros(1)}, wrong)
     with pytest.raises(ValueError, match="not the FID Inception-v3 weights"):

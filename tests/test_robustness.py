@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import pickle
 import random
 import signal
 import subprocess
@@ -21,6 +20,7 @@ from cyclegan import fileio
 from cyclegan.checkpoint import CheckpointError, load_checkpoint, load_latest_good, load_reference_weights
 from cyclegan.trainer import Trainer, TrainingDiverged, train
 
+from .conftest import code_pickle
 from .helpers import tiny_config, tiny_dataset
 
 # --- checkpoint files -------------------------------------------------------------------------
@@ -100,18 +100,11 @@ def test_trainer_reports_a_full_disk_and_keeps_the_last_checkpoint(tmp_path, mon
 
 def test_a_pickle_carrying_code_is_refused_not_executed(tmp_path):
     marker = tmp_path / "pwned"
-
-    class Evil:
-        def __reduce__(self):
-            return (os.system, (f"touch {marker}",))
-
-    path = tmp_path / "latest_net_G.pth"
-    path.write_bytes(pickle.dumps({"model.1.weight": Evil()}))
-    with pytest.raises(CheckpointError, match="refused to load"):
-        load_reference_weights(path)
-    torch.save({"x": Evil()}, tmp_path / "zip.pth")
-    with pytest.raises(CheckpointError, match="refused to load"):
-        load_reference_weights(tmp_path / "zip.pth")
+    for legacy in (True, False):
+        path = tmp_path / "latest_net_G.pth"
+        path.write_bytes(code_pickle(marker, legacy=legacy))
+        with pytest.raises(CheckpointError, match="refused to load"):
+            load_reference_weights(path)
     assert not marker.exists()
 
 

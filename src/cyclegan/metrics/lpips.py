@@ -20,6 +20,7 @@ give exactly 0; the value is symmetric and non-negative (lower is closer).
 from __future__ import annotations
 
 import importlib.util
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,12 +46,10 @@ DOWNLOAD_BASE = "https://download.pytorch.org/models"
 
 @dataclass(frozen=True)
 class Backbone:
-    """One LPIPS trunk: torchvision constructor, its weights file, and where lpips taps it."""
+    """One LPIPS trunk: its torchvision constructor and weights file (lpips itself knows its layers)."""
 
     constructor: str  # name in torchvision.models
     filename: str  # torchvision's ImageNet weights file for it
-    cuts: tuple[int, ...]  # end index (exclusive) in ``features`` of each of lpips' slices
-    channels: tuple[int, ...]  # channels at each tap (the linear layers' widths)
     min_size: int  # smallest height/width the tapped layers accept
 
     @property
@@ -58,14 +57,10 @@ class Backbone:
         return f"{DOWNLOAD_BASE}/{self.filename}"
 
 
-# The slices of lpips/pretrained_networks.py (alexnet: features[0:2], [2:5], [5:8], [8:10], [10:12] ...).
 BACKBONES: dict[str, Backbone] = {
-    "alex": Backbone("alexnet", "alexnet-owt-7be5be79.pth", (2, 5, 8, 10, 12), (64, 192, 384, 256, 256), 31),
-    "vgg": Backbone("vgg16", "vgg16-397923af.pth", (4, 9, 16, 23, 30), (64, 128, 256, 512, 512), 16),
-    "squeeze": Backbone(
-        "squeezenet1_1", "squeezenet1_1-b8a52dc0.pth", (2, 5, 8, 10, 11, 12, 13),
-        (64, 128, 256, 384, 384, 512, 512), 17,
-    ),
+    "alex": Backbone("alexnet", "alexnet-owt-7be5be79.pth", 31),
+    "vgg": Backbone("vgg16", "vgg16-397923af.pth", 16),
+    "squeeze": Backbone("squeezenet1_1", "squeezenet1_1-b8a52dc0.pth", 17),
 }
 
 
@@ -153,15 +148,12 @@ def resolve_lpips_linear(path: str | Path | None = None, net: str = "alex") -> P
 
 def _backbone_state(net: str, state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor],
                     path: Path) -> dict[str, torch.Tensor]:
-    """torchvision's ``features.N.*`` keys (or a features-only dict) renamed to lpips' ``net.slice<k>.N.*``,
-    checked against the ``expected`` shapes; the classifier and layers after the last tap are dropped."""
+    """lpips' ``net.slice<k>.N.*`` tensors from torchvision's ``features.N.*`` (lpips keeps torchvision's
+    layer indices N in its slices), checked against the ``expected`` shapes. The classifier and the
+    layers after the last tap are not read; a features-only dict (no ``features.`` prefix) works too."""
     bb = _backbone(net)
-    given = {}
-    for key, value in state.items():
-        index = key.removeprefix("features.").split(".")[0]
-        if index.isdigit() and int(index) < bb.cuts[-1]:
-            slice_no = next(k for k, cut in enumerate(bb.cuts) if int(index) < cut) + 1
-            given[f"net.slice{slice_no}.{key.removeprefix('features.')}"] = value
+    features = {key.removeprefix("features."): value for key, value in state.items()}
+    given = {key: features[key.split(".", 2)[2]] for key in expected if key.split(".", 2)[2] in features}
     missing = sorted(set(expected) - set(given))
     wrong = sorted(k for k in set(expected) & set(given) if given[k].shape != expected[k].shape)
     if missing or wrong:
@@ -173,16 +165,16 @@ def _backbone_state(net: str, state: dict[str, torch.Tensor], expected: dict[str
     return given
 
 
-def _linear_state(net: str, state: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
+def _linear_state(net: str, state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor],
+                  path: Path) -> dict[str, torch.Tensor]:
     """The per-layer channel weights ``lin<k>.model.1.weight`` (shape ``(1, C, 1, 1)``), checked."""
     linear = {}
-    for k, channels in enumerate(_backbone(net).channels):
-        key = f"lin{k}.model.1.weight"
+    for key, want in expected.items():
         w = state.get(key)
-        if w is None or tuple(w.shape) != (1, channels, 1, 1):
+        if w is None or w.shape != want.shape:
             got = "missing" if w is None else f"shape {tuple(w.shape)}"
             raise ValueError(
-                f"{path}: not LPIPS-{net} linear weights ({key}: {got}, expected (1, {channels}, 1, 1)); "
+                f"{path}: not LPIPS-{net} linear weights ({key}: {got}, expected {tuple(want.shape)}); "
                 f"use lpips/weights/v{VERSION}/{net}.pth"
             )
         if not torch.isfinite(w).all() or (w < 0).any():
@@ -225,12 +217,19 @@ class LPIPS(nn.Module):
         with torch.device("meta"), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             network = lpips.LPIPS(pretrained=False, net=net, pnet_rand=True, verbose=False)
-        expected = {k: v for k, v in network.state_dict().items() if k.startswith("net.")}
-        state = {**_backbone_state(net, backbone, expected, self.backbone_path),
-                 **_linear_state(net, linear, self.linear_path)}
+        expected = network.state_dict()  # shapes only (meta tensors)
+        state = {
+            **_backbone_state(net, backbone, {k: v for k, v in expected.items() if k.startswith("net.")},
+                              self.backbone_path),
+            **_linear_state(net, linear, {k: v for k, v in expected.items() if re.match(r"lin\d", k)},
+                            self.linear_path),
+        }
         network = network.to_empty(device="cpu")
         network.scaling_layer = lpips.ScalingLayer()  # its constant buffers, lost on the meta device
-        network.load_state_dict({**network.state_dict(), **state}, strict=True)
+        # Not strict: lpips lists its linear layers twice (lin<k> and lins.<k>, the same modules).
+        unloaded = set(network.load_state_dict(state, strict=False).missing_keys)
+        if any(not k.startswith(("lins.", "scaling_layer.")) for k in unloaded):  # another lpips layout
+            raise RuntimeError(f"this lpips version has layers LPIPS cannot load: {sorted(unloaded)}")
         self.network = network.eval().requires_grad_(False).to(torch.device(device))
 
     def _prepare(self, img: torch.Tensor) -> torch.Tensor:
