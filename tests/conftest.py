@@ -67,7 +67,7 @@ def code_pickle(marker: Path, key: str = "model.1.weight", legacy: bool = False)
     """A ``torch.save`` file (``legacy``: a bare pickle, as old ``.pth`` files are) whose loading would
     run code (create ``marker``) if it were unpickled."""
     if legacy:
-        return pickle.dumps({key: _TouchOnUnpickle(marker)})
+        return pickle.dumps({key: _TouchOnUnpickle(marker)}, protocol=2)  # torch.save's protocol
     buffer = io.BytesIO()
     torch.save({key: _TouchOnUnpickle(marker)}, buffer)
     return buffer.getvalue()
