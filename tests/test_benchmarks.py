@@ -166,6 +166,7 @@ def table_rows(stdout: str) -> list[list[str]]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # subprocesses with their own limits; more than the default
 def test_train_step_benchmark_quick(tmp_path):
     stdout, report = run_script(
         "train_step.py", "--size", "32", "--ngf", "4", "--ndf", "4", tmp_path=tmp_path
@@ -189,6 +190,7 @@ def test_train_step_benchmark_quick(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # subprocesses with their own limits; more than the default
 def test_inference_benchmark_quick(tmp_path):
     stdout, report = run_script(
         "inference.py", "--size", "32", "--ngf", "4", "--netG", "resnet_6blocks", tmp_path=tmp_path
@@ -207,6 +209,7 @@ def test_inference_benchmark_quick(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # subprocesses with their own limits; more than the default
 def test_gpu_check_script_runs_end_to_end_in_its_dry_run(tmp_path):
     """`benchmarks/gpu_check.sh` is what a session lent a GPU runs in one go; its dry run takes the
     same steps on the CPU at tiny sizes, so a broken flag or path shows here, not on borrowed time."""

@@ -162,6 +162,7 @@ def test_the_reference_example_command_lines_work(tmp_path, monkeypatch, capsys)
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # a 400-iteration training run: more than the default limit
 def test_demo_end_to_end_score_rises(tmp_path):
     """The main job with a small budget: the translation beats doing nothing on the synthetic set."""
     from cyclegan.demo import run_demo

@@ -220,6 +220,7 @@ def test_sighup_keeps_training_without_the_terminal(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # subprocesses with their own limits; more than the default
 def test_kill_9_at_a_random_point_then_resume_gives_the_uninterrupted_weights(tmp_path):
     data = tiny_dataset(tmp_path / "data", n=5)
     total = "24"
