@@ -230,15 +230,6 @@ class ReferenceStep(nn.Module):
 # --- our step ------------------------------------------------------------------------------------
 
 
-def resolve_precision(name: str, device: torch.device) -> str:
-    """``auto``: bf16 (measured fastest on AVX-512-BF16 CPUs and on recent GPUs), else fp16 on CUDA."""
-    if name != "auto":
-        return name
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        return "fp16"
-    return "bf16"
-
-
 def build_our_step(
     config: TrainConfig, device: torch.device, precision: str, channels_last: bool, compile: bool
 ) -> tuple[Any, Precision]:

@@ -34,13 +34,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from cyclegan.precision import resolve_precision
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `common` when run from anywhere
 
 from common import (  # noqa: E402
     machine_description,
     markdown_table,
     median,
-    resolve_precision,
     synchronize,
     write_json,
 )

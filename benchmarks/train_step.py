@@ -28,6 +28,8 @@ from typing import Any
 
 import torch
 
+from cyclegan.precision import resolve_precision
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `common` when run from anywhere
 
 from common import (  # noqa: E402
@@ -43,7 +45,6 @@ from common import (  # noqa: E402
     our_step_fn,
     peak_memory_mib,
     random_batch,
-    resolve_precision,
     synchronize,
     train_config,
     write_json,

@@ -1,15 +1,20 @@
-"""Shared test helpers: the reference fixtures' location and small deterministic settings."""
+"""Shared test settings: the reference fixtures (copied into tests/fixtures), deterministic torch,
+and one small trained run that the CLI, export and browser tests share."""
 
 from __future__ import annotations
 
-import os
+import io
+import pickle
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
 
+from cyclegan.config import TrainConfig
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = Path(os.environ.get("CYCLEGAN_FIXTURES", REPO_ROOT.parent / "shared" / "fixtures"))
+FIXTURES = REPO_ROOT / "tests" / "fixtures"  # small copies of ../shared/fixtures: see fixtures/slim.py
 
 
 @pytest.fixture(autouse=True)
@@ -19,9 +24,50 @@ def _deterministic_torch():
 
 
 def reference_fixture_files(prefix: str = "") -> list[Path]:
-    if not FIXTURES.is_dir():
-        return []
     return sorted(FIXTURES.glob(f"{prefix}*.pt"))
 
 
-requires_fixtures = pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"reference fixtures not found at {FIXTURES}")
+@dataclass(frozen=True)
+class TrainedRun:
+    data: Path  # the tiny synthetic data set (3 train, 3 test images per side)
+    checkpoints: Path  # holds the run "run"
+    config: TrainConfig
+
+    @property
+    def run_dir(self) -> Path:
+        return self.checkpoints / "run"
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
+    """One tiny run (3 iterations: one epoch, validated), trained once per session and shared by the
+    CLI, export and browser tests; they read it and write their outputs elsewhere."""
+    from cyclegan.trainer import train
+
+    from .helpers import tiny_config, tiny_dataset
+
+    root = tmp_path_factory.mktemp("trained_run")
+    data = tiny_dataset(root / "data", n=3, n_test=3)
+    config = tiny_config(data, root / "ck", name="run", optim__max_iters=3)
+    train(config)
+    return TrainedRun(data, root / "ck", config)
+
+
+class _TouchOnUnpickle:
+    """Unpickling this object creates ``marker``: the payload of a pickle that carries code."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def code_pickle(marker: Path, key: str = "model.1.weight", legacy: bool = False) -> bytes:
+    """A ``torch.save`` file (``legacy``: a bare pickle, as old ``.pth`` files are) whose loading would
+    run code (create ``marker``) if it were unpickled."""
+    if legacy:
+        return pickle.dumps({key: _TouchOnUnpickle(marker)}, protocol=2)  # torch.save's protocol
+    buffer = io.BytesIO()
+    torch.save({key: _TouchOnUnpickle(marker)}, buffer)
+    return buffer.getvalue()

@@ -7,8 +7,6 @@ run's checkpoint must be byte-for-byte what it was unless the case trains succes
 from __future__ import annotations
 
 import io
-import os
-import pickle
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +17,8 @@ import pytest
 from PIL import Image
 
 from cyclegan.cli import main
+
+from .conftest import code_pickle
 
 TINY = ["--load_size", "36", "--crop_size", "32", "--ngf", "4", "--ndf", "4", "--netG", "resnet_6blocks",
         "--pool_size", "2", "--num_threads", "0", "--seed", "0", "--no_progress_bar", "--no_tensorboard",
@@ -160,14 +160,9 @@ def test_a_training_page_title_with_markup_is_escaped(tmp_path: Path):
 
 def test_a_checkpoint_pickle_carrying_code_is_refused_by_test(tmp_path: Path, capsys):
     marker = tmp_path / "executed"
-
-    class Payload:
-        def __reduce__(self):
-            return (os.system, (f"touch {marker}",))
-
     run = tmp_path / "ck" / "evil"
     run.mkdir(parents=True)
-    (run / "latest_net_G.pth").write_bytes(pickle.dumps({"model.1.weight": Payload()}))
+    (run / "latest_net_G.pth").write_bytes(code_pickle(marker, legacy=True))
     image(tmp_path / "in" / "a.png")
     code = main(["test", "--dataroot", str(tmp_path / "in"), "--name", "evil", "--checkpoints_dir",
                  str(tmp_path / "ck"), "--model", "test", "--dataset_mode", "single", "--device", "cpu"])

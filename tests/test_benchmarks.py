@@ -17,6 +17,8 @@ import sys
 import pytest
 import torch
 
+from cyclegan.precision import resolve_precision
+
 from .conftest import REPO_ROOT
 
 BENCHMARKS = REPO_ROOT / "benchmarks"
@@ -164,6 +166,7 @@ def table_rows(stdout: str) -> list[list[str]]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # subprocesses with their own limits; more than the default
 def test_train_step_benchmark_quick(tmp_path):
     stdout, report = run_script(
         "train_step.py", "--size", "32", "--ngf", "4", "--ndf", "4", tmp_path=tmp_path
@@ -174,7 +177,8 @@ def test_train_step_benchmark_quick(tmp_path):
     assert [r["variant"] for r in report["results"]] == ["baseline", "ours"]
     baseline, ours = report["results"]
     assert baseline["precision"] == "fp32" and not baseline["channels_last"]
-    assert ours["precision"] == "bf16" and not ours["channels_last"]  # the training defaults (CPU)
+    # The training defaults: --precision auto resolved by the package's rule (bf16 on a CPU with native bf16).
+    assert ours["precision"] == resolve_precision("auto", CPU) and not ours["channels_last"]
     assert baseline["speedup_vs_baseline"] == 1.0 and ours["speedup_vs_baseline"] > 0
     for result in report["results"]:
         assert result["timed_iterations"] == 2 and result["losses_finite"]
@@ -186,6 +190,7 @@ def test_train_step_benchmark_quick(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # subprocesses with their own limits; more than the default
 def test_inference_benchmark_quick(tmp_path):
     stdout, report = run_script(
         "inference.py", "--size", "32", "--ngf", "4", "--netG", "resnet_6blocks", tmp_path=tmp_path
@@ -204,6 +209,7 @@ def test_inference_benchmark_quick(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # subprocesses with their own limits; more than the default
 def test_gpu_check_script_runs_end_to_end_in_its_dry_run(tmp_path):
     """`benchmarks/gpu_check.sh` is what a session lent a GPU runs in one go; its dry run takes the
     same steps on the CPU at tiny sizes, so a broken flag or path shows here, not on borrowed time."""

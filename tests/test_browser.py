@@ -180,20 +180,15 @@ def test_browser_check_catches_a_broken_page(tmp_path: Path, browser) -> None:
 
 @pytest.mark.slow
 @requires_browser
-def test_pages_of_a_real_training_run_in_chromium(tmp_path: Path, browser) -> None:
+def test_pages_of_a_real_training_run_in_chromium(tmp_path: Path, browser, trained_run) -> None:
     """A tiny real run (trainer + translate + results page), then the run report, all in Chromium."""
     from cyclegan.testing import run_test
-    from cyclegan.trainer import train
 
-    from .helpers import tiny_config, tiny_dataset
-
-    data = tiny_dataset(tmp_path / "data")
-    result = train(tiny_config(data, tmp_path / "checkpoints", name="browser_run"))
-    summary = run_test(dataroot=data, name="browser_run", checkpoints_dir=tmp_path / "checkpoints",
+    summary = run_test(dataroot=trained_run.data, name="run", checkpoints_dir=trained_run.checkpoints,
                        results_dir=tmp_path / "results", device="cpu")
-    report = write_run_report(result.run_dir, results_dir=summary.page.parent)
+    report = write_run_report(trained_run.run_dir, results_dir=summary.page.parent, out=tmp_path / "report.html")
     shots = tmp_path / "screenshots"
-    check_page(browser, result.run_dir / "web" / "index.html", shots / "real_training_page.png").assert_ok(2)
+    check_page(browser, trained_run.run_dir / "web" / "index.html", shots / "real_training_page.png").assert_ok(2)
     check_page(browser, summary.page, shots / "real_results_page.png").assert_ok(2)
     rep = check_page(browser, report, shots / "real_run_report.png")
     rep.assert_ok(3)

@@ -10,18 +10,7 @@ from PIL import Image
 
 from cyclegan.cli import main
 from cyclegan.config import TrainConfig
-from cyclegan.trainer import train
 from cyclegan.translate import load_generators
-
-from .helpers import tiny_config, tiny_dataset
-
-
-@pytest.fixture
-def trained_run(tmp_path):
-    data = tiny_dataset(tmp_path / "data", n=3)
-    config = tiny_config(data, tmp_path / "ck", name="run", optim__max_iters=3)  # one epoch: validated
-    train(config)
-    return data, tmp_path / "ck", config
 
 
 def write_images(folder, count, size=(50, 37), prefix="img"):
@@ -40,7 +29,7 @@ def test_data_synthetic_command(tmp_path, capsys):
 
 
 def test_test_translates_every_image_at_its_own_size(trained_run, tmp_path, capsys):
-    data, checkpoints, _ = trained_run
+    data, checkpoints = tmp_path / "data", trained_run.checkpoints
     write_images(data / "bigA", 55)  # more than the reference's silent 50-image default
     write_images(data / "bigB", 2, size=(30, 22), prefix="other")
     code = main(["test", "--dataroot", str(data), "--phase", "big", "--name", "run", "--checkpoints_dir",
@@ -59,7 +48,7 @@ def test_test_translates_every_image_at_its_own_size(trained_run, tmp_path, caps
 
 
 def test_test_scores_against_ground_truth_and_honours_num_test(trained_run, tmp_path, capsys):
-    data, checkpoints, _ = trained_run
+    data, checkpoints = trained_run.data, trained_run.checkpoints
     code = main(["test", "--dataroot", str(data), "--name", "run", "--checkpoints_dir", str(checkpoints),
                  "--results_dir", str(tmp_path / "res"), "--num_test", "2", "--format", "json", "--device", "cpu"])
     assert code == 0
@@ -72,7 +61,7 @@ def test_test_scores_against_ground_truth_and_honours_num_test(trained_run, tmp_
 
 
 def test_export_reference_layout_and_single_direction_test(trained_run, tmp_path):
-    data, checkpoints, config = trained_run
+    data, checkpoints = trained_run.data, trained_run.checkpoints
     out = tmp_path / "exported" / "ref_run"
     assert main(["export", "--name", "run", "--checkpoints_dir", str(checkpoints), "--format", "reference",
                  "--out", str(out)]) == 0
@@ -101,9 +90,8 @@ def test_export_reference_layout_and_single_direction_test(trained_run, tmp_path
 
 def test_test_reads_the_architecture_from_the_saved_run(trained_run, tmp_path):
     """No --netG / --ngf / --norm repeated: the reference's most reported error cannot happen."""
-    data, checkpoints, config = trained_run
-    loaded = load_generators(checkpoints / "run")
-    assert loaded.config.model == config.model
+    loaded = load_generators(trained_run.run_dir)
+    assert loaded.config.model == trained_run.config.model
 
 
 def test_test_with_missing_weights_names_what_it_looked_for(tmp_path, capsys):
@@ -115,7 +103,7 @@ def test_test_with_missing_weights_names_what_it_looked_for(tmp_path, capsys):
 
 
 def test_eval_command_json(trained_run, tmp_path, capsys):
-    data, _, _ = trained_run
+    data = trained_run.data
     assert main(["eval", "--fake", str(data / "testA_gt"), "--real", str(data / "testA_gt"), "--format", "json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["count"] == 3 and result["ssim"] == pytest.approx(1.0)
@@ -174,7 +162,7 @@ def test_the_reference_example_command_lines_work(tmp_path, monkeypatch, capsys)
 
 
 def test_report_command_gathers_a_run(trained_run, tmp_path, capsys):
-    data, checkpoints, _ = trained_run
+    data, checkpoints = trained_run.data, trained_run.checkpoints
     assert main(["test", "--dataroot", str(data), "--name", "run", "--checkpoints_dir", str(checkpoints),
                  "--results_dir", str(tmp_path / "res"), "--device", "cpu"]) == 0
     capsys.readouterr()
@@ -188,9 +176,9 @@ def test_report_command_gathers_a_run(trained_run, tmp_path, capsys):
 
 def test_export_onnx_command_prints_parity(trained_run, tmp_path, capsys):
     pytest.importorskip("onnxruntime")
-    _, checkpoints, _ = trained_run
+    checkpoints = trained_run.checkpoints
     assert main(["export", "--name", "run", "--checkpoints_dir", str(checkpoints), "--format", "onnx",
-                 "--out", str(tmp_path / "onnx"), "--height", "32", "--width", "32", "--opset", "17"]) == 0
+                 "--out", str(tmp_path / "onnx"), "--height", "32", "--width", "32", "--opset", "18"]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if "G_A.onnx" in line]
     assert len(lines) == 1 and "max |Δ| vs torch" in lines[0]
     worst = float(lines[0].split("max |Δ| vs torch: ")[1].split(" ")[0])
@@ -213,7 +201,7 @@ def test_download_offline_is_a_clear_error(tmp_path, capsys):
 def test_bf16_translation_is_close_to_fp32(trained_run, tmp_path):
     from cyclegan.testing import run_test
 
-    data, checkpoints, _ = trained_run
+    data, checkpoints = trained_run.data, trained_run.checkpoints
     outputs = {}
     for precision in ("fp32", "bf16"):
         summary = run_test(dataroot=data, name="run", checkpoints_dir=checkpoints, num_test=1, device="cpu",
@@ -227,7 +215,7 @@ def test_bf16_translation_is_close_to_fp32(trained_run, tmp_path):
 def test_eval_lpips_through_the_cli(trained_run, tmp_path, capsys):
     import torchvision
 
-    data, _, _ = trained_run
+    data = trained_run.data
     weights = tmp_path / "alexnet.pth"
     torch.save(torchvision.models.alexnet(weights=None).state_dict(), weights)  # random, made here
     code = main(["eval", "--fake", str(data / "testA_gt"), "--real", str(data / "testA_gt"), "--metrics",

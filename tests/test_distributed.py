@@ -96,6 +96,7 @@ def nets(run_dir: Path) -> dict[str, dict[str, torch.Tensor]]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # subprocesses with their own limits; more than the default
 def test_two_processes_equal_one_process_with_the_same_global_batch(tmp_path):
     data = tiny_dataset(tmp_path / "data", n=6)
     # No pool (the pools are per rank) and no norm: a conv bias before instance norm has a gradient
@@ -132,6 +133,7 @@ def worker_pids(launcher_pid: int) -> list[int]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # subprocesses with their own limits; more than the default
 def test_sigterm_to_one_rank_ends_the_whole_job_with_a_checkpoint(tmp_path):
     data = tiny_dataset(tmp_path / "data", n=6)
     run_dir = tmp_path / "ck" / "ddp"
@@ -151,6 +153,7 @@ def test_sigterm_to_one_rank_ends_the_whole_job_with_a_checkpoint(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # subprocesses with their own limits; more than the default
 def test_resume_on_another_world_size_and_test_on_one_cpu(tmp_path):
     data = tiny_dataset(tmp_path / "data", n=6)
     common = ["--dataroot", str(data), "--checkpoints_dir", str(tmp_path / "ck"), "--name", "grow", *FLAGS]

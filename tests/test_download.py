@@ -28,6 +28,8 @@ from cyclegan.download import (
     safe_extract,
 )
 
+from .conftest import code_pickle
+
 pytestmark = pytest.mark.timeout(60)
 
 
@@ -253,16 +255,11 @@ def test_pretrained_lands_where_cyclegan_test_finds_it(server: FileServer, tmp_p
 
 
 def test_pretrained_refuses_pickled_code(server: FileServer, tmp_path: Path) -> None:
-    class Evil:
-        def __reduce__(self):
-            return (print, ("never",))
-
-    buffer = io.BytesIO()
-    torch.save({"w": Evil()}, buffer)
-    server.add("/pretrained_models/style_monet.pth", buffer.getvalue())
+    marker = tmp_path / "executed"
+    server.add("/pretrained_models/style_monet.pth", code_pickle(marker))
     with pytest.raises(DownloadError, match="not a usable generator"):
         download_pretrained("style_monet", tmp_path, base=server.url, progress=False)
-    assert not any(tmp_path.rglob("*.pth"))
+    assert not any(tmp_path.rglob("*.pth")) and not marker.exists()
 
 
 def test_inception_into_cache(server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

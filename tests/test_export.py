@@ -1,4 +1,4 @@
-"""Export (ONNX, TorchScript) and the onnxruntime backend of ``cyclegan test``: parity with torch.
+"""Export (ONNX, torch.export) and the onnxruntime backend of ``cyclegan test``: parity with torch.
 
 Small generators (ngf 4) keep each export to a second or two; the ONNX exporter's own start-up
 (the first export in a process) is the largest cost.
@@ -15,17 +15,15 @@ from PIL import Image
 
 from cyclegan.networks import ImageSizeError, define_G
 
-from .helpers import tiny_config, tiny_dataset
-
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
-from cyclegan.backends import OnnxGenerator, load_backend_generators, pad_to_multiple  # noqa: E402
+from cyclegan.backends import OnnxGenerator, load_backend_generators  # noqa: E402
 from cyclegan.export import (  # noqa: E402
     ExportError,
     check_parity,
     export_onnx,
-    export_torchscript,
+    export_program,
     format_export_summary,
     run_export_model,
 )
@@ -55,13 +53,11 @@ def test_onnx_parity_and_dynamic_sizes(netG, tmp_path):
     assert session.metadata["producer"] == "cyclegan"
 
 
-def test_onnx_opset_17_goes_through_the_legacy_exporter(tmp_path):
-    import onnx
-
+def test_onnx_opset_below_18_is_a_clear_error(tmp_path):
     net = define_G(3, 3, 4, "resnet_6blocks", norm="instance")
-    path = export_onnx(net, tmp_path / "g17.onnx", 3, 16, 16, opset=17)
-    assert onnx.load(str(path)).opset_import[0].version == 17
-    assert check_parity(net, path, input=images(2, 3, 12, 20)) < TOLERANCE
+    with pytest.raises(ExportError, match="opset 17 is not supported.*--opset 18"):
+        export_onnx(net, tmp_path / "g17.onnx", 3, 16, 16, opset=17)
+    assert not (tmp_path / "g17.onnx").exists()
 
 
 def test_static_export_records_fixed_shapes(tmp_path):
@@ -74,11 +70,11 @@ def test_static_export_records_fixed_shapes(tmp_path):
 
 
 @pytest.mark.parametrize("netG", ["resnet_6blocks", "unet_128"])
-def test_torchscript_parity(netG, tmp_path):
+def test_torch_export_parity(netG, tmp_path):
     net = define_G(3, 3, 4, netG, norm="instance")
     multiple = net.size_multiple
-    path = export_torchscript(net, tmp_path / "g.pt", 3, 2 * multiple, 2 * multiple)
-    assert check_parity(net, path, "torchscript", images(1, 3, 2 * multiple, 2 * multiple)) < TOLERANCE
+    path = export_program(net, tmp_path / "g.pt2", 3, 2 * multiple, 2 * multiple)
+    assert check_parity(net, path, "torch_export", images(1, 3, 2 * multiple, 2 * multiple)) < TOLERANCE
     assert check_parity(net, path, input=images(2, 3, 3 * multiple, 2 * multiple + 1)) < TOLERANCE
 
 
@@ -93,18 +89,9 @@ def test_onnx_generator_checks_its_input(tmp_path):
     assert out.shape == (2, 1, 13, 9) and out.dtype == torch.float32
 
 
-def test_pad_to_multiple_matches_the_generator():
-    x = images(1, 3, 13, 6)
-    padded, height, width = pad_to_multiple(x, 4)
-    assert padded.shape[-2:] == (16, 8) and (height, width) == (13, 6)
-    assert torch.equal(padded[..., :13, :6], x)
-    tiny, _, _ = pad_to_multiple(images(1, 3, 2, 2), 4)  # pad ≥ side: replication, as the generator
-    assert tiny.shape[-2:] == (4, 4)
-
-
 def test_unknown_format_and_backend_are_clear_errors(tmp_path):
     with pytest.raises(
-        ExportError, match="unknown export format 'tflite'; known: onnx, torchscript, reference"
+        ExportError, match="unknown export format 'tflite'; known: onnx, torch_export, reference"
     ):
         run_export_model(tmp_path, "latest", "tflite", tmp_path / "out")
     net = define_G(3, 3, 4, "resnet_6blocks", norm="instance")
@@ -116,20 +103,9 @@ def test_unknown_format_and_backend_are_clear_errors(tmp_path):
 # (slow: they train a tiny run first, and each ONNX export takes seconds)
 
 
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    from cyclegan.trainer import train
-
-    root = tmp_path_factory.mktemp("run")
-    data = tiny_dataset(root / "data", n=3, n_test=3)
-    config = tiny_config(data, root / "ck", name="run", optim__max_iters=2)
-    train(config)
-    return data, root / "ck"
-
-
 @pytest.mark.slow
-def test_run_export_model_onnx_and_torchscript(trained_run, tmp_path):
-    _, checkpoints = trained_run
+def test_run_export_model_onnx_and_torch_export(trained_run, tmp_path):
+    checkpoints = trained_run.checkpoints
     result = run_export_model(checkpoints / "run", "latest", "onnx", tmp_path / "onnx", height=32, width=32)
     assert set(result["files"]) == {"G_A", "G_B"}
     assert (tmp_path / "onnx" / "G_A.onnx").exists() and (tmp_path / "onnx" / "config.json").exists()
@@ -138,10 +114,8 @@ def test_run_export_model_onnx_and_torchscript(trained_run, tmp_path):
         assert result["sizes"][name]["dynamic"][0] == 2  # a second batch size and image size were checked
     assert "max |Δ| vs torch" in format_export_summary(result)
 
-    scripted = run_export_model(
-        checkpoints / "run", "latest", "torchscript", tmp_path / "ts", height=32, width=32
-    )
-    assert (tmp_path / "ts" / "G_B.pt").exists() and max(scripted["parity"].values()) < TOLERANCE
+    program = run_export_model(checkpoints / "run", "latest", "torch_export", tmp_path / "pt2", height=32, width=32)
+    assert (tmp_path / "pt2" / "G_B.pt2").exists() and max(program["parity"].values()) < TOLERANCE
 
     reference = run_export_model(checkpoints / "run", "latest", "reference", tmp_path / "ref")
     assert {"G_A", "G_B", "D_A", "D_B"} <= set(reference["files"])
@@ -157,7 +131,7 @@ def read_pixels(path) -> np.ndarray:
 def test_test_with_onnxruntime_matches_torch(trained_run, tmp_path):
     from cyclegan.testing import run_test
 
-    data, checkpoints = trained_run
+    data, checkpoints = trained_run.data, trained_run.checkpoints
     common = {"dataroot": data, "name": "run", "checkpoints_dir": checkpoints, "device": "cpu"}
     torch_run = run_test(results_dir=tmp_path / "torch", **common)
     onnx_run = run_test(results_dir=tmp_path / "onnx", backend="onnxruntime", batch_size=2, **common)
@@ -176,7 +150,7 @@ def test_test_with_onnxruntime_matches_torch(trained_run, tmp_path):
 
 @pytest.mark.slow
 def test_onnx_cache_is_reused_until_the_checkpoint_changes(trained_run):
-    _, checkpoints = trained_run
+    checkpoints = trained_run.checkpoints
     run_dir = checkpoints / "run"
     first = load_backend_generators(run_dir, names=("G_A",), backend="onnxruntime", threads=1)
     cached = first.nets["G_A"].path
@@ -191,7 +165,7 @@ def test_onnx_cache_is_reused_until_the_checkpoint_changes(trained_run):
 
 @pytest.mark.slow
 def test_given_onnx_files_are_used_as_they_are(trained_run, tmp_path):
-    _, checkpoints = trained_run
+    checkpoints = trained_run.checkpoints
     net = define_G(3, 3, 4, "resnet_6blocks", norm="instance")
     path = export_onnx(net, tmp_path / "mine.onnx", 3, 16, 16)
     loaded = load_backend_generators(
@@ -204,7 +178,7 @@ def test_given_onnx_files_are_used_as_they_are(trained_run, tmp_path):
 def test_batched_translation_equals_one_at_a_time(trained_run, tmp_path):
     from cyclegan.translate import load_generators, translate_folder
 
-    data, checkpoints = trained_run
+    checkpoints = trained_run.checkpoints
     folder = tmp_path / "mixed"
     folder.mkdir()
     for i, (width, height) in enumerate([(20, 12), (33, 17), (20, 12), (20, 12), (33, 17)]):

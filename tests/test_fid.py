@@ -19,90 +19,45 @@ from cyclegan.metrics.fid import (
     InceptionFeatures,
     InceptionWeightsMissing,
     clean_resize,
-    feature_statistics,
     fid_kid_folders,
     folder_features,
-    frechet_distance,
     frechet_distance_features,
     kernel_inception_distance,
     quantize,
     resolve_inception_weights,
-    sqrtm_psd,
 )
 
-# ------------------------------------------------------------------------------ matrix square root
-
-
-def test_sqrtm_psd_diagonal_and_dense() -> None:
-    np.testing.assert_allclose(sqrtm_psd(np.diag([4.0, 9.0, 0.0])), np.diag([2.0, 3.0, 0.0]), atol=1e-12)
-    # A dense symmetric PSD root B; sqrtm(B @ B) must give B back.
-    b = np.array([[2.0, 1.0, 0.0], [1.0, 3.0, 1.0], [0.0, 1.0, 4.0]])
-    root = sqrtm_psd(b @ b)
-    np.testing.assert_allclose(root, b, atol=1e-10)
-    np.testing.assert_allclose(root @ root, b @ b, atol=1e-10)
-
-
-def test_sqrtm_psd_clips_rounding_negatives() -> None:
-    # Rank-1 matrix plus rounding noise: eigenvalues of order -1e-17 must not give NaN or complex values.
-    v = np.array([[1.0], [2.0], [3.0]])
-    a = v @ v.T + np.diag([-1e-17, 0.0, 1e-17])
-    root = sqrtm_psd(a)
-    assert np.isrealobj(root) and np.all(np.isfinite(root))
-    np.testing.assert_allclose(root @ root, v @ v.T, atol=1e-8)
-
+from .conftest import code_pickle
 
 # ------------------------------------------------------------------------------------------ FID
 
 
-def test_fid_closed_form_diagonal() -> None:
-    # Diagonal covariances commute: FID = |mu1-mu2|^2 + sum_i (sqrt(a_i) - sqrt(b_i))^2.
-    mu1, mu2 = np.array([0.0, 1.0, 2.0]), np.array([1.0, 1.0, 0.0])
-    a, b = np.array([1.0, 4.0, 9.0]), np.array([4.0, 1.0, 16.0])
-    expected = 1.0 + 0.0 + 4.0 + (1 - 2) ** 2 + (2 - 1) ** 2 + (3 - 4) ** 2
-    assert frechet_distance(mu1, np.diag(a), mu2, np.diag(b)) == pytest.approx(expected, abs=1e-10)
-    # Symmetric in its arguments.
-    assert frechet_distance(mu2, np.diag(b), mu1, np.diag(a)) == pytest.approx(expected, abs=1e-10)
-
-
-def test_fid_dense_matches_definition() -> None:
-    # Against the textbook formula with an eigen-decomposition square root of S1 S2 (not symmetric).
-    rng = np.random.default_rng(0)
-    x, y = rng.normal(size=(50, 6)), rng.normal(1.0, 2.0, size=(40, 6)) @ rng.normal(size=(6, 6))
-    mu1, s1 = feature_statistics(x)
-    mu2, s2 = feature_statistics(y)
+def _fid_by_definition(x: np.ndarray, y: np.ndarray) -> float:
+    """|mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr((S1 S2)^(1/2)), eigenvalues of S1 S2 taken directly."""
+    s1, s2 = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
     w = np.linalg.eigvals(s1 @ s2)
     assert np.max(np.abs(w.imag)) < 1e-8
-    expected = np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2) - 2 * np.sum(np.sqrt(w.real))
-    assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(expected, rel=1e-9)
-    np.testing.assert_allclose(s1, np.cov(x, rowvar=False))  # unbiased (N-1), as clean-fid
-
-
-def test_fid_identical_and_singular() -> None:
-    rng = np.random.default_rng(1)
-    # Fewer samples than dimensions: a singular covariance, as with < 2048 images.
-    f = rng.normal(size=(5, 20))
-    mu, s = feature_statistics(f)
-    assert np.linalg.matrix_rank(s) == 4
-    assert frechet_distance(mu, s, mu, s) == pytest.approx(0.0, abs=1e-9)
-    g = rng.normal(size=(5, 20))
-    mu2, s2 = feature_statistics(g)
-    val = frechet_distance(mu, s, mu2, s2)
-    assert math.isfinite(val) and val > 0
-    with pytest.raises(ValueError, match="shape"):
-        frechet_distance(mu, s, mu2[:3], s2[:3, :3])
-    with pytest.raises(ValueError, match="at least 2"):
-        feature_statistics(f[:1])
+    diff = x.mean(0) - y.mean(0)
+    return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2 * np.sum(np.sqrt(np.clip(w.real, 0, None))))
 
 
 @pytest.mark.parametrize(("n1", "n2", "d"), [(5, 7, 30), (40, 3, 8), (60, 50, 6)])
-def test_fid_from_features_equals_covariance_route(n1: int, n2: int, d: int) -> None:
-    # (5, 7, 30): fewer samples than dimensions (the small-matrix route); (60, 50, 6): covariance route.
+def test_fid_matches_definition(n1: int, n2: int, d: int) -> None:
+    # (5, 7, 30): fewer samples than dimensions (our small-matrix route); (60, 50, 6): torch-fidelity's.
     rng = np.random.default_rng(n1 + n2 + d)
-    x, y = rng.normal(size=(n1, d)), rng.normal(0.3, 1.5, size=(n2, d))
-    mu1, s1 = feature_statistics(x)
-    mu2, s2 = feature_statistics(y)
-    assert frechet_distance_features(x, y) == pytest.approx(frechet_distance(mu1, s1, mu2, s2), rel=1e-9)
-    assert frechet_distance_features(x, x) == pytest.approx(0.0, abs=1e-9)
+    x, y = rng.normal(size=(n1, d)), rng.normal(0.3, 1.5, size=(n2, d)) @ rng.normal(size=(d, d))
+    assert frechet_distance_features(x, y) == pytest.approx(_fid_by_definition(x, y), rel=1e-6)
+    assert frechet_distance_features(y, x) == pytest.approx(frechet_distance_features(x, y), rel=1e-9)
+
+
+def test_fid_identical_singular_sets_give_zero() -> None:
+    # Fewer samples than dimensions, as with < 2048 images: exactly 0 for identical sets, no noise.
+    f = np.random.default_rng(1).normal(size=(5, 2048))
+    assert frechet_distance_features(f, f.copy()) == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(ValueError, match="N, M >= 2"):
+        frechet_distance_features(f[:1], f)
+    with pytest.raises(ValueError, match=r"\(N, D\)"):
+        frechet_distance_features(f, f[:, :3])
 
 
 # ------------------------------------------------------------------------------------------ KID
@@ -270,14 +225,11 @@ def test_features_match_torch_fidelity_forward_at_299(extractor: InceptionFeatur
 
 
 def test_weights_only_loading_refuses_code(tmp_path: Path) -> None:
-    class Evil:
-        def __reduce__(self):
-            return (print, ("this must never run",))
-
     path = tmp_path / "evil.pth"
-    torch.save({"x": Evil()}, path)
+    path.write_bytes(code_pickle(tmp_path / "executed"))
     with pytest.raises(ValueError, match="weights_only"):
         InceptionFeatures(path)
+    assert not (tmp_path / "executed").exists()
     wrong = tmp_path / "wrong.pth"
     torch.save({"conv.weight": torch.zeros(1)}, wrong)
     with pytest.raises(ValueError, match="not the FID Inception-v3 weights"):

@@ -11,7 +11,7 @@ from torch import nn
 from cyclegan.losses import GAN_LOSSES, cycle_loss, gan_loss, gradient_penalty, identity_loss
 from cyclegan.networks import define_D
 
-from .conftest import FIXTURES, requires_fixtures
+from .conftest import FIXTURES
 
 PRED = torch.tensor([[[[0.5, -1.0], [2.0, 0.0]]]])  # 1×1×2×2
 
@@ -48,7 +48,6 @@ def test_unknown_gan_mode_lists_the_known():
     assert GAN_LOSSES.names() == ["hinge", "lsgan", "vanilla", "wgangp"]
 
 
-@requires_fixtures
 def test_gan_losses_match_the_reference():
     fixture = torch.load(FIXTURES / "gan_losses.pt", weights_only=True)
     for mode, values in fixture["values"].items():
@@ -93,7 +92,6 @@ def test_gradient_penalty_matches_direct_autograd_on_a_patchgan():
     assert penalty.item() == pytest.approx(direct.item(), rel=1e-5)
 
 
-@requires_fixtures
 def test_gradient_penalty_matches_the_reference():
     fixture = torch.load(FIXTURES / "gradient_penalty.pt", weights_only=True)
     net = define_D(**fixture["config"]["define_kwargs"])

@@ -22,7 +22,14 @@ from cyclegan.metrics.lpips import (
     resolve_lpips_linear,
 )
 
+from .conftest import code_pickle
+
 HAS_LPIPS_PACKAGE = _package_linear_path("alex") is not None
+# The LPIPS paper's taps: the channels of each linear layer, and where each slice ends in torchvision's
+# ``features`` (alexnet: features[0:2], [2:5], [5:8], [8:10], [10:12]).
+LINEAR_CHANNELS = {"alex": (64, 192, 384, 256, 256), "vgg": (64, 128, 256, 512, 512),
+                   "squeeze": (64, 128, 256, 384, 384, 512, 512)}
+SLICE_ENDS = {"alex": (2, 5, 8, 10, 12), "vgg": (4, 9, 16, 23, 30), "squeeze": (2, 5, 8, 10, 11, 12, 13)}
 
 
 def _save_backbone(path: Path, net: str = "alex", seed: int = 0, with_classifier: bool = False) -> Path:
@@ -45,7 +52,7 @@ def _save_linear(path: Path, net: str = "alex", seed: int = 0) -> Path:
     """Random non-negative v0.1-style linear weights (``lin<k>.model.1.weight``, ``(1, C, 1, 1)``)."""
     g = torch.Generator().manual_seed(seed)
     state = {
-        f"lin{k}.model.1.weight": torch.rand(1, c, 1, 1, generator=g) for k, c in enumerate(BACKBONES[net].channels)
+        f"lin{k}.model.1.weight": torch.rand(1, c, 1, 1, generator=g) for k, c in enumerate(LINEAR_CHANNELS[net])
     }
     torch.save(state, path)
     return path
@@ -135,7 +142,7 @@ def test_same_as_the_lpips_package(tmp_path: Path, net: str) -> None:
     with warnings.catch_warnings():  # lpips calls torchvision's deprecated pretrained=False
         warnings.simplefilter("ignore")
         ref = lpips.LPIPS(net=net, pretrained=True, pnet_rand=True, verbose=False)
-    cuts = BACKBONES[net].cuts
+    cuts = SLICE_ENDS[net]
     mapped = {}
     for key, value in torch.load(backbone, weights_only=True).items():
         index = int(key.split(".")[1])
@@ -157,19 +164,13 @@ def test_same_as_the_lpips_package(tmp_path: Path, net: str) -> None:
 
 
 def test_weights_only_loading_refuses_code(tmp_path: Path, weights: tuple[Path, Path]) -> None:
-    ran = []
-
-    class Evil:
-        def __reduce__(self):
-            return (ran.append, ("this must never run",))
-
     evil = tmp_path / "evil.pth"
-    torch.save({"features.0.weight": Evil()}, evil)
+    evil.write_bytes(code_pickle(tmp_path / "executed", "features.0.weight"))
     with pytest.raises(ValueError, match="weights_only"):
         LPIPS(evil, linear_weights=weights[1])
     with pytest.raises(ValueError, match="weights_only"):
         LPIPS(weights[0], linear_weights=evil)
-    assert ran == []
+    assert not (tmp_path / "executed").exists()
 
 
 def test_wrong_files_are_refused(tmp_path: Path, weights: tuple[Path, Path]) -> None:
@@ -241,7 +242,11 @@ def test_construction_does_not_touch_the_network(
 
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_download)
     monkeypatch.setattr(torch.hub, "download_url_to_file", no_download)
-    LPIPS(weights[0], linear_weights=weights[1])
+    model = LPIPS(weights[0], linear_weights=weights[1])
+    assert (model.backbone_path, model.linear_path) == weights
+    x = _images(n=1)
+    with torch.no_grad():
+        assert model(x, x).item() == 0.0
 
 
 # --------------------------------------------------------------------------- evaluate_folders

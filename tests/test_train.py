@@ -1,4 +1,7 @@
-"""The CycleGAN step, LR policies and the trainer: outputs, logs, checkpoints, exact resume."""
+"""The CycleGAN step, LR policies and the trainer: outputs, logs, checkpoints, exact resume.
+
+Single steps of a tiny model are fast; every test that runs the trainer for more than a step or two
+is marked slow (`make test` runs them, `make test-fast` does not)."""
 
 from __future__ import annotations
 
@@ -13,7 +16,8 @@ import torch
 
 from cyclegan.checkpoint import load_checkpoint
 from cyclegan.config import OptimConfig, TrainConfig
-from cyclegan.models import create_model
+from cyclegan.losses import GAN_LOSSES
+from cyclegan.models import MODELS, create_model
 from cyclegan.precision import Precision
 from cyclegan.schedulers import build_scheduler, step_scheduler
 from cyclegan.trainer import ArchitectureMismatch, Trainer, parse_duration, train
@@ -83,12 +87,24 @@ def test_wgangp_applies_the_gradient_penalty(tmp_path):
     assert d_loss(10.0) != pytest.approx(d_loss(0.0), abs=1e-6)
 
 
-@pytest.mark.parametrize("mode", ["lsgan", "vanilla", "hinge", "wgangp"])
+@pytest.mark.parametrize("mode", GAN_LOSSES.names())
 def test_every_gan_mode_trains(tmp_path, mode):
     model = tiny_model(tmp_path, model__gan_mode=mode)
     for step in range(2):
         losses = model.training_step(tiny_batch(step), Precision("fp32", CPU))
     assert all(math.isfinite(v.item()) for v in losses.values())
+
+
+@pytest.mark.parametrize("recipe", MODELS.names())
+def test_every_recipe_takes_a_step_and_names_its_losses_and_visuals(tmp_path, recipe):
+    model = tiny_model(tmp_path, model__model=recipe)
+    before = {name: [p.detach().clone() for p in net.parameters()] for name, net in model.nets.items()}
+    losses = model.training_step(tiny_batch(), Precision("fp32", CPU))
+    assert losses and all(v.dim() == 0 and math.isfinite(v.item()) for v in losses.values())
+    visuals = model.current_visuals()
+    assert visuals and all(v.shape[-2:] == (32, 32) for v in visuals.values())
+    for name, net in model.nets.items():  # every network of the recipe was trained by the step
+        assert any(not torch.equal(a, b) for a, b in zip(before[name], net.parameters(), strict=True)), name
 
 
 def test_bf16_step_on_cpu(tmp_path):
@@ -102,6 +118,7 @@ def test_fp16_needs_cuda():
         Precision("fp16", CPU)
 
 
+@pytest.mark.slow
 def test_one_batch_overfit_lowers_the_cycle_loss(tmp_path):
     model = tiny_model(tmp_path, model__lambda_identity=0.0, model__ngf=8, optim__lr=0.002)
     # Smoothed noise: an image a tiny generator can learn to reconstruct in a few dozen steps.
@@ -172,6 +189,7 @@ def test_parse_duration():
 # --- the trainer ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_training_writes_logs_pages_events_and_a_complete_checkpoint(tmp_path):
     data = tiny_dataset(tmp_path / "data", n=4)
     config = tiny_config(data, tmp_path / "ck", optim__max_iters=6)
@@ -194,6 +212,7 @@ def final_weights(run_dir):
     return load_checkpoint(run_dir / "latest.safetensors")["nets"]
 
 
+@pytest.mark.slow
 def test_resume_mid_epoch_gives_the_same_weights_and_losses(tmp_path):
     data = tiny_dataset(tmp_path / "data", n=5)
     # Dropout on: its masks come from the global torch RNG, which the resume must restore exactly.
@@ -212,6 +231,7 @@ def test_resume_mid_epoch_gives_the_same_weights_and_losses(tmp_path):
     assert result.progress.history == whole.progress.history
 
 
+@pytest.mark.slow
 def test_loss_log_and_curves_show_the_mean_over_the_print_interval(tmp_path):
     """One step's losses are noise; each --print_freq line holds the mean of the interval's steps.
     (A resume inside an interval keeps its partial sums: the resume test above splits at step 3
@@ -281,6 +301,7 @@ def test_resume_required_without_a_checkpoint(tmp_path):
         Trainer(tiny_config(data, tmp_path / "ck"), resume="required")
 
 
+@pytest.mark.slow
 def test_validation_feeds_the_plateau_policy(tmp_path):
     data = tiny_dataset(tmp_path / "data", n=3)
     for folder in ("valA_gt", "valB_gt"):  # no ground truth: the objective is the cycle L1
@@ -294,6 +315,7 @@ def test_validation_feeds_the_plateau_policy(tmp_path):
     assert trainer.schedulers["G"].best == trainer.progress.validation[-1]["val_cycle_l1"]  # it was fed
 
 
+@pytest.mark.slow
 def test_validation_against_ground_truth_keeps_the_best_checkpoint(tmp_path):
     data = tiny_dataset(tmp_path / "data", n=3)  # the synthetic set has valA_gt
     result = train(tiny_config(data, tmp_path / "ck", optim__max_iters=9, optim__n_epochs=3, optim__lr=0.002))
@@ -309,12 +331,14 @@ def test_validation_against_ground_truth_keeps_the_best_checkpoint(tmp_path):
     assert (result.run_dir / "web" / "validation.png").exists()
 
 
+@pytest.mark.slow
 def test_eval_freq_skips_epochs(tmp_path):
     data = tiny_dataset(tmp_path / "data", n=2)
     result = train(tiny_config(data, tmp_path / "ck", optim__max_iters=6, optim__n_epochs=3, runtime__eval_freq=2))
     assert [r["epoch"] for r in result.progress.validation] == [2]
 
 
+@pytest.mark.slow
 def test_loss_trace_of_a_tiny_seeded_run_is_stable(tmp_path):
     """A stored trace: an accidental change of the recipe (loss, order, init, data) shows here."""
     data = tiny_dataset(tmp_path / "data", n=4)

@@ -25,29 +25,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from cyclegan.networks import ImageSizeError
+from cyclegan.networks.generators import pad_to_multiple
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "onnxruntime")
 CACHE_VERSION = 1  # bump when the exported graph changes, to invalidate cached files
-
-
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, int]:
-    """Pad H, W at the bottom / right up to ``multiple``; return the padded tensor and the old H, W.
-
-    Reflection, as ``SizeCheckedGenerator``; reflection needs the pad smaller than the side, so
-    tiny images fall back to replication (the same fallback).
-    """
-    height, width = x.shape[-2:]
-    pad_h, pad_w = -height % multiple, -width % multiple
-    if pad_h == 0 and pad_w == 0:
-        return x, height, width
-    mode = "reflect" if pad_h < height and pad_w < width else "replicate"
-    return F.pad(x, (0, pad_w, 0, pad_h), mode=mode), height, width
 
 
 def _import_onnxruntime():

@@ -493,8 +493,8 @@ def add_export_parser(subparsers) -> None:
     parser.add_argument("--name", required=True)
     parser.add_argument("--checkpoints_dir", default="./checkpoints")
     parser.add_argument("--epoch", default="latest")
-    parser.add_argument("--format", choices=("reference", "onnx", "torchscript"), default="reference",
-                        help="reference: <epoch>_net_G_A.pth ... for the reference's test.py; onnx / torchscript: "
+    parser.add_argument("--format", choices=("reference", "onnx", "torch_export"), default="reference",
+                        help="reference: <epoch>_net_G_A.pth ... for the reference's test.py; onnx / torch_export (.pt2): "
                              "the generators, with a parity check against PyTorch")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--height", type=int, default=256, help="example input height (sizes stay dynamic)")

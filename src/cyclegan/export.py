@@ -1,4 +1,4 @@
-"""Export trained generators for inference outside this package: ONNX and TorchScript.
+"""Export trained generators for inference outside this package: ONNX and torch.export (``.pt2``).
 
 What is exported is the generator's plain layer stack (``SizeCheckedGenerator.body``), not its
 ``forward``: that one checks the size in Python and optionally reflect-pads to the network's
@@ -6,17 +6,16 @@ multiple, and a traced graph would freeze whichever branch the example input too
 graph therefore needs H and W divisible by the generator's ``size_multiple`` (4 for the ResNets,
 128 / 256 for the U-Nets); :class:`cyclegan.backends.OnnxGenerator` pads and crops around it, as
 ``cyclegan test`` does for the torch networks. Batch, height and width are dynamic axes; the
-multiple is written into the file (ONNX metadata ``size_multiple``, TorchScript extra file
+multiple is written into the file (ONNX metadata ``size_multiple``, the ``.pt2`` archive's extra file
 ``cyclegan.json``) so a reader needs nothing else.
 
-ONNX goes through the torch.export-based exporter (``torch.onnx.export(..., dynamo=True)``, the
-default since torch 2.9; the TorchScript-based one is deprecated). That exporter implements opset
-18 and up; an older opset (some runtimes want 17) is written by the legacy exporter instead,
-because down-converting the new exporter's ``Pad`` to 17 fails. Every file is written to a
-temporary name and renamed, so a reader never sees half a model.
+Both formats start from one ``torch.export`` program, PyTorch's successor to TorchScript: ``.pt2``
+is that program saved (``torch.export.load(path).module()`` runs it), ONNX is it translated by the
+torch.export-based exporter (``torch.onnx.export(..., dynamo=True)``), which implements opset 18 and
+up. Every file is written to a temporary name and renamed, so a reader never sees half a model.
 
 ``run_export_model`` is the engine of ``cyclegan export``: it loads a run's generators, writes
-``G_A.onnx`` / ``G_B.onnx`` (or ``.pt``), and measures each file against the torch network at the
+``G_A.onnx`` / ``G_B.onnx`` (or ``.pt2``), and measures each file against the torch network at the
 export size and at a second size and batch (which proves the dynamic axes), as the max absolute
 difference in the images' [-1, 1] units.
 """
@@ -36,15 +35,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from cyclegan.backends import OnnxGenerator, pad_to_multiple
+from cyclegan.backends import OnnxGenerator
 from cyclegan.fileio import atomic_write
+from cyclegan.networks.generators import pad_to_multiple
 
 log = logging.getLogger(__name__)
 
-EXPORT_FORMATS = ("onnx", "torchscript", "reference")
-SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
+EXPORT_FORMATS = ("onnx", "torch_export", "reference")
+SUFFIXES = {"onnx": ".onnx", "torch_export": ".pt2"}
 DEFAULT_OPSET = 18  # the lowest opset the torch.export-based exporter implements
-TORCHSCRIPT_METADATA = "cyclegan.json"
+PT2_METADATA = "cyclegan.json"
 
 
 class ExportError(ValueError):
@@ -114,17 +114,36 @@ def _metadata(generator: nn.Module, extra: dict[str, Any] | None) -> dict[str, s
 @contextlib.contextmanager
 def _quiet_tracing() -> Iterator[None]:
     # Tracing warns once per instance-norm layer that its "spatial size is 1" check reads a tensor
-    # as a Python bool (harmless: that check only raises), and the legacy ONNX exporter adds its
-    # deprecation and constant-folding notes; none of them is actionable for the user. torch 2.14
-    # also marks torch.jit as deprecated in favour of torch.export: TorchScript is still what C++
-    # and older deployments load, which is why it is offered.
+    # as a Python bool (harmless: that check only raises); nothing the user can act on.
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*torch.jit.*", category=FutureWarning)
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.filterwarnings("ignore", message=".*[Cc]onstant folding.*")
         warnings.filterwarnings("ignore", message=".*instance_norm.*")
         yield
+
+
+def _program(
+    net: nn.Module, input_nc: int | None, height: int, width: int, dynamic: bool
+) -> tuple[nn.Module, torch.export.ExportedProgram]:
+    """The plain generator copy and its ``torch.export`` program (batch, H and W symbolic when dynamic)."""
+    generator = _plain_generator(net)
+    input_nc = generator.input_nc if input_nc is None else input_nc
+    if input_nc != generator.input_nc:
+        raise ExportError(f"the generator takes {generator.input_nc} input channel(s), not {input_nc}")
+    multiple = generator.size_multiple
+    h, w = example_size(multiple, height, width, dynamic)
+    # Batch 2 in the example for the same reason as H, W ≥ 2 multiples: a 1 would be specialised.
+    example = torch.rand(2 if dynamic else 1, input_nc, h, w) * 2 - 1
+    dynamic_shapes = None
+    if dynamic:
+        Dim = torch.export.Dim
+        # H = multiple × h' keeps the divisibility in the graph's symbolic shapes; h' ≥ 2 because a
+        # ResNet's innermost reflection pad needs its input wider than the pad.
+        dynamic_shapes = {
+            "x": {0: Dim("batch", min=1), 2: multiple * Dim("h", min=2), 3: multiple * Dim("w", min=2)}
+        }
+    with _quiet_tracing(), torch.no_grad():
+        program = torch.export.export(_Body(generator).eval(), (example,), dynamic_shapes=dynamic_shapes)
+    return generator, program
 
 
 def export_onnx(
@@ -141,81 +160,26 @@ def export_onnx(
 
     ``dynamic``: batch, height and width are symbolic (height and width as multiples of the
     generator's ``size_multiple``); otherwise the file takes only the example's shape. ``height`` /
-    ``width`` give the example input (rounded up to the multiple). ``opset`` ≥ 18 uses the
-    torch.export-based exporter, below 18 the legacy TorchScript-based one.
+    ``width`` give the example input (rounded up to the multiple). ``opset``: 18 or newer.
     """
-    generator = _plain_generator(net)
-    input_nc = generator.input_nc if input_nc is None else input_nc
-    if input_nc != generator.input_nc:
-        raise ExportError(f"the generator takes {generator.input_nc} input channel(s), not {input_nc}")
-    multiple = generator.size_multiple
-    h, w = example_size(multiple, height, width, dynamic)
-    # Batch 2 in the example for the same reason as H, W ≥ 2 multiples: a 1 would be specialised.
-    example = torch.rand(2 if dynamic else 1, input_nc, h, w) * 2 - 1
-    body = _Body(generator).eval()
-    meta = _metadata(generator, metadata)
-    path = Path(path)
-    if opset >= DEFAULT_OPSET:
-        data = _export_dynamo(body, example, multiple, dynamic, opset, meta)
-    else:
-        data = _export_legacy(body, example, dynamic, opset, meta)
-    atomic_write(path, data)
-    return path
-
-
-def _export_dynamo(
-    body: nn.Module, example: torch.Tensor, multiple: int, dynamic: bool, opset: int, meta: dict[str, str]
-) -> bytes:
-    dynamic_shapes = None
-    if dynamic:
-        Dim = torch.export.Dim
-        # H = multiple × h' keeps the divisibility in the graph's symbolic shapes; h' ≥ 2 because a
-        # ResNet's innermost reflection pad needs its input wider than the pad.
-        dynamic_shapes = {
-            "x": {0: Dim("batch", min=1), 2: multiple * Dim("h", min=2), 3: multiple * Dim("w", min=2)}
-        }
+    if opset < DEFAULT_OPSET:
+        raise ExportError(
+            f"opset {opset} is not supported: the torch.export-based ONNX exporter writes opset "
+            f"{DEFAULT_OPSET} and newer (ONNX Runtime 1.14+ reads it); pass --opset {DEFAULT_OPSET} or more"
+        )
+    generator, program = _program(net, input_nc, height, width, dynamic)
     with _quiet_tracing(), torch.no_grad():
-        program = torch.onnx.export(
-            body,
-            (example,),
-            dynamo=True,
-            opset_version=opset,
-            dynamic_shapes=dynamic_shapes,
-            input_names=["input"],
-            output_names=["output"],
+        onnx_program = torch.onnx.export(
+            program, dynamo=True, opset_version=opset, input_names=["input"], output_names=["output"],
             verbose=False,
         )
-    program.model.metadata_props.update(meta)
+    onnx_program.model.metadata_props.update(_metadata(generator, metadata))
     # Serialised in memory (not ONNXProgram.save) so that atomic_write can do the rename; a
     # generator is far below protobuf's 2 GB limit.
-    return program.model_proto.SerializeToString()
+    return atomic_write(Path(path), onnx_program.model_proto.SerializeToString())
 
 
-def _export_legacy(
-    body: nn.Module, example: torch.Tensor, dynamic: bool, opset: int, meta: dict[str, str]
-) -> bytes:
-    import onnx
-
-    buffer = io.BytesIO()
-    axes = {0: "batch", 2: "height", 3: "width"}
-    with _quiet_tracing(), torch.no_grad():
-        torch.onnx.export(
-            body,
-            (example,),
-            buffer,
-            dynamo=False,
-            opset_version=opset,
-            input_names=["input"],
-            output_names=["output"],
-            dynamic_axes={"input": axes, "output": axes} if dynamic else None,
-        )
-    proto = onnx.load_from_string(buffer.getvalue())
-    for key, value in meta.items():
-        proto.metadata_props.add(key=key, value=value)
-    return proto.SerializeToString()
-
-
-def export_torchscript(
+def export_program(
     net: nn.Module,
     path: str | Path,
     input_nc: int | None = None,
@@ -223,34 +187,19 @@ def export_torchscript(
     width: int = 256,
     metadata: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``net`` (a generator) as a traced TorchScript module (``torch.jit.load`` reads it).
-
-    Tracing the layer stack records no shapes (every layer is size-generic), so the module takes
-    any batch and any H, W divisible by the generator's multiple. The multiple is stored in the
-    extra file ``cyclegan.json``.
-    """
-    generator = _plain_generator(net)
-    input_nc = generator.input_nc if input_nc is None else input_nc
-    if input_nc != generator.input_nc:
-        raise ExportError(f"the generator takes {generator.input_nc} input channel(s), not {input_nc}")
-    h, w = example_size(generator.size_multiple, height, width, dynamic=True)
-    example = torch.rand(2, input_nc, h, w) * 2 - 1
-    with _quiet_tracing(), torch.no_grad():
-        traced = torch.jit.trace(_Body(generator).eval(), example)
+    """Write ``net`` (a generator) as a ``torch.export`` archive (``.pt2``) with dynamic batch and
+    H, W (multiples of the generator's multiple, which the extra file ``cyclegan.json`` records)."""
+    generator, program = _program(net, input_nc, height, width, dynamic=True)
     buffer = io.BytesIO()
-    extra = {TORCHSCRIPT_METADATA: json.dumps(_metadata(generator, metadata))}
-    with _quiet_tracing():
-        torch.jit.save(traced, buffer, _extra_files=extra)
+    torch.export.save(program, buffer, extra_files={PT2_METADATA: json.dumps(_metadata(generator, metadata))})
     return atomic_write(Path(path), buffer.getvalue())
 
 
-def load_torchscript(path: str | Path) -> tuple[torch.jit.ScriptModule, dict[str, str]]:
-    """A TorchScript file written by :func:`export_torchscript`, and its metadata."""
-    extra = {TORCHSCRIPT_METADATA: ""}
-    with _quiet_tracing():
-        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
-    meta = json.loads(extra[TORCHSCRIPT_METADATA] or "{}")
-    return module.eval(), meta
+def load_program(path: str | Path) -> tuple[nn.Module, dict[str, str]]:
+    """A ``.pt2`` file written by :func:`export_program` as a callable module, and its metadata."""
+    extra = {PT2_METADATA: ""}
+    program = torch.export.load(str(path), extra_files=extra)
+    return program.module(), json.loads(extra[PT2_METADATA] or "{}")
 
 
 def _backend_for(path: Path, backend: str | None) -> str:
@@ -258,10 +207,10 @@ def _backend_for(path: Path, backend: str | None) -> str:
         return backend
     if path.suffix == ".onnx":
         return "onnxruntime"
-    if path.suffix == ".pt":
-        return "torchscript"
+    if path.suffix == ".pt2":
+        return "torch_export"
     raise ExportError(
-        f"cannot tell the backend of {path} from its suffix: pass backend='onnxruntime' or 'torchscript'"
+        f"cannot tell the backend of {path} from its suffix: pass backend='onnxruntime' or 'torch_export'"
     )
 
 
@@ -274,7 +223,7 @@ def check_parity(
 ) -> float:
     """Max |exported(input) − net(input)| in the images' [-1, 1] units, both in fp32 on the CPU.
 
-    ``backend``: ``onnxruntime`` or ``torchscript`` (default: from the suffix, .onnx / .pt).
+    ``backend``: ``onnxruntime`` or ``torch_export`` (default: from the suffix, .onnx / .pt2).
     ``input``: N×C×H×W in [-1, 1], any H, W (both sides pad to the multiple and crop back);
     default one random image at twice the generator's multiple.
     """
@@ -292,12 +241,12 @@ def check_parity(
     if backend == "onnxruntime":
         # One thread: a parity check should not compete with the caller for cores.
         produced = OnnxGenerator(exported_path, generator.size_multiple, threads=1)(input)
-    elif backend == "torchscript":
-        module, _ = load_torchscript(exported_path)
+    elif backend == "torch_export":
+        module, _ = load_program(exported_path)
         padded, height, width = pad_to_multiple(input, generator.size_multiple)
         produced = module(padded)[..., :height, :width]
     else:
-        raise ExportError(f"unknown backend {backend!r}; known: onnxruntime, torchscript")
+        raise ExportError(f"unknown backend {backend!r}; known: onnxruntime, torch_export")
     if produced.shape != expected.shape:
         raise ExportError(
             f"{exported_path} gave shape {tuple(produced.shape)}, torch {tuple(expected.shape)}"
@@ -323,9 +272,9 @@ def run_export_model(
 ) -> dict[str, Any]:
     """Export a run's networks; the engine of ``cyclegan export``.
 
-    ``fmt``: ``onnx`` (``<name>.onnx``), ``torchscript`` (``<name>.pt``), or ``reference`` (every
+    ``fmt``: ``onnx`` (``<name>.onnx``), ``torch_export`` (``<name>.pt2``), or ``reference`` (every
     network as the reference's ``latest_net_<name>.pth``, plus ``config.json``). For onnx /
-    torchscript the generators come from :func:`cyclegan.translate.load_generators` (our
+    torch_export the generators come from :func:`cyclegan.translate.load_generators` (our
     checkpoint or the reference's .pth files), and the result holds per generator the max
     absolute difference to torch at ``1×C×height×width`` (``parity``) and at batch 2 of another
     size (``parity_dynamic``). Print it with :func:`format_export_summary`.
@@ -364,7 +313,7 @@ def run_export_model(
         if fmt == "onnx":
             export_onnx(net, path, net.input_nc, h, w, dynamic=True, opset=opset, metadata=meta)
         else:
-            export_torchscript(net, path, net.input_nc, h, w, metadata=meta)
+            export_program(net, path, net.input_nc, h, w, metadata=meta)
         rng = torch.Generator().manual_seed(0)
         first = torch.rand(1, net.input_nc, h, w, generator=rng) * 2 - 1
         second = torch.rand(2, net.input_nc, h2, w2, generator=rng) * 2 - 1
@@ -421,8 +370,8 @@ __all__ = [
     "check_parity",
     "example_size",
     "export_onnx",
-    "export_torchscript",
+    "export_program",
     "format_export_summary",
-    "load_torchscript",
+    "load_program",
     "run_export_model",
 ]

@@ -57,3 +57,18 @@ def atomic_write(path: str | Path, write: Callable[[Any], None] | bytes | str) -
         raise
     fsync_directory(path.parent)
     return path
+
+
+def load_tensor_dict(path: str | Path, what: str) -> dict:
+    """A ``{name: tensor}`` file read with ``torch.load(weights_only=True)``: a pickle carrying code is
+    refused. Raises ``ValueError`` naming ``path`` and ``what`` it should have held."""
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - torch raises many types; all mean "not usable weights"
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"{path}: cannot read {what} with torch.load(weights_only=True) ({first})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path}: {what} must be a state dict of tensors")
+    return dict(state)

@@ -44,10 +44,9 @@ depends on its position modulo the upsampling (the number of kernel taps alterna
 chain value is the largest over positions: resnet_9blocks at 256 has chain 169 and measures 165 at
 the centre pixel (128, 128) but 169 at (126, 126).
 
-MACs (multiply-accumulates) are for a batch of one image: Conv2d = output elements ×
-(in_channels / groups) × kh × kw; ConvTranspose2d = input elements × (out_channels / groups) ×
-kh × kw; Linear = output elements × in_features. Biases, norms, activations, padding and the
-residual additions / concatenations are elementwise and not counted (0).
+MACs (multiply-accumulates) per image are half the FLOPs that ``torch.utils.flop_counter`` counts
+for each module (convolutions, transposed convolutions, matrix products), divided by the batch;
+biases, norms, activations, padding and the residual additions / concatenations are not counted.
 """
 
 from __future__ import annotations
@@ -65,6 +64,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from cyclegan.networks import DISCRIMINATORS, GENERATORS, ImageSizeError, define_D, define_G
 from cyclegan.networks.generators import SizeCheckedGenerator
@@ -195,8 +195,11 @@ def _model_device_dtype(net: nn.Module) -> tuple[torch.device, torch.dtype]:
     return torch.device("cpu"), torch.float32
 
 
-def _trace(net: nn.Module, input_shape: tuple[int, int, int, int]) -> tuple[list[tuple], torch.Tensor]:
-    """Run one forward pass; return (name, module, input shape, output shape) per leaf call."""
+def _trace(
+    net: nn.Module, input_shape: tuple[int, int, int, int]
+) -> tuple[list[tuple], torch.Tensor, dict[str, int]]:
+    """Run one forward pass; return (name, module, input shape, output shape) per leaf call, the
+    output, and the FLOPs ``torch.utils.flop_counter`` attributes to each module path."""
     calls: list[tuple[str, nn.Module, list[int], list[int]]] = []
     handles = []
     for name, module in _leaf_modules(net):
@@ -209,8 +212,9 @@ def _trace(net: nn.Module, input_shape: tuple[int, int, int, int]) -> tuple[list
 
         handles.append(module.register_forward_hook(hook))
     device, dtype = _model_device_dtype(net)
+    counter = FlopCounterMode(display=False)
     try:
-        with _eval_mode(net), torch.no_grad():
+        with _eval_mode(net), torch.no_grad(), counter:
             # Zeros are enough: only shapes are read here.
             output = net(torch.zeros(input_shape, device=device, dtype=dtype))
     finally:
@@ -219,7 +223,10 @@ def _trace(net: nn.Module, input_shape: tuple[int, int, int, int]) -> tuple[list
     out = _first_tensor(output)
     if out is None:
         raise TypeError(f"{type(net).__name__} returned no tensor")
-    return calls, out
+    # The counter names modules "<root class>.<path>"; a module called twice has one total.
+    prefix = f"{type(net).__name__}."
+    flops = {k.removeprefix(prefix): sum(v.values()) for k, v in counter.get_flop_counts().items()}
+    return calls, out, flops
 
 
 def inspect_network(
@@ -237,7 +244,7 @@ def inspect_network(
     """
     if len(input_shape) != 4:
         raise ValueError(f"input_shape must be (N, C, H, W), got {input_shape}")
-    calls, output = _trace(net, tuple(int(v) for v in input_shape))
+    calls, output, flops = _trace(net, tuple(int(v) for v in input_shape))
     layers: list[LayerInfo] = []
     seen: set[int] = set()
     # Exact rational arithmetic: transposed convolutions make the jump fractional (1/2, 1/4 ...).
@@ -246,7 +253,6 @@ def inspect_network(
     for name, module, shape_in, shape_out in calls:
         kernel, stride, dilation, padding, output_padding = (1, 1), (1, 1), (1, 1), (0, 0), None
         hw_in, hw_out = _spatial(shape_in), _spatial(shape_out)
-        macs = 0
         if isinstance(module, _TRANSPOSED_TYPES):
             kernel, stride, dilation = _pair(module.kernel_size), _pair(module.stride), _pair(module.dilation)
             padding, output_padding = _pair(module.padding), _pair(module.output_padding)
@@ -262,8 +268,6 @@ def inspect_network(
                 taps = math.ceil((dilation[a] * (kernel[a] - 1) + 1) / stride[a])
                 rf[a] += (taps - 1) * jump[a]
                 jump[a] /= stride[a]
-            in_elements = math.prod(shape_in[1:])
-            macs = in_elements * (module.out_channels // module.groups) * math.prod(module.kernel_size)
         elif isinstance(module, (*_CONV_TYPES, *_POOL_TYPES)):
             kernel = _pair(module.kernel_size)
             stride = _pair(module.stride if module.stride is not None else module.kernel_size)
@@ -283,46 +287,29 @@ def inspect_network(
             for a in range(2):
                 rf[a] += (kernel[a] - 1) * dilation[a] * jump[a]
                 jump[a] *= stride[a]
-            if isinstance(module, _CONV_TYPES):
-                out_elements = math.prod(shape_out[1:])
-                macs = out_elements * (module.in_channels // module.groups) * math.prod(module.kernel_size)
         elif isinstance(module, _PAD_TYPES):
             left, right, top, bottom = module.padding
             padding = (left, right, top, bottom)
             if hw_in is not None:
                 _check(name, "O = I + pads", (hw_in[0] + top + bottom, hw_in[1] + left + right), hw_out)
-        elif isinstance(module, nn.Linear):
-            macs = math.prod(shape_out[1:]) * module.in_features
         elif hw_in is not None and hw_out is not None and hw_in != hw_out and len(shape_in) == len(shape_out):
             # A layer that resamples (Upsample, an unknown pool ...) would make the chain RF wrong.
             raise NotImplementedError(
                 f"{name} ({type(module).__name__}) changes H×W {hw_in} → {hw_out}; inspect does not know "
                 f"its receptive-field arithmetic"
             )
-        parameters = 0
-        if id(module) not in seen:  # a module called twice owns its parameters once
+        parameters = macs = 0
+        if id(module) not in seen:  # a module called twice owns its parameters and MACs once
             seen.add(id(module))
             parameters = sum(p.numel() for p in module.parameters(recurse=False))
+            macs = flops.get(name, 0) // 2 // shape_in[0]  # a FLOP per multiply and per add; per image
         rf_hw = (math.ceil(rf[0]), math.ceil(rf[1]))
-        layers.append(
-            LayerInfo(
-                name=name,
-                type=type(module).__name__,
-                kernel=kernel,
-                stride=stride,
-                padding=tuple(padding),
-                dilation=dilation,
-                output_padding=output_padding,
-                input_shape=shape_in,
-                output_shape=shape_out,
-                receptive_field=max(rf_hw),
-                jump=float(jump[0]),
-                parameters=parameters,
-                # Per image: the hooks saw the whole batch, MACs are defined for a batch of one.
-                macs=macs,
-                receptive_field_hw=rf_hw,
-            )
-        )
+        layers.append(LayerInfo(
+            name=name, type=type(module).__name__, kernel=kernel, stride=stride, padding=tuple(padding),
+            dilation=dilation, output_padding=output_padding, input_shape=shape_in, output_shape=shape_out,
+            receptive_field=max(rf_hw), jump=float(jump[0]), parameters=parameters, macs=macs,
+            receptive_field_hw=rf_hw,
+        ))
     if effective is None:
         effective = isinstance(net, SizeCheckedGenerator)
     erf = effective_receptive_field(net, input_shape) if effective else None
@@ -421,18 +408,8 @@ def _padding_cell(layer: LayerInfo) -> str:
 
 def format_table(report: NetworkReport) -> str:
     """Plain-text table, one row per leaf-module call, a totals row, then the receptive fields."""
-    header = [
-        "layer",
-        "type",
-        "kernel",
-        "stride",
-        "padding",
-        "dilation",
-        "output shape",
-        "receptive field",
-        "parameters",
-        "MACs",
-    ]
+    header = ["layer", "type", "kernel", "stride", "padding", "dilation", "output shape", "receptive field",
+              "parameters", "MACs"]
     rows = [
         [
             layer.name,
@@ -448,18 +425,8 @@ def format_table(report: NetworkReport) -> str:
         ]
         for layer in report.layers
     ]
-    total = [
-        "total",
-        "",
-        "",
-        "",
-        "",
-        "",
-        _shape(report.output_shape),
-        str(report.receptive_field),
-        f"{report.parameters:,}",
-        f"{report.macs:,}",
-    ]
+    total = ["total", "", "", "", "", "", _shape(report.output_shape), str(report.receptive_field),
+             f"{report.parameters:,}", f"{report.macs:,}"]
     right = {2, 3, 4, 5, 7, 8, 9}  # numbers right-aligned
     widths = [max(len(r[i]) for r in [header, *rows, total]) for i in range(len(header))]
 
@@ -541,9 +508,7 @@ def add_inspect_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, default=256, help="input height = width (default 256)")
     parser.add_argument("--height", type=int, default=None, help="input height (overrides --size)")
     parser.add_argument("--width", type=int, default=None, help="input width (overrides --size)")
-    parser.add_argument(
-        "--batch_size", type=int, default=1, help="N of the traced input (MACs are per image)"
-    )
+    parser.add_argument("--batch_size", type=int, default=1, help="N of the traced input (MACs are per image)")
     parser.add_argument("--format", choices=("table", "json"), default="table")
     parser.add_argument("--input_nc", type=int, default=3)
     parser.add_argument("--output_nc", type=int, default=3)
@@ -553,19 +518,10 @@ def add_inspect_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--norm", choices=NORM_LAYERS.names(), default="instance")
     parser.add_argument("--padding_type", choices=list(PADDING_LAYERS), default="reflect")
     # CycleGAN's default is no dropout (as in training); --dropout adds the layers (names shift).
-    parser.add_argument(
-        "--no_dropout",
-        dest="no_dropout",
-        action="store_true",
-        default=True,
-        help="no dropout in the generator (the CycleGAN default)",
-    )
-    parser.add_argument(
-        "--dropout",
-        dest="no_dropout",
-        action="store_false",
-        help="build the generator with dropout, as a model trained without --no_dropout",
-    )
+    parser.add_argument("--no_dropout", dest="no_dropout", action="store_true", default=True,
+                        help="no dropout in the generator (the CycleGAN default)")
+    parser.add_argument("--dropout", dest="no_dropout", action="store_false",
+                        help="build the generator with dropout, as a model trained without --no_dropout")
 
 
 def run_inspect(args: argparse.Namespace) -> int:
@@ -574,15 +530,8 @@ def run_inspect(args: argparse.Namespace) -> int:
     width = args.width if args.width is not None else args.size
     try:
         net = build_for_inspection(
-            netG=args.netG,
-            netD=args.netD,
-            input_nc=args.input_nc,
-            output_nc=args.output_nc,
-            ngf=args.ngf,
-            ndf=args.ndf,
-            n_layers_D=args.n_layers_D,
-            norm=args.norm,
-            no_dropout=args.no_dropout,
+            netG=args.netG, netD=args.netD, input_nc=args.input_nc, output_nc=args.output_nc, ngf=args.ngf,
+            ndf=args.ndf, n_layers_D=args.n_layers_D, norm=args.norm, no_dropout=args.no_dropout,
             padding_type=args.padding_type,
         )
         name = f"netG={args.netG}" if args.netG is not None else f"netD={args.netD}"

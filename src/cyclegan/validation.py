@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from cyclegan.config import TrainConfig
 from cyclegan.data import create_dataset
 from cyclegan.metrics.baselines import dataset_baselines
-from cyclegan.metrics.paired import psnr, ssim
+from cyclegan.metrics.paired import PSNR_CAP_DB, psnr, ssim
 from cyclegan.precision import Precision
 from cyclegan.translate import unit_image_tensor
 
@@ -82,7 +82,7 @@ class Validator:
             model.train()
         scores = {"val_cycle_l1": cycle / max(count, 1)}
         if psnrs:
-            scores["val_psnr"] = sum(min(p, 100.0) for p in psnrs) / len(psnrs)
+            scores["val_psnr"] = sum(min(p, PSNR_CAP_DB) for p in psnrs) / len(psnrs)
             scores["val_ssim"] = sum(ssims) / len(ssims)
             if self.baselines is not None:
                 for metric in ("psnr", "ssim"):

@@ -19,7 +19,8 @@ from PIL import Image, ImageOps
 
 logger = logging.getLogger(__name__)
 
-IMG_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+# The reference's IMG_EXTENSIONS (data/image_folder.py), compared case-insensitively, plus webp.
+IMG_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff", ".webp")
 
 LAYOUT_HINT = (
     "expected layout: <dataroot>/trainA, <dataroot>/trainB, <dataroot>/testA, <dataroot>/testB "

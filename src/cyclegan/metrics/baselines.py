@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
 
 from cyclegan.data.images import list_images, load_image
-from cyclegan.metrics.paired import psnr, ssim
+from cyclegan.metrics.paired import PSNR_CAP_DB, psnr, ssim
 
 __all__ = [
     "BASELINES",
@@ -46,7 +46,6 @@ __all__ = [
     "domain_statistics",
 ]
 
-PSNR_CAP_DB = 100.0  # identical images: the folder mean counts them as this (see metrics.evaluate)
 _HISTOGRAM_BINS = 256
 
 

@@ -29,26 +29,20 @@ import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from cyclegan.data.images import load_image as decode_image
-from cyclegan.metrics.paired import psnr, ssim
+from cyclegan.data.images import IMG_EXTENSIONS, is_image_file, load_image
+from cyclegan.metrics.paired import PSNR_CAP_DB, psnr, ssim
 
 __all__ = [
     "DEFAULT_METRICS",
     "DISTRIBUTION_METRICS",
-    "IMAGE_EXTENSIONS",
     "PAIRED_METRICS",
     "PSNR_CAP_DB",
     "SUPPORTED_METRICS",
     "evaluate_folders",
     "format_table",
-    "load_image",
     "split_label",
     "to_json",
 ]
-
-# Identical images have infinite PSNR; folder means use min(psnr, 100 dB) so that one perfect copy
-# does not turn the mean into inf (100 dB is an MSE of 1e-10, far below 8-bit quantisation noise).
-PSNR_CAP_DB = 100.0
 
 PAIRED_METRICS = ("psnr", "ssim", "lpips")
 # What evaluate_folders scores when not told: the paired metrics that need no weights file.
@@ -56,9 +50,6 @@ DEFAULT_METRICS = ("psnr", "ssim")
 # Set-to-set metrics: all fakes against all reals, no pairing (cyclegan.metrics.fid).
 DISTRIBUTION_METRICS = ("fid", "kid")
 SUPPORTED_METRICS = PAIRED_METRICS + DISTRIBUTION_METRICS
-
-# The reference's IMG_EXTENSIONS (data/image_folder.py), compared case-insensitively, plus webp.
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff", ".webp")
 
 # Visual names the reference (and our models) append to result images: <stem>_<label>.png; ``true_B``
 # is the ground truth that ``cyclegan test`` puts beside ``fake_B`` when the data set has it.
@@ -75,7 +66,7 @@ def split_label(stem: str) -> tuple[str, str | None]:
 
 
 def _list_images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    return sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p))
 
 
 def _check_folder(folder: str | Path, side: str) -> Path:
@@ -133,14 +124,6 @@ def _select_real(files: list[Path], fake_label: str | None) -> list[Path]:
     if same_domain:
         return same_domain
     return unlabelled if unlabelled else [f for f in labelled if split_label(f.stem)[1].startswith("real")]
-
-
-def load_image(path: str | Path) -> torch.Tensor:
-    """An image as an RGB uint8 ``(3, H, W)`` tensor, decoded by the data loader's rules
-    (:func:`cyclegan.data.load_image`): EXIF orientation applied, 16-bit scaled, palette / CMYK /
-    alpha converted, and an unreadable file reported by name (``BadImageError``). A photo's ground
-    truth and the network's input are then the same upright pixels."""
-    return TF.to_image(decode_image(path, channels=3))
 
 
 def _to_float(img: torch.Tensor) -> torch.Tensor:
@@ -203,9 +186,9 @@ def evaluate_folders(
     fake_files_all = _list_images(fake_path)
     real_files_all = _list_images(real_path)
     if not fake_files_all:
-        raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in fake folder {fake_path}")
+        raise ValueError(f"no images ({', '.join(IMG_EXTENSIONS)}) in fake folder {fake_path}")
     if not real_files_all:
-        raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in real folder {real_path}")
+        raise ValueError(f"no images ({', '.join(IMG_EXTENSIONS)}) in real folder {real_path}")
 
     fake_files, label = _select_fake(fake_files_all, fake_label)
     real_files = _select_real(real_files_all, label)
@@ -241,8 +224,9 @@ def evaluate_folders(
 
     per_image: list[dict[str, Any]] = []
     for stem in matched:
-        real = load_image(reals[stem])
-        fake = load_image(fakes[stem])
+        # The data loader's decoding (EXIF, 16-bit, palette ...): ground truth and input are the same pixels.
+        real = TF.to_image(load_image(reals[stem], 3))
+        fake = TF.to_image(load_image(fakes[stem], 3))
         resized = fake.shape[-2:] != real.shape[-2:]
         if resized:
             # Resize in uint8 so the result is rounded/clamped like any saved image would be.

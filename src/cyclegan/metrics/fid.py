@@ -24,6 +24,8 @@ The weights are never downloaded here: pass a path (``--inception_weights``) or 
 with ``cyclegan download inception`` (``~/.cache/cyclegan/inception/...``, ``$CYCLEGAN_CACHE``).
 They are read with ``torch.load(weights_only=True)``.
 
+The statistics are torch-fidelity's metric functions (``fid_features_to_statistics`` /
+``fid_statistics_to_metric``, ``kernel_mmd``); the two places where ours remain say why.
 FID is ``|mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr((S1 S2)^(1/2))`` with unbiased (N-1) covariances.
 With fewer samples than feature dimensions (2048) the covariance is rank-deficient and FID is biased
 upwards; compare FIDs only at equal sample counts (reported in ``fid_samples``). KID (Bińkowski et
@@ -43,6 +45,7 @@ import torch
 from PIL import Image
 
 from cyclegan.download import INCEPTION_FILENAME, inception_cache_path
+from cyclegan.fileio import load_tensor_dict
 
 __all__ = [
     "FEATURE_DIM",
@@ -50,16 +53,13 @@ __all__ = [
     "InceptionFeatures",
     "InceptionWeightsMissing",
     "clean_resize",
-    "feature_statistics",
     "fid_kid_folders",
     "fid_kid_from_features",
     "folder_features",
-    "frechet_distance",
     "frechet_distance_features",
     "kernel_inception_distance",
     "quantize",
     "resolve_inception_weights",
-    "sqrtm_psd",
 ]
 
 INCEPTION_SIZE = 299
@@ -73,80 +73,26 @@ class InceptionWeightsMissing(FileNotFoundError):
 # ----------------------------------------------------------------------------------- statistics
 
 
-def sqrtm_psd(a: np.ndarray) -> np.ndarray:
-    """Square root of a symmetric positive semi-definite matrix, by eigen-decomposition (float64).
-
-    Eigenvalues that rounding made slightly negative are clipped to 0, so the result is real and
-    symmetric (``scipy.linalg.sqrtm`` on such a matrix returns tiny imaginary parts instead).
-    """
-    a = np.asarray(a, dtype=np.float64)
-    if a.ndim != 2 or a.shape[0] != a.shape[1]:
-        raise ValueError(f"expected a square matrix, got shape {a.shape}")
-    a = (a + a.T) / 2.0  # remove asymmetry left by floating-point covariance sums
-    w, v = np.linalg.eigh(a)
-    return (v * np.sqrt(_clip_noise(w))) @ v.T
-
-
-def _clip_noise(w: np.ndarray) -> np.ndarray:
-    """Set eigenvalues within rounding noise of 0 to exactly 0 (numpy.linalg.matrix_rank's tolerance).
-
-    A covariance of N < D samples has D - N + 1 zero eigenvalues that come out as +-1e-15; their
-    square roots (~3e-8 each) would otherwise add up to a visible error in the FID trace term.
-    """
-    tol = max(float(np.max(np.abs(w), initial=0.0)), 0.0) * w.size * np.finfo(np.float64).eps
-    return np.where(w > tol, w, 0.0)
-
-
-def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and unbiased (N-1) covariance of ``(N, D)`` features, float64, as clean-fid's ``np.cov``."""
-    f = np.asarray(features, dtype=np.float64)
-    if f.ndim != 2 or f.shape[0] < 2:
-        raise ValueError(f"need at least 2 feature vectors of shape (N, D), got shape {f.shape}")
-    return f.mean(axis=0), np.cov(f, rowvar=False)
-
-
-def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
-    """Fréchet distance between the Gaussians N(mu1, sigma1) and N(mu2, sigma2).
-
-    ``|mu1 - mu2|^2 + tr(sigma1) + tr(sigma2) - 2 tr((sigma1 sigma2)^(1/2))``. The trace term is
-    computed as ``tr((sqrt(S1) S2 sqrt(S1))^(1/2))``: the same eigenvalues as ``S1 S2`` but of a
-    symmetric PSD matrix, so there are no imaginary parts to discard (``scipy.linalg.sqrtm(S1 @ S2)``
-    gives small ones for singular covariances, which is why FID code strips them) and no ``eps``
-    offset is needed when a covariance is singular. Negative rounding noise is clipped to 0, and a
-    result of ``-1e-12`` is returned as 0.
-    """
-    mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
-    s1, s2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
-    if mu1.shape != mu2.shape or s1.shape != s2.shape or s1.shape != (mu1.size, mu1.size):
-        raise ValueError(f"shape mismatch: mu {mu1.shape} / {mu2.shape}, sigma {s1.shape} / {s2.shape}")
-    root1 = sqrtm_psd(s1)
-    middle = root1 @ s2 @ root1
-    eig = np.linalg.eigvalsh((middle + middle.T) / 2.0)
-    tr_covmean = float(np.sqrt(_clip_noise(eig)).sum())
-    diff = mu1 - mu2
-    fid = float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * tr_covmean)
-    return max(fid, 0.0)
-
-
 def frechet_distance_features(feats1: np.ndarray, feats2: np.ndarray) -> float:
-    """FID between two ``(N, D)`` feature sets; equal to :func:`frechet_distance` of their statistics.
+    """FID between two ``(N, D)`` feature sets (torch-fidelity's statistics: mean, ``np.cov``).
 
-    With ``N`` below ``D`` (fewer than 2048 images) the ``D x D`` route spends seconds on a 2048-wide
-    eigen-decomposition of a matrix of rank ``N - 1``. Here, with centred features ``A1``, ``A2``:
-    ``S1 S2 = A1' (A1 A2') A2 / c``, whose non-zero eigenvalues are those of ``M M'`` with
-    ``M = A1 A2' / sqrt(c)``, ``c = (N1 - 1)(N2 - 1)``, so ``tr((S1 S2)^(1/2))`` is the sum of the
-    singular values of the small ``N1 x N2`` matrix ``M``. Exact, not an approximation; used when
-    ``M`` is no larger than a covariance matrix, else the covariance route.
+    With ``N1 * N2`` above ``D * D`` this is torch-fidelity's ``fid_statistics_to_metric``. Below, ours:
+    there its eigenvalues of the ``D x D`` product ``S1 S2`` (seconds at D = 2048) turn the rounding
+    noise of the rank-deficient covariances into an error of order 1e-3, even for identical sets.
+    With centred features ``A1``, ``A2``, ``S1 S2 = A1' (A1 A2') A2 / c``, ``c = (N1 - 1)(N2 - 1)``, whose
+    non-zero eigenvalues are those of ``M M'`` with ``M = A1 A2' / sqrt(c)``: ``tr((S1 S2)^(1/2))`` is
+    the sum of the singular values of the small ``N1 x N2`` matrix ``M`` (exact, not an approximation).
     """
+    from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_features_to_statistics, fid_statistics_to_metric
+
     f1 = np.asarray(feats1, dtype=np.float64)
     f2 = np.asarray(feats2, dtype=np.float64)
     if f1.ndim != 2 or f2.ndim != 2 or f1.shape[1] != f2.shape[1] or min(len(f1), len(f2)) < 2:
         raise ValueError(f"need (N, D) and (M, D) feature sets with N, M >= 2, got {f1.shape} and {f2.shape}")
     n1, n2, d = len(f1), len(f2), f1.shape[1]
     if n1 * n2 > d * d:
-        mu1, s1 = feature_statistics(f1)
-        mu2, s2 = feature_statistics(f2)
-        return frechet_distance(mu1, s1, mu2, s2)
+        stats = [fid_features_to_statistics(torch.from_numpy(f)) for f in (f1, f2)]
+        return max(fid_statistics_to_metric(*stats, verbose=False)[KEY_METRIC_FID], 0.0)
     mu1, mu2 = f1.mean(axis=0), f2.mean(axis=0)
     a1, a2 = f1 - mu1, f2 - mu2
     tr1 = float(np.sum(a1 * a1)) / (n1 - 1)
@@ -157,43 +103,33 @@ def frechet_distance_features(feats1: np.ndarray, feats2: np.ndarray) -> float:
     return max(float(diff @ diff + tr1 + tr2 - 2.0 * tr_covmean), 0.0)
 
 
-def _mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
-    """Unbiased MMD² with k(a, b) = (a·b / d + 1)^3 between equal-sized sets x, y of shape (m, d)."""
-    m, d = x.shape
-    kxx = (x @ x.T / d + 1.0) ** 3
-    kyy = (y @ y.T / d + 1.0) ** 3
-    kxy = (x @ y.T / d + 1.0) ** 3
-    # Diagonal (k(x_i, x_i)) terms excluded from the within-set sums: that is what makes it unbiased.
-    within = (kxx.sum() - np.trace(kxx) + kyy.sum() - np.trace(kyy)) / (m * (m - 1))
-    return float(within - 2.0 * kxy.sum() / (m * m))
-
-
 def kernel_inception_distance(
     feats1: np.ndarray, feats2: np.ndarray, num_subsets: int = 100, subset_size: int = 1000, seed: int = 0
 ) -> tuple[float, float]:
-    """KID: mean and standard deviation over ``num_subsets`` random subsets of the unbiased MMD².
+    """KID: mean and population std over ``num_subsets`` random subsets of torch-fidelity's unbiased MMD²
+    (``kernel_mmd``, kernel ``(x·y / d + 1)^3``).
 
     Each subset draws ``m = min(subset_size, len(feats1), len(feats2))`` rows of each set without
-    replacement (``numpy.random.default_rng(seed)``, so the result is reproducible); the kernel is
-    ``(x·y / d + 1)^3`` (Bińkowski et al. 2018, clean-fid's ``kernel_distance``, torch-fidelity's
-    ``kid``). The std is the population std of the subset values (as torch-fidelity reports it).
+    replacement with ``numpy.random.default_rng(seed)``. The draw loop is ours: torch-fidelity's
+    (``kid_features_to_metric``) refuses sets smaller than the subset size and draws with another
+    generator, which would change every reported KID.
     """
-    x_all = np.asarray(feats1, dtype=np.float64)
-    y_all = np.asarray(feats2, dtype=np.float64)
+    from torch_fidelity.metric_kid import kernel_mmd
+
+    x_all, y_all = np.asarray(feats1, dtype=np.float64), np.asarray(feats2, dtype=np.float64)
     if x_all.ndim != 2 or y_all.ndim != 2 or x_all.shape[1] != y_all.shape[1]:
         raise ValueError(f"expected (N, D) and (M, D) features, got {x_all.shape} and {y_all.shape}")
-    m = min(int(subset_size), x_all.shape[0], y_all.shape[0])
+    m = min(int(subset_size), len(x_all), len(y_all))
     if m < 2:
-        raise ValueError(f"KID needs at least 2 samples in each set, got {x_all.shape[0]} and {y_all.shape[0]}")
+        raise ValueError(f"KID needs at least 2 samples in each set, got {len(x_all)} and {len(y_all)}")
     if num_subsets < 1:
         raise ValueError(f"num_subsets must be >= 1, got {num_subsets}")
     rng = np.random.default_rng(seed)
-    values = np.empty(num_subsets, dtype=np.float64)
-    for i in range(num_subsets):
-        x = x_all[rng.choice(x_all.shape[0], m, replace=False)]
-        y = y_all[rng.choice(y_all.shape[0], m, replace=False)]
-        values[i] = _mmd2_unbiased(x, y)
-    return float(values.mean()), float(values.std())
+    values = [
+        kernel_mmd(x_all[rng.choice(len(x_all), m, replace=False)], y_all[rng.choice(len(y_all), m, replace=False)])
+        for _ in range(num_subsets)
+    ]
+    return float(np.mean(values)), float(np.std(values))
 
 
 # ------------------------------------------------------------------------------------- images
@@ -264,19 +200,6 @@ def resolve_inception_weights(weights_path: str | Path | None = None) -> Path:
     )
 
 
-def _load_weights(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - torch raises many types; all mean "not usable weights"
-        raise ValueError(
-            f"{path}: cannot read Inception weights with torch.load(weights_only=True) "
-            f"({str(error).splitlines()[0] if str(error) else type(error).__name__})"
-        ) from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{path}: not a state dict of tensors")
-    return dict(state)
-
-
 class InceptionFeatures:
     """2048-d Inception-v3 pool3 features of ``uint8`` images, with clean-fid's resize.
 
@@ -293,7 +216,7 @@ class InceptionFeatures:
                 "FID/KID need the torch-fidelity package: pip install torch-fidelity"
             ) from error
         self.weights_path = resolve_inception_weights(weights_path)
-        state = _load_weights(self.weights_path)
+        state = load_tensor_dict(self.weights_path, "Inception weights")
         # torch-fidelity's constructor unpickles its path with weights_only=False; hand it a buffer
         # re-serialised from the weights-only load instead, so no code in a file can ever run.
         buffer = io.BytesIO()
@@ -348,15 +271,17 @@ def folder_features(
     Returns float64 ``(N, 2048)``. Images are read as RGB ``uint8`` by the data loader's rules
     (EXIF orientation, 16-bit, palette, CMYK, alpha; see :func:`cyclegan.data.load_image`).
     """
-    from cyclegan.metrics.evaluate import IMAGE_EXTENSIONS, load_image
+    from torchvision.transforms.v2.functional import to_image
+
+    from cyclegan.data.images import IMG_EXTENSIONS, is_image_file, load_image
 
     if isinstance(folder, (str, Path)):
         root = Path(folder)
         if not root.is_dir():
             raise NotADirectoryError(f"not a folder: {root}")
-        files = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        files = sorted(p for p in root.iterdir() if p.is_file() and is_image_file(p))
         if not files:
-            raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {root}")
+            raise ValueError(f"no images ({', '.join(IMG_EXTENSIONS)}) in {root}")
     else:
         files = [Path(p) for p in folder]
     if batch_size < 1:
@@ -366,7 +291,7 @@ def folder_features(
     chunks = []
     starts = range(0, len(files), batch_size)
     for start in tqdm(starts, desc="inception", unit="batch", disable=not progress, leave=False):
-        chunks.append(extractor([load_image(p) for p in files[start : start + batch_size]]))
+        chunks.append(extractor([to_image(load_image(p, 3)) for p in files[start : start + batch_size]]))
     return np.concatenate(chunks) if chunks else np.zeros((0, FEATURE_DIM), dtype=np.float64)
 
 

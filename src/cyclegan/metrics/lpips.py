@@ -1,6 +1,8 @@
 """LPIPS, the learned perceptual image distance (Zhang et al. 2018), from weights already on disk.
 
-Nothing is downloaded here. LPIPS needs two files:
+The network and the computation are the ``lpips`` package's (``lpips.LPIPS``, v0.1); what is ours is
+where its weights come from, since ``lpips`` would fetch the backbone through torchvision. Nothing is
+downloaded here. LPIPS needs two files:
 
 * the **backbone**: torchvision's ImageNet classifier weights, e.g. ``alexnet-owt-7be5be79.pth``
   from ``https://download.pytorch.org/models/`` (``vgg16-397923af.pth`` for ``net="vgg"``,
@@ -8,30 +10,26 @@ Nothing is downloaded here. LPIPS needs two files:
   put it in ``$CYCLEGAN_CACHE/lpips/`` (default ``~/.cache/cyclegan/lpips/``); torch.hub's cache
   (``~/.cache/torch/hub/checkpoints/``, where torchvision saves it) is searched too.
 * the **linear layers** calibrated on human judgements (v0.1, a few KB): the files the ``lpips``
-  pip package ships (``lpips/weights/v0.1/alex.pth``), found without importing that package; or
-  a copy at ``<cache>/lpips/lpips_v0.1_alex.pth``; or a path passed as ``linear_weights``.
+  package ships (``lpips/weights/v0.1/alex.pth``); or a copy at ``<cache>/lpips/lpips_v0.1_alex.pth``;
+  or a path passed as ``linear_weights``.
 
-Both are read with ``torch.load(weights_only=True)``, so a file can never run code.
-
-The computation is the ``lpips`` package's (v0.1, ``lpips=True``, ``spatial=False``), done here on
-torchvision's own feature networks: inputs in [0, 1] are mapped to [-1, 1] and shifted/scaled by
-lpips' ``ScalingLayer``; at each of the network's ReLU outputs the features are unit-normalised over
-channels, their squared difference is weighted per channel by the (non-negative) linear layer and
-averaged over space; the distance is the sum over layers. Identical images give exactly 0; the
-value is symmetric and non-negative (lower is closer).
+Both are read with ``torch.load(weights_only=True)``, so a file can never run code. Identical images
+give exactly 0; the value is symmetric and non-negative (lower is closer).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from cyclegan.download import cache_dir
+from cyclegan.fileio import load_tensor_dict
 
 __all__ = [
     "BACKBONES",
@@ -48,12 +46,10 @@ DOWNLOAD_BASE = "https://download.pytorch.org/models"
 
 @dataclass(frozen=True)
 class Backbone:
-    """One LPIPS trunk: torchvision constructor, its weights file, and where lpips taps it."""
+    """One LPIPS trunk: its torchvision constructor and weights file (lpips itself knows its layers)."""
 
     constructor: str  # name in torchvision.models
     filename: str  # torchvision's ImageNet weights file for it
-    cuts: tuple[int, ...]  # end index (exclusive) in ``features`` of each tapped slice (lpips' slices)
-    channels: tuple[int, ...]  # channels at each tap (the linear layers' widths)
     min_size: int  # smallest height/width the tapped layers accept
 
     @property
@@ -61,19 +57,11 @@ class Backbone:
         return f"{DOWNLOAD_BASE}/{self.filename}"
 
 
-# The slices of lpips/pretrained_networks.py (alexnet: features[0:2], [2:5], [5:8], [8:10], [10:12] ...).
 BACKBONES: dict[str, Backbone] = {
-    "alex": Backbone("alexnet", "alexnet-owt-7be5be79.pth", (2, 5, 8, 10, 12), (64, 192, 384, 256, 256), 31),
-    "vgg": Backbone("vgg16", "vgg16-397923af.pth", (4, 9, 16, 23, 30), (64, 128, 256, 512, 512), 16),
-    "squeeze": Backbone(
-        "squeezenet1_1", "squeezenet1_1-b8a52dc0.pth", (2, 5, 8, 10, 11, 12, 13),
-        (64, 128, 256, 384, 384, 512, 512), 17,
-    ),
+    "alex": Backbone("alexnet", "alexnet-owt-7be5be79.pth", 31),
+    "vgg": Backbone("vgg16", "vgg16-397923af.pth", 16),
+    "squeeze": Backbone("squeezenet1_1", "squeezenet1_1-b8a52dc0.pth", 17),
 }
-
-# lpips' ScalingLayer: applied to inputs in [-1, 1].
-_SHIFT = (-0.030, -0.088, -0.188)
-_SCALE = (0.458, 0.448, 0.450)
 
 
 class LPIPSWeightsMissing(FileNotFoundError):
@@ -96,14 +84,9 @@ def _linear_cache_name(net: str) -> str:
 
 
 def _package_linear_path(net: str) -> Path | None:
-    """``lpips/weights/v0.1/<net>.pth`` of an installed ``lpips`` package (its code is not run)."""
-    try:
-        spec = importlib.util.find_spec("lpips")
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for root in spec.submodule_search_locations:
+    """``lpips/weights/v0.1/<net>.pth`` of an installed ``lpips`` package (found without importing it)."""
+    spec = importlib.util.find_spec("lpips")
+    for root in (spec.submodule_search_locations or []) if spec else []:
         path = Path(root) / "weights" / f"v{VERSION}" / f"{net}.pth"
         if path.is_file():
             return path
@@ -163,66 +146,41 @@ def resolve_lpips_linear(path: str | Path | None = None, net: str = "alex") -> P
     raise LPIPSWeightsMissing(f"LPIPS-{net} needs its linear-layer weights ({net}.pth, v{VERSION}): {how}.")
 
 
-def _load_state(path: Path, what: str) -> dict[str, torch.Tensor]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - torch raises many types; all mean "not usable weights"
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"{path}: cannot read {what} with torch.load(weights_only=True) ({first})") from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{path}: {what} must be a state dict of tensors")
-    return dict(state)
-
-
-def _features_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """``features.*`` of a full torchvision state dict (classifier keys dropped), or a features-only dict."""
-    prefixed = {k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")}
-    return prefixed if prefixed else state
-
-
-def _build_features(net: str, state: dict[str, torch.Tensor], path: Path) -> nn.Sequential:
-    """torchvision's ``<net>.features`` up to the last tap, with the weights of ``state``."""
-    import torchvision
-
+def _backbone_state(net: str, state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor],
+                    path: Path) -> dict[str, torch.Tensor]:
+    """lpips' ``net.slice<k>.N.*`` tensors from torchvision's ``features.N.*`` (lpips keeps torchvision's
+    layer indices N in its slices), checked against the ``expected`` shapes. The classifier and the
+    layers after the last tap are not read; a features-only dict (no ``features.`` prefix) works too."""
     bb = _backbone(net)
-    with torch.device("meta"):  # no random init of the big classifier: every parameter is loaded below
-        model = getattr(torchvision.models, bb.constructor)(weights=None)
-    features = model.features[: bb.cuts[-1]].to_empty(device="cpu")
-    wanted = set(features.state_dict())
-    # Layers after the last tap (alexnet's and vgg16's final max-pool have no weights anyway) are dropped.
-    given = {
-        k: v for k, v in _features_state(state).items()
-        if k.split(".")[0].isdigit() and int(k.split(".")[0]) < bb.cuts[-1]
-    }
-    missing = sorted(wanted - set(given))
-    wrong = sorted(k for k in wanted & set(given) if given[k].shape != features.state_dict()[k].shape)
+    features = {key.removeprefix("features."): value for key, value in state.items()}
+    given = {key: features[key.split(".", 2)[2]] for key in expected if key.split(".", 2)[2] in features}
+    missing = sorted(set(expected) - set(given))
+    wrong = sorted(k for k in set(expected) & set(given) if given[k].shape != expected[k].shape)
     if missing or wrong:
         detail = f"missing {missing[:4]}" if missing else f"wrong shapes for {wrong[:4]}"
         raise ValueError(
             f"{path}: not torchvision {bb.constructor} weights as LPIPS-{net} needs ({detail}); "
             f"expected {bb.filename} from {bb.url}"
         )
-    features.load_state_dict(given, strict=True)
-    return features.eval().requires_grad_(False)
+    return given
 
 
-def _build_linear(net: str, state: dict[str, torch.Tensor], path: Path) -> list[torch.Tensor]:
+def _linear_state(net: str, state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor],
+                  path: Path) -> dict[str, torch.Tensor]:
     """The per-layer channel weights ``lin<k>.model.1.weight`` (shape ``(1, C, 1, 1)``), checked."""
-    bb = _backbone(net)
-    weights = []
-    for k, channels in enumerate(bb.channels):
-        key = f"lin{k}.model.1.weight"
+    linear = {}
+    for key, want in expected.items():
         w = state.get(key)
-        if w is None or tuple(w.shape) != (1, channels, 1, 1):
+        if w is None or w.shape != want.shape:
             got = "missing" if w is None else f"shape {tuple(w.shape)}"
             raise ValueError(
-                f"{path}: not LPIPS-{net} linear weights ({key}: {got}, expected (1, {channels}, 1, 1)); "
+                f"{path}: not LPIPS-{net} linear weights ({key}: {got}, expected {tuple(want.shape)}); "
                 f"use lpips/weights/v{VERSION}/{net}.pth"
             )
         if not torch.isfinite(w).all() or (w < 0).any():
             raise ValueError(f"{path}: LPIPS linear weights must be finite and non-negative ({key})")
-        weights.append(w.detach().to(torch.float32).clone())
-    return weights
+        linear[key] = w.to(torch.float32)
+    return linear
 
 
 class LPIPS(nn.Module):
@@ -244,28 +202,42 @@ class LPIPS(nn.Module):
         device: str | torch.device = "cpu",
     ) -> None:
         super().__init__()
-        bb = _backbone(net)
+        try:
+            import lpips
+        except ImportError as error:
+            raise ImportError("LPIPS needs the lpips package: pip install lpips") from error
         self.net = net
+        self.min_size = _backbone(net).min_size
         self.backbone_path = resolve_lpips_backbone(backbone_weights, net)
         self.linear_path = resolve_lpips_linear(linear_weights, net)
-        features = _build_features(net, _load_state(self.backbone_path, "LPIPS backbone weights"),
-                                   self.backbone_path)
-        lins = _build_linear(net, _load_state(self.linear_path, "LPIPS linear weights"), self.linear_path)
-        starts = (0, *bb.cuts[:-1])
-        self.slices = nn.ModuleList(features[a:b] for a, b in zip(starts, bb.cuts, strict=True))
-        for k, w in enumerate(lins):
-            self.register_buffer(f"lin{k}", w)
-        self.register_buffer("shift", torch.tensor(_SHIFT).view(1, 3, 1, 1))
-        self.register_buffer("scale", torch.tensor(_SCALE).view(1, 3, 1, 1))
-        self.min_size = bb.min_size
-        self.to(torch.device(device))
+        backbone = load_tensor_dict(self.backbone_path, "LPIPS backbone weights")
+        linear = load_tensor_dict(self.linear_path, "LPIPS linear weights")
+        # On the meta device: no random init of weights that are all loaded below (and of torchvision's
+        # large classifier, which lpips drops); lpips still calls torchvision's deprecated pretrained=False.
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            network = lpips.LPIPS(pretrained=False, net=net, pnet_rand=True, verbose=False)
+        expected = network.state_dict()  # shapes only (meta tensors)
+        state = {
+            **_backbone_state(net, backbone, {k: v for k, v in expected.items() if k.startswith("net.")},
+                              self.backbone_path),
+            **_linear_state(net, linear, {k: v for k, v in expected.items() if re.match(r"lin\d", k)},
+                            self.linear_path),
+        }
+        network = network.to_empty(device="cpu")
+        network.scaling_layer = lpips.ScalingLayer()  # its constant buffers, lost on the meta device
+        # Not strict: lpips lists its linear layers twice (lin<k> and lins.<k>, the same modules).
+        unloaded = set(network.load_state_dict(state, strict=False).missing_keys)
+        if any(not k.startswith(("lins.", "scaling_layer.")) for k in unloaded):  # another lpips layout
+            raise RuntimeError(f"this lpips version has layers LPIPS cannot load: {sorted(unloaded)}")
+        self.network = network.eval().requires_grad_(False).to(torch.device(device))
 
     def _prepare(self, img: torch.Tensor) -> torch.Tensor:
         if img.dtype == torch.uint8:
             img = img.float() / 255.0
         elif not img.is_floating_point():
             raise TypeError(f"LPIPS expects float images in [0, 1] or uint8, got {img.dtype}")
-        return img.to(self.shift.device, torch.float32)
+        return img.to(self.network.scaling_layer.shift.device, torch.float32)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if x.shape != y.shape:
@@ -280,19 +252,5 @@ class LPIPS(nn.Module):
                 f"LPIPS-{self.net} needs images of at least {self.min_size}x{self.min_size}, "
                 f"got {x.shape[-2]}x{x.shape[-1]}"
             )
-        x, y = self._prepare(x), self._prepare(y)
-        total = torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
-        # [0, 1] -> [-1, 1] -> lpips' ScalingLayer; each image through the network on its own, as lpips does.
-        hx = (x * 2.0 - 1.0 - self.shift) / self.scale
-        hy = (y * 2.0 - 1.0 - self.shift) / self.scale
-        for k, block in enumerate(self.slices):
-            hx, hy = block(hx), block(hy)
-            diff = (_unit(hx) - _unit(hy)) ** 2
-            # lpips' NetLinLayer (a 1x1 conv without bias) then spatial_average.
-            total = total + F.conv2d(diff, getattr(self, f"lin{k}")).mean(dim=(1, 2, 3))
-        return total[0] if single else total
-
-
-def _unit(feat: torch.Tensor) -> torch.Tensor:
-    """lpips.normalize_tensor: divide by the norm over channels (+ 1e-10)."""
-    return feat / (torch.sqrt(torch.sum(feat**2, dim=1, keepdim=True)) + 1e-10)
+        distance = self.network(self._prepare(x), self._prepare(y), normalize=True).flatten()  # (N, 1, 1, 1) -> (N,)
+        return distance[0] if single else distance

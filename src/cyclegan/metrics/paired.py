@@ -6,7 +6,7 @@ image). They are pure functions: no state, no device or dtype changes to the inp
 
 * :func:`psnr` is ``10 log10(data_range^2 / MSE)`` with the MSE averaged over every pixel and
   channel. Identical images give ``inf``; callers that average over a folder should cap it (see
-  :data:`cyclegan.metrics.evaluate.PSNR_CAP_DB`, 100 dB) so one perfect image does not make the mean
+  :data:`PSNR_CAP_DB`, 100 dB) so one perfect image does not make the mean
   infinite.
 * :func:`ssim` is Wang et al. 2004 SSIM with an 11x11 Gaussian window (sigma 1.5), K1=0.01,
   K2=0.03, population (not sample) covariances, computed per channel on the valid region (the
@@ -20,7 +20,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["gaussian_window_1d", "psnr", "ssim"]
+__all__ = ["PSNR_CAP_DB", "gaussian_window_1d", "psnr", "ssim"]
+
+# Identical images have infinite PSNR; folder means use min(psnr, 100 dB) so that one perfect copy
+# does not turn the mean into inf (100 dB is an MSE of 1e-10, far below 8-bit quantisation noise).
+PSNR_CAP_DB = 100.0
 
 SSIM_WIN_SIZE = 11
 SSIM_SIGMA = 1.5

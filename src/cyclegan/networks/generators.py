@@ -19,6 +19,20 @@ class ImageSizeError(ValueError):
     """An input whose height or width the network cannot take."""
 
 
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, int]:
+    """Pad H, W at the bottom / right up to ``multiple``; return the padded tensor and the old H, W.
+
+    Reflection, which needs the pad smaller than the side: tiny images fall back to replication.
+    Every path that runs a generator on any size (torch, ONNX Runtime, an exported program) pads so.
+    """
+    height, width = x.shape[-2:]
+    pad_h, pad_w = -height % multiple, -width % multiple
+    if pad_h == 0 and pad_w == 0:
+        return x, height, width
+    mode = "reflect" if pad_h < height and pad_w < width else "replicate"
+    return F.pad(x, (0, pad_w, 0, pad_h), mode=mode), height, width
+
+
 class SizeCheckedGenerator(nn.Module):
     """Checks (or pads) the input size before any convolution runs.
 
@@ -56,10 +70,7 @@ class SizeCheckedGenerator(nn.Module):
                 f"crop or resize to a multiple of {multiple} (e.g. --crop_size), or enable pad_to_multiple "
                 f"to reflect-pad and crop back"
             )
-        pad_h, pad_w = -height % multiple, -width % multiple
-        # Reflection needs the pad smaller than the side; tiny images fall back to replication.
-        mode = "reflect" if pad_h < height and pad_w < width else "replicate"
-        padded = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+        padded, height, width = pad_to_multiple(x, multiple)
         return self.body(padded)[..., :height, :width]
 
     def body(self, x: torch.Tensor) -> torch.Tensor:

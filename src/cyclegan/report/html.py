@@ -26,8 +26,9 @@ from urllib.parse import quote
 import jinja2
 import torch
 
+from cyclegan.data.images import is_image_file
 from cyclegan.fileio import atomic_write
-from cyclegan.metrics.evaluate import IMAGE_EXTENSIONS, split_label
+from cyclegan.metrics.evaluate import split_label
 from cyclegan.report.plots import History, plot_losses, plot_scores
 from cyclegan.report.visuals import save_visuals
 
@@ -66,8 +67,20 @@ def _now() -> str:
     return _dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _order_key(name: str) -> tuple[int, str]:
+def visual_order_key(name: str) -> tuple[int, str]:
+    """Sort key: the reference's visual order, then other names alphabetically."""
     return (VISUAL_ORDER.index(name), "") if name in VISUAL_ORDER else (len(VISUAL_ORDER), name)
+
+
+def epoch_images(img_dir: Path) -> dict[int, dict[str, str]]:
+    """The training page's ``epoch{NNN}_{name}.png`` files in ``img_dir``: {epoch: {name: file name}}."""
+    found: dict[int, dict[str, str]] = {}
+    if img_dir.is_dir():
+        for p in img_dir.iterdir():
+            m = _EPOCH_FILE_RE.match(p.name)
+            if m and p.is_file():
+                found.setdefault(int(m.group("epoch")), {})[m.group("name")] = p.name
+    return found
 
 
 def _fmt_number(value: Any) -> str:
@@ -138,12 +151,7 @@ class TrainingPage:
 
     def _load(self) -> dict[int, _Epoch]:
         """Rebuild the epochs from ``web/images``; ``state.json`` only adds iteration and column order."""
-        on_disk: dict[int, dict[str, str]] = {}  # epoch -> {file stem name: file name}
-        if self.img_dir.is_dir():
-            for p in self.img_dir.iterdir():
-                m = _EPOCH_FILE_RE.match(p.name)
-                if m and p.is_file():
-                    on_disk.setdefault(int(m.group("epoch")), {})[m.group("name")] = p.name
+        on_disk = epoch_images(self.img_dir)
         state: dict[str, Any] = {}
         state_path = self.web_dir / self.STATE_FILE
         try:
@@ -163,7 +171,7 @@ class TrainingPage:
                     if key and remaining.pop(key.group("name"), None) is not None:
                         entry.images.append((name, fname))
             # Images on disk without state (state.json lost, or older files): canonical order.
-            for name in sorted(remaining, key=_order_key):
+            for name in sorted(remaining, key=visual_order_key):
                 entry.images.append((name, remaining[name]))
             epochs[ep] = entry
         return epochs
@@ -347,7 +355,7 @@ def collect_result_rows(results_dir: str | Path, images_subdir: str = "images") 
         raise FileNotFoundError(f"no {images_subdir}/ folder in {results_dir}")
     groups: dict[str, dict[str, str]] = {}
     for p in sorted(folder.iterdir()):
-        if not p.is_file() or p.suffix.lower() not in IMAGE_EXTENSIONS:
+        if not p.is_file() or not is_image_file(p):
             continue
         base, label = split_label(p.stem)
         groups.setdefault(base, {})[label or "image"] = (Path(images_subdir) / p.name).as_posix()
@@ -355,6 +363,6 @@ def collect_result_rows(results_dir: str | Path, images_subdir: str = "images") 
     for base in sorted(groups):
         cols = groups[base]
         row = {"name": base}
-        row.update({k: cols[k] for k in sorted(cols, key=_order_key)})
+        row.update({k: cols[k] for k in sorted(cols, key=visual_order_key)})
         rows.append(row)
     return rows

@@ -30,13 +30,14 @@ from typing import Any
 from cyclegan.fileio import atomic_write
 from cyclegan.metrics.baselines import page_items
 from cyclegan.report.html import (
-    VISUAL_ORDER,
     _fmt_number,
     _now,
     _render,
     _score_items,
     _src,
     collect_result_rows,
+    epoch_images,
+    visual_order_key,
 )
 from cyclegan.report.plots import _is_number, plot_losses, plot_scores, val_metrics
 
@@ -45,7 +46,6 @@ __all__ = ["parse_loss_log", "plot_scores", "read_val_scores", "write_run_report
 # "(epoch: 1, iters: 100, time: 0.123, data: 0.004) G_A: 0.512 D_A: 0.250 ..." (reference format)
 _LOSS_LINE_RE = re.compile(r"^\((?P<head>[^)]*)\)\s*(?P<tail>.*)$")
 _PAIR_RE = re.compile(r"([A-Za-z_][\w.]*)\s*:\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf|-inf)")
-_EPOCH_FILE_RE = re.compile(r"^epoch(?P<epoch>\d+)_(?P<name>.+)\.png$")
 SCORE_FILES = ("scores.json", "eval.json")
 _SCORE_LABELS = {"fid": "FID", "kid": "KID", "kid_std": "KID std"}
 # Loss-log fields that are bookkeeping, not losses (plot_losses already skips "time", not "data").
@@ -96,23 +96,14 @@ def _rel(target: Path, page_dir: Path) -> str:
     return _src(os.path.relpath(target.resolve(), page_dir.resolve()))
 
 
-def _order_key(name: str) -> tuple[int, str]:
-    return (VISUAL_ORDER.index(name), "") if name in VISUAL_ORDER else (len(VISUAL_ORDER), name)
-
-
 def _newest_epoch_images(run_dir: Path) -> tuple[int | None, list[tuple[str, Path]]]:
     folder = run_dir / "web" / "images"
-    by_epoch: dict[int, dict[str, Path]] = {}
-    if folder.is_dir():
-        for p in folder.iterdir():
-            m = _EPOCH_FILE_RE.match(p.name)
-            if m and p.is_file():
-                by_epoch.setdefault(int(m.group("epoch")), {})[m.group("name")] = p
+    by_epoch = epoch_images(folder)
     if not by_epoch:
         return None, []
     epoch = max(by_epoch)
     files = by_epoch[epoch]
-    return epoch, [(name, files[name]) for name in sorted(files, key=_order_key)]
+    return epoch, [(name, folder / files[name]) for name in sorted(files, key=visual_order_key)]
 
 
 def _flatten(prefix: str, value: Any, out: list[tuple[str, str]]) -> None:
