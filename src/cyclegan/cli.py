@@ -13,7 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cyclegan.config import DataConfig, ModelConfig, OptimConfig, RuntimeConfig, TrainConfig
+from cyclegan.config import DataConfig, ModelConfig, TrainConfig
+from cyclegan.models import MODELS
+from cyclegan.runtime import parse_duration
 
 log = logging.getLogger("cyclegan")
 
@@ -29,11 +31,14 @@ IGNORED_REFERENCE_FLAGS = {
 HELP = {
     "dataroot": "folder with trainA/ trainB/ (testA/ testB/) as in the reference",
     "name": "run name: checkpoints go to <checkpoints_dir>/<name>",
+    "model": "cycle_gan (unpaired) | pix2pix (paired, aligned A|B images); each sets its own defaults",
     "netG": "resnet_9blocks | resnet_6blocks | unet_256 | unet_128",
     "netD": "basic (70×70 PatchGAN) | n_layers | pixel",
     "norm": "instance | batch | none | syncbatch",
     "gan_mode": "lsgan | vanilla | wgangp (gradient penalty applied) | hinge",
     "lambda_identity": "identity loss weight as a fraction of lambda_A / lambda_B (reference semantics)",
+    "lambda_L1": "pix2pix: weight of the L1 to the true B",
+    "dataset_mode": "unaligned (cycle_gan) | aligned (pix2pix: A|B side by side) | single",
     "preprocess": "resize_and_crop | crop | scale_width | scale_width_and_crop | none",
     "lr_policy": "linear | step | plateau | cosine",
     "precision": "auto | fp32 | bf16 | fp16 (auto: bf16 where native, else fp32; fp16: CUDA only)",
@@ -79,12 +84,13 @@ def add_ignored_reference_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None) -> TrainConfig:
-    """Fill a TrainConfig from parsed flags over ``base`` (defaults, or a saved run's config)."""
-    from cyclegan.trainer import parse_duration
+    """Fill a TrainConfig from parsed flags over ``base`` (a saved run's config), or over the
+    defaults of the recipe ``--model`` names (the reference's ``modify_commandline_options``)."""
+    from cyclegan.models import recipe_defaults
 
     config = base or TrainConfig()
     given = vars(args)
-    sections = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "runtime": RuntimeConfig}
+    sections = TrainConfig.sections()
     updates: dict[str, dict[str, Any]] = {s: {} for s in sections}
     for section, klass in sections.items():
         for f in dataclasses.fields(klass):
@@ -106,17 +112,19 @@ def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None) 
     if gpu_ids is not None and "device" not in updates["runtime"]:
         first = gpu_ids.split(",")[0].strip()
         updates["runtime"]["device"] = "cpu" if first in ("-1", "") else f"cuda:{first}"
-    return TrainConfig(
-        **{s: dataclasses.replace(getattr(config, s), **updates[s]) for s in sections}
-    )
+    config = TrainConfig(**{s: dataclasses.replace(getattr(config, s), **updates[s]) for s in sections})
+    if base is None:
+        config = recipe_defaults(config, given={f"{s}.{name}" for s, values in updates.items() for name in values})
+    return config
 
 
 # --- train --------------------------------------------------------------------------------------
 
 
 def add_train_parser(subparsers) -> None:
-    parser = subparsers.add_parser("train", help="train a CycleGAN on <dataroot>/trainA and trainB")
-    for klass in (DataConfig, ModelConfig, OptimConfig, RuntimeConfig):
+    parser = subparsers.add_parser(
+        "train", help="train a recipe: cycle_gan on <dataroot>/trainA and trainB, pix2pix on <dataroot>/train (A|B)")
+    for klass in TrainConfig.sections().values():
         add_dataclass_flags(parser, klass, skip=("no_dropout",))
     # SUPPRESS: an absent flag must not override the CycleGAN default (no dropout) with False.
     parser.add_argument("--no_dropout", action="store_true", default=argparse.SUPPRESS,
@@ -138,7 +146,8 @@ def run_train(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     if not config.data.dataroot:
-        raise SystemExit("cyclegan train: --dataroot is required (a folder with trainA/ and trainB/)")
+        raise SystemExit("cyclegan train: --dataroot is required (a folder with trainA/ and trainB/, or train/ "
+                         "of A|B pairs for --model pix2pix)")
     resume = "required" if args.continue_train else args.resume
     run_dir = config.run_dir
     if resume == "never" and any(run_dir.glob(f"*{CHECKPOINT_SUFFIX}")):
@@ -162,25 +171,31 @@ def add_test_parser(subparsers) -> None:
     parser.add_argument("--name", required=True)
     parser.add_argument("--checkpoints_dir", default="./checkpoints")
     parser.add_argument("--results_dir", default="./results")
-    parser.add_argument("--model", default="cycle_gan", choices=("cycle_gan", "test"))
+    parser.add_argument("--model", default=None, choices=(*MODELS.names(), "test"),
+                        help="default: the run's own recipe; test: one generator <epoch>_net_G<suffix>.pth over one folder")
     parser.add_argument("--model_suffix", default="", help="--model test: load <epoch>_net_G<suffix>.pth")
-    parser.add_argument("--dataset_mode", default=None, help="unaligned (default for cycle_gan) | single")
+    parser.add_argument("--dataset_mode", default=None,
+                        help="unaligned (cycle_gan) | aligned (pix2pix: <dataroot>/<phase>/ of A|B files) | single")
     parser.add_argument("--phase", default="test")
     parser.add_argument("--epoch", default="latest")
     parser.add_argument("--num_test", type=int, default=None, help="translate at most this many images per folder")
     parser.add_argument("--direction", default=None, choices=("AtoB", "BtoA"))
-    parser.add_argument("--eval", action="store_true", help="accepted for compatibility; networks always run in eval mode")
+    parser.add_argument("--eval", action="store_true",
+                        help="eval mode (running batch-norm statistics, no dropout); without it networks run in train "
+                             "mode as in the reference's test.py (no difference for instance norm without dropout)")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the dropout masks of train-mode testing")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--preprocess", default="none", help="none (default): keep each image's own size")
     parser.add_argument("--load_size", type=int, default=256)
     parser.add_argument("--crop_size", type=int, default=256)
-    # Architecture flags: only used for reference .pth weights without a saved config.
-    for flag, default in (("--netG", "resnet_9blocks"), ("--norm", "instance"), ("--init_type", "normal")):
-        parser.add_argument(flag, default=default)
-    parser.add_argument("--ngf", type=int, default=64)
-    parser.add_argument("--input_nc", type=int, default=3)
-    parser.add_argument("--output_nc", type=int, default=3)
-    parser.add_argument("--no_dropout", action="store_true")
+    # Architecture flags: only used for reference .pth weights without a saved config (the defaults
+    # are the recipe's, as the reference's test.py takes them from modify_commandline_options).
+    for flag in ("--netG", "--norm", "--init_type"):
+        parser.add_argument(flag, default=argparse.SUPPRESS)
+    parser.add_argument("--ngf", type=int, default=argparse.SUPPRESS)
+    parser.add_argument("--input_nc", type=int, default=argparse.SUPPRESS)
+    parser.add_argument("--output_nc", type=int, default=argparse.SUPPRESS)
+    parser.add_argument("--no_dropout", action="store_true", default=argparse.SUPPRESS)
     parser.add_argument("--no_flip", action="store_true")
     parser.add_argument("--serial_batches", action="store_true")
     parser.add_argument("--batch_size", type=int, default=1)
@@ -195,20 +210,26 @@ def add_test_parser(subparsers) -> None:
 
 
 def run_test_command(args: argparse.Namespace) -> int:
+    from cyclegan.models import recipe_defaults
     from cyclegan.testing import run_test
 
-    flags = TrainConfig(
-        data=DataConfig(input_nc=args.input_nc, output_nc=args.output_nc),
-        # The reference's test options keep dropout unless --no_dropout is given.
-        model=ModelConfig(netG=args.netG, ngf=args.ngf, norm=args.norm, no_dropout=args.no_dropout,
-                          init_type=args.init_type),
+    given = vars(args)
+    model_flags = {k: given[k] for k in ("netG", "ngf", "norm", "init_type") if k in given}
+    data_flags = {k: given[k] for k in ("input_nc", "output_nc") if k in given}
+    # The reference's test options keep dropout unless --no_dropout is given.
+    model_flags["no_dropout"] = given.get("no_dropout", False)
+    recipe = args.model if args.model not in (None, "test") else "cycle_gan"
+    flags = recipe_defaults(
+        TrainConfig(data=DataConfig(**data_flags), model=ModelConfig(model=recipe, **model_flags)),
+        given={f"model.{k}" for k in model_flags} | {f"data.{k}" for k in data_flags},
     )
     summary = run_test(
         dataroot=args.dataroot, name=args.name, checkpoints_dir=args.checkpoints_dir, results_dir=args.results_dir,
         model=args.model, model_suffix=args.model_suffix, dataset_mode=args.dataset_mode, phase=args.phase,
         epoch=args.epoch, num_test=args.num_test, direction=args.direction, device=args.device, flags=flags,
         preprocess=args.preprocess, load_size=args.load_size, crop_size=args.crop_size,
-        backend=args.backend, batch_size=args.batch_size, precision=args.precision,
+        backend=args.backend, batch_size=args.batch_size, precision=args.precision, eval_mode=args.eval,
+        seed=args.seed,
     )
     print(f"translated {summary.count} image(s) into {summary.images_dir}")
     print(f"results page: {summary.page}")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cyclegan.config import DataConfig, ModelConfig, OptimConfig, RuntimeConfig, TrainConfig
+from cyclegan.config import CycleGANConfig, DataConfig, ModelConfig, OptimConfig, RuntimeConfig, TrainConfig
 
 # The CPU preset: 64×64 crops, ngf/ndf 32, resnet_6blocks, no identity term (it pulls a
 # colour map toward doing nothing).
@@ -24,7 +24,8 @@ def demo_config(dataroot: Path, checkpoints_dir: Path, iters: int, device: str, 
         # No loader workers: decoding in the training process runs at ~1,700 images/s here
         # (benchmarks/loader.py), a rounding error next to a ~90 ms step; workers only add IPC.
         data=DataConfig(dataroot=str(dataroot), load_size=72, crop_size=64, batch_size=1, num_threads=0),
-        model=ModelConfig(netG="resnet_6blocks", ngf=32, ndf=32, lambda_identity=0.0),
+        model=ModelConfig(netG="resnet_6blocks", ngf=32, ndf=32),
+        cycle_gan=CycleGANConfig(lambda_identity=0.0),
         # One long "epoch budget"; max_iters ends the run. The LR decays linearly over the second half.
         optim=OptimConfig(n_epochs=max(1, iters // (2 * DEMO_DATA["n"])),
                           n_epochs_decay=max(1, iters // (2 * DEMO_DATA["n"])) + 1, max_iters=iters),
