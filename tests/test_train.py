@@ -15,8 +15,8 @@ from cyclegan.checkpoint import load_checkpoint
 from cyclegan.config import OptimConfig, TrainConfig
 from cyclegan.models import create_model
 from cyclegan.precision import Precision
-from cyclegan.schedulers import build_scheduler, step_scheduler
 from cyclegan.runtime import parse_duration
+from cyclegan.schedulers import build_scheduler, step_scheduler
 from cyclegan.trainer import ArchitectureMismatch, Trainer, train
 
 from .helpers import tiny_config, tiny_dataset

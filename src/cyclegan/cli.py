@@ -250,13 +250,16 @@ def add_demo_parser(subparsers) -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--precision", default=None, help="auto (default) | fp32 | bf16")
+    parser.add_argument("--model", default="cycle_gan", choices=MODELS.names(),
+                        help="cycle_gan (unpaired) or pix2pix (the paired version of the same set)")
     parser.set_defaults(handler=run_demo_command)
 
 
 def run_demo_command(args: argparse.Namespace) -> int:
     from cyclegan.demo import run_demo
 
-    result = run_demo(out=args.out, iters=args.iters, device=args.device, seed=args.seed, precision=args.precision)
+    result = run_demo(out=args.out, iters=args.iters, device=args.device, seed=args.seed, precision=args.precision,
+                      model=args.model)
     print(result.summary())
     return 0
 
@@ -294,13 +297,17 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def add_download_parser(subparsers) -> None:
-    from cyclegan.download import DATASETS, PRETRAINED
+    from cyclegan.download import DATASETS, PIX2PIX_DATASETS, PRETRAINED
 
     parser = subparsers.add_parser("download", help="the reference's data sets, pretrained generators, FID weights")
     kinds = parser.add_subparsers(dest="download_command", required=True)
-    dataset = kinds.add_parser("dataset", help="a CycleGAN data set into <root>/<name>/trainA ...")
-    dataset.add_argument("name", choices=DATASETS)
+    dataset = kinds.add_parser("dataset", help="a CycleGAN data set into <root>/<name>/trainA ..., or a pix2pix "
+                                                  "one into <root>/<name>/train ... (A|B pairs)")
+    dataset.add_argument("name", choices=sorted(set(DATASETS) | set(PIX2PIX_DATASETS)))
     dataset.add_argument("--root", default="./datasets")
+    dataset.add_argument("--paired", action="store_true",
+                         help="the pix2pix (A|B) version of facades, cityscapes or maps; the pix2pix-only sets "
+                              "(edges2shoes, edges2handbags, night2day) are always paired")
     pretrained = kinds.add_parser("pretrained", help="a published generator into <checkpoints_dir>/<name>_pretrained")
     pretrained.add_argument("name", choices=PRETRAINED)
     pretrained.add_argument("--checkpoints_dir", default="./checkpoints")
@@ -318,7 +325,10 @@ def run_download(args: argparse.Namespace) -> int:
     from cyclegan import download
 
     if args.download_command == "dataset":
-        path = download.download_dataset(args.name, args.root, base=args.base, sha256=args.sha256)
+        if args.paired or args.name not in download.DATASETS:
+            path = download.download_pix2pix_dataset(args.name, args.root, base=args.base, sha256=args.sha256)
+        else:
+            path = download.download_dataset(args.name, args.root, base=args.base, sha256=args.sha256)
     elif args.download_command == "pretrained":
         path = download.download_pretrained(args.name, args.checkpoints_dir, base=args.base, sha256=args.sha256)
         print(f"translate with: cyclegan test --dataroot DIR --name {args.name}_pretrained --checkpoints_dir "
@@ -396,15 +406,37 @@ def add_data_parser(subparsers) -> None:
     synthetic.add_argument("--size", type=int, default=SYNTHETIC_DEFAULTS["size"])
     synthetic.add_argument("--seed", type=int, default=SYNTHETIC_DEFAULTS["seed"])
     synthetic.add_argument("--overwrite", action="store_true")
+    synthetic.add_argument("--paired", action="store_true",
+                           help="pix2pix data: train/ val/ test/ of A|B files, B the true translation of A")
     synthetic.set_defaults(handler=run_data_synthetic)
+    combine = data_sub.add_parser("combine", help="pair two folders by file name into A|B files (combine_A_and_B.py)")
+    combine.add_argument("--fold_A", required=True, help="A images, in split subfolders (train/ val/ test/) or not")
+    combine.add_argument("--fold_B", required=True, help="B images with the same file names and sizes")
+    combine.add_argument("--out", "--fold_AB", dest="out", required=True, help="where the A|B files go")
+    combine.set_defaults(handler=run_data_combine)
 
 
 def run_data_synthetic(args: argparse.Namespace) -> int:
     from cyclegan.data import write_synthetic_dataset
+    from cyclegan.data.paired import write_paired_synthetic_dataset
 
+    if args.paired:
+        root = write_paired_synthetic_dataset(args.out, n=args.n, size=args.size, seed=args.seed, n_test=args.n_test,
+                                              overwrite=args.overwrite)
+        print(f"wrote {root}: train/ val/ test/ of A|B pairs (B = the true translation of A)")
+        return 0
     root = write_synthetic_dataset(args.out, n=args.n, size=args.size, seed=args.seed, n_test=args.n_test,
                                    overwrite=args.overwrite)
     print(f"wrote {root}: trainA/ trainB/ testA/ testB/ and the true translations testA_gt/ testB_gt/")
+    return 0
+
+
+def run_data_combine(args: argparse.Namespace) -> int:
+    from cyclegan.data.paired import combine_folders
+
+    counts = combine_folders(args.fold_A, args.fold_B, args.out)
+    for split, count in counts.items():
+        print(f"{Path(args.out) / split}: {count} A|B pair(s)")
     return 0
 
 

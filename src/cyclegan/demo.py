@@ -58,11 +58,25 @@ class DemoResult:
         ])
 
 
+def pix2pix_demo_config(dataroot: Path, checkpoints_dir: Path, iters: int, device: str, seed: int,
+                        precision: str) -> TrainConfig:
+    """The same preset for pix2pix on the paired set: its own defaults (batch norm, dropout, vanilla
+    GAN, L1 × 100) but resnet_6blocks, as unet_256 needs 256-pixel crops."""
+    from cyclegan.models import default_config
+
+    cyclegan = demo_config(dataroot, checkpoints_dir, iters, device, seed, precision)
+    config = default_config("pix2pix", data=cyclegan.data, optim=cyclegan.optim, runtime=cyclegan.runtime)
+    config.model.netG, config.model.ngf, config.model.ndf = "resnet_6blocks", 32, 32
+    config.runtime.name = "synthetic_pix2pix"
+    return config
+
+
 def run_demo(out: str | Path = "./demo", iters: int | None = None, device: str = "auto", seed: int = 0,
-             precision: str | None = None) -> DemoResult:
+             precision: str | None = None, model: str = "cycle_gan") -> DemoResult:
     import time
 
     from cyclegan.data import write_synthetic_dataset
+    from cyclegan.data.paired import write_paired_synthetic_dataset
     from cyclegan.metrics import evaluate_folders
     from cyclegan.testing import run_test
     from cyclegan.trainer import Trainer
@@ -72,11 +86,19 @@ def run_demo(out: str | Path = "./demo", iters: int | None = None, device: str =
     if not (dataroot / "trainA").is_dir():
         write_synthetic_dataset(dataroot, seed=seed, **DEMO_DATA)
     iters = DEMO_ITERS if iters is None else iters
-    config = demo_config(dataroot, out / "checkpoints", iters, device, seed, precision or "auto")
+    test_root = dataroot
+    if model == "pix2pix":
+        # Its test A halves are testA and its B halves testA_gt: the same images as the CycleGAN demo.
+        test_root = out / "data_paired"
+        if not (test_root / "train").is_dir():
+            write_paired_synthetic_dataset(test_root, seed=seed, **DEMO_DATA)
+        config = pix2pix_demo_config(test_root, out / "checkpoints", iters, device, seed, precision or "auto")
+    else:
+        config = demo_config(dataroot, out / "checkpoints", iters, device, seed, precision or "auto")
     start = time.perf_counter()
     result = Trainer(config, resume="auto").fit()
     seconds = time.perf_counter() - start
-    summary = run_test(dataroot=dataroot, name=config.runtime.name, checkpoints_dir=out / "checkpoints",
+    summary = run_test(dataroot=test_root, name=config.runtime.name, checkpoints_dir=out / "checkpoints",
                        results_dir=out / "results", device=device)
     identity = evaluate_folders(dataroot / "testA", dataroot / "testA_gt")
     scores: dict[str, Any] = summary.scores or {}
