@@ -33,14 +33,14 @@ from cyclegan.precision import Precision
 
 
 class ConditionalDiscriminatorLoss(nn.Module):
-    """D's loss of one step on real and fake pairs, as one module call (one forward per backward
-    under DistributedDataParallel)."""
+    """D's loss terms of one step (real pairs, fake pairs, gradient penalty) as one module call
+    (one forward per backward under DistributedDataParallel)."""
 
-    def __init__(self, D: nn.Module, loss: Callable[..., torch.Tensor]) -> None:
+    def __init__(self, D: nn.Module, loss: Callable[..., tuple[torch.Tensor, ...]]) -> None:
         super().__init__()
         self.D, self.loss = D, loss
 
-    def forward(self, real_pair: torch.Tensor, fake_pair: torch.Tensor) -> torch.Tensor:
+    def forward(self, real_pair: torch.Tensor, fake_pair: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return self.loss(self.D, real_pair, fake_pair)
 
 
@@ -101,14 +101,15 @@ class Pix2PixModel(TrainingRecipe):
         return self.gan(prediction.float(), target_is_real, real_label=m.real_label, fake_label=m.fake_label,
                         for_discriminator=for_discriminator)
 
-    def _d_loss(self, D: nn.Module, real_pair: torch.Tensor, fake_pair: torch.Tensor) -> torch.Tensor:
+    def _d_loss(self, D: nn.Module, real_pair: torch.Tensor, fake_pair: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(real term, fake term, total with the 0.5 and any gradient penalty)."""
         # Two calls, not one batch: with batch norm (the default) one call would mix the statistics.
-        self._d_terms = (self._adversarial(D(real_pair), True, True), self._adversarial(D(fake_pair), False, True))
-        loss = 0.5 * (self._d_terms[0] + self._d_terms[1])
+        real, fake = self._adversarial(D(real_pair), True, True), self._adversarial(D(fake_pair), False, True)
+        loss = 0.5 * (real + fake)
         if self.cfg.gan_mode == "wgangp":
             m = self.cfg
             loss = loss + gradient_penalty(D, real_pair, fake_pair, m.gp_type, m.gp_constant, m.lambda_gp)
-        return loss
+        return real, fake, loss
 
     def training_step(self, batch: dict[str, Any], precision: Precision,
                       all_ranks: Callable[[bool], bool] = bool) -> StepResult:
@@ -122,8 +123,9 @@ class Pix2PixModel(TrainingRecipe):
         # D on real and (detached) fake pairs.
         opt_D.zero_grad(set_to_none=True)
         with precision.autocast():
-            loss_D = self.step_modules["D"](torch.cat([real_A, real_B], 1), torch.cat([real_A, fake_B.detach()], 1))
-        losses = {"D_real": self._d_terms[0], "D_fake": self._d_terms[1]}
+            d_real, d_fake, loss_D = self.step_modules["D"](torch.cat([real_A, real_B], 1),
+                                                            torch.cat([real_A, fake_B.detach()], 1))
+        losses = {"D_real": d_real, "D_fake": d_fake}
         if not all_ranks(bool(torch.isfinite(loss_D))):
             return StepResult(self._ordered(losses), skipped=True)
         precision.backward(loss_D)
