@@ -135,7 +135,8 @@ class ReferenceStep(nn.Module):
     def __init__(self, config: TrainConfig) -> None:
         super().__init__()
         m, d, o = config.model, config.data, config.optim
-        self.lambda_A, self.lambda_B, self.lambda_idt = m.lambda_A, m.lambda_B, m.lambda_identity
+        c = config.cycle_gan
+        self.lambda_A, self.lambda_B, self.lambda_idt = c.lambda_A, c.lambda_B, c.lambda_identity
         g_kwargs = {
             "norm": m.norm,
             "use_dropout": not m.no_dropout,
