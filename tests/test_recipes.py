@@ -230,3 +230,33 @@ def test_config_from_before_the_recipe_sections_still_loads():
     saved["model"]["lambda_identity"] = 0.25
     config = TrainConfig.from_dict(saved)
     assert config.cycle_gan.lambda_identity == 0.25 and config.pix2pix.lambda_L1 == 100.0
+
+
+def test_data_dependent_init_gets_the_first_batch_before_the_optimizers(tmp_path, monkeypatch):
+    """What CUT needs: networks built from the first batch exist before the optimizers and the
+    restore, on a fresh run and on a resume."""
+    from cyclegan.models import Pix2PixModel
+
+    seen = []
+
+    class Probe(Pix2PixModel):
+        needs_first_batch = True
+
+        def data_dependent_init(self, batch, precision):
+            assert not self.optimizers  # before build_optimizers
+            seen.append(tuple(batch["A"].shape))
+            self.nets["F"] = torch.nn.Conv2d(batch["A"].shape[1], 2, 1)  # shaped by the data, as CUT's MLPs
+
+        def build_optimizers(self):
+            super().build_optimizers()
+            self.optimizers["F"] = torch.optim.Adam(self.nets["F"].parameters())
+
+    monkeypatch.setitem(MODELS._entries, "probe", Probe)
+    data = write_paired_synthetic_dataset(tmp_path / "data", n=2, size=32, n_test=1, n_val=1)
+    config = tiny_recipe_config("pix2pix", data, tmp_path / "ck")
+    config.model.model, config.optim.max_iters = "probe", 1
+    Trainer(config).fit()
+    config.optim.max_iters = 2
+    resumed = Trainer(config, resume="required")
+    assert seen == [(1, 3, 32, 32), (1, 3, 32, 32)] and set(resumed.model.optimizers) == {"G", "D", "F"}
+    assert "F" in load_checkpoint(tmp_path / "ck" / "run" / "latest.safetensors")["nets"]

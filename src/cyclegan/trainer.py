@@ -170,7 +170,7 @@ class Trainer:
 
         self._prepare_networks()
         if self.model.needs_first_batch:
-            self.model.data_dependent_init(self._first_batch())
+            self.model.data_dependent_init(self._first_batch(), self.precision)
         self.model.build_optimizers()
         mode = self.validator.mode if self.validator else "min"
         self.schedulers = self.model.build_schedulers(config.optim, mode)

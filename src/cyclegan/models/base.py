@@ -14,7 +14,7 @@ out of the recipe, as Lightning's ``training_step`` + ``configure_optimizers`` d
 - ``size_multiple``: what H and W of a training crop must be divisible by;
 - ``config_section`` and ``defaults``: its own ``TrainConfig`` section, and the shared options it
   changes (the reference's ``modify_commandline_options``), applied unless a flag says otherwise;
-- ``data_dependent_init(batch)``: called with the first batch before the optimizers exist (CUT builds
+- ``data_dependent_init(batch, precision)``: called with the first batch before the optimizers exist (CUT builds
   its feature MLPs there); ``needs_first_batch`` says whether to call it;
 - ``training_step(batch, precision, all_ranks)`` → :class:`StepResult` (losses, skipped);
 - ``translate(batch)``: the visuals of one batch without training (validation, ``test``);
@@ -105,8 +105,10 @@ class TrainingRecipe(nn.Module):
         multiples = [getattr(self.nets[name], "size_multiple", 1) for name in self.generator_names]
         return max(multiples, default=1)
 
-    def data_dependent_init(self, batch: dict[str, Any]) -> None:
-        """Build what depends on the data's shapes (called before ``build_optimizers``)."""
+    def data_dependent_init(self, batch: dict[str, Any], precision: Precision) -> None:
+        """Build what depends on the data (called before ``build_optimizers``, on a resume too: the
+        restore then overwrites what it built, so the parameters exist when the optimizers and the
+        checkpoint's state dict need them)."""
 
     def build_optimizers(self) -> None:
         """Create ``self.optimizers`` once the networks sit on their final device."""
