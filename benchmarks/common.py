@@ -44,7 +44,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cyclegan.config import DataConfig, ModelConfig, OptimConfig, RuntimeConfig, TrainConfig
+from cyclegan.config import CycleGANConfig, DataConfig, ModelConfig, OptimConfig, RuntimeConfig, TrainConfig
 from cyclegan.models.base import set_requires_grad
 from cyclegan.networks import define_D, define_G
 from cyclegan.pool import ImagePool
@@ -100,8 +100,8 @@ def train_config(bench: BenchConfig, seed: int = 0) -> TrainConfig:
             ngf=bench.ngf,
             ndf=bench.ndf,
             norm=bench.norm,
-            lambda_identity=bench.lambda_identity,
         ),
+        cycle_gan=CycleGANConfig(lambda_identity=bench.lambda_identity),
         optim=OptimConfig(),
         runtime=RuntimeConfig(seed=seed),
     )
@@ -135,7 +135,8 @@ class ReferenceStep(nn.Module):
     def __init__(self, config: TrainConfig) -> None:
         super().__init__()
         m, d, o = config.model, config.data, config.optim
-        self.lambda_A, self.lambda_B, self.lambda_idt = m.lambda_A, m.lambda_B, m.lambda_identity
+        c = config.cycle_gan
+        self.lambda_A, self.lambda_B, self.lambda_idt = c.lambda_A, c.lambda_B, c.lambda_identity
         g_kwargs = {
             "norm": m.norm,
             "use_dropout": not m.no_dropout,
@@ -258,7 +259,7 @@ def our_step_fn(
         if channels_last:  # the trainer converts each batch as it reaches the device; so does the timing
             real_A = real_A.contiguous(memory_format=torch.channels_last)
             real_B = real_B.contiguous(memory_format=torch.channels_last)
-        return model.training_step({"A": real_A, "B": real_B}, precision)
+        return model.training_step({"A": real_A, "B": real_B}, precision).losses
 
     return step
 

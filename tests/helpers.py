@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cyclegan.config import DataConfig, ModelConfig, OptimConfig, RuntimeConfig, TrainConfig
+from cyclegan.config import TrainConfig
 from cyclegan.data import write_synthetic_dataset
 
 
@@ -26,10 +26,5 @@ def tiny_config(dataroot: Path, checkpoints_dir: Path, name: str = "tiny", **ove
     }
     for key, value in overrides.items():
         section, field = key.split("__")
-        sections[section][field] = value
-    return TrainConfig(
-        data=DataConfig(**sections["data"]),
-        model=ModelConfig(**sections["model"]),
-        optim=OptimConfig(**sections["optim"]),
-        runtime=RuntimeConfig(**sections["runtime"]),
-    )
+        sections.setdefault(section, {})[field] = value
+    return TrainConfig(**{name: klass(**sections.get(name, {})) for name, klass in TrainConfig.sections().items()})

@@ -68,8 +68,8 @@ def test_baseline_step_is_our_step(lambda_identity, batch_calls):
     separate calls."""
     bench = BenchConfig("tiny", size=32, ngf=4, ndf=4, netG="resnet_6blocks", lambda_identity=lambda_identity)
     config = train_config(bench, seed=0)
-    config.model.batch_generator_calls = batch_calls
-    config.model.batch_discriminator_calls = batch_calls
+    config.cycle_gan.batch_generator_calls = batch_calls
+    config.cycle_gan.batch_discriminator_calls = batch_calls
     torch.manual_seed(0)
     model, precision = build_our_step(config, CPU, "fp32", channels_last=False, compile=False)
     reference = ReferenceStep(config)
@@ -79,7 +79,7 @@ def test_baseline_step_is_our_step(lambda_identity, batch_calls):
     d_calls: list[int] = []
     model.nets["D_A"].register_forward_hook(lambda module, args, out: d_calls.append(args[0].shape[0]))
 
-    ours = model.training_step({"A": real_A, "B": real_B}, precision)
+    ours = model.training_step({"A": real_A, "B": real_B}, precision).losses
     assert d_calls == ([1, 2] if batch_calls else [1, 1, 1])
     theirs = reference.optimize_parameters(real_A, real_B)
     assert set(ours) == set(theirs)
@@ -98,7 +98,7 @@ def test_batch_norm_turns_call_batching_off():
     even though batching is asked for."""
     bench = BenchConfig("tiny", size=32, ngf=4, ndf=4, netG="resnet_6blocks", norm="batch")
     config = train_config(bench, seed=0)
-    assert config.model.batch_generator_calls and config.model.batch_discriminator_calls
+    assert config.cycle_gan.batch_generator_calls and config.cycle_gan.batch_discriminator_calls
     torch.manual_seed(0)
     model, precision = build_our_step(config, CPU, "fp32", channels_last=False, compile=False)
     reference = ReferenceStep(config)
@@ -106,7 +106,7 @@ def test_batch_norm_turns_call_batching_off():
     calls: list[int] = []
     model.nets["D_A"].register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
     real_A, real_B = random_batch(bench, CPU)
-    ours = model.training_step({"A": real_A, "B": real_B}, precision)
+    ours = model.training_step({"A": real_A, "B": real_B}, precision).losses
     theirs = reference.optimize_parameters(real_A, real_B)
     assert calls == [1, 1, 1]  # fake_B for G, then real_B and pooled fake_B apart
     for name in ours:
@@ -124,7 +124,7 @@ def test_baseline_and_ours_stay_together_through_the_pool():
     reference.load_from(model.nets)
     for step in range(3):
         real_A, real_B = random_batch(bench, CPU, seed=step)
-        ours = model.training_step({"A": real_A, "B": real_B}, precision)
+        ours = model.training_step({"A": real_A, "B": real_B}, precision).losses
         theirs = reference.optimize_parameters(real_A, real_B)
         for name in ours:
             torch.testing.assert_close(ours[name], theirs[name], rtol=1e-5, atol=1e-6)

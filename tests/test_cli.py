@@ -124,7 +124,7 @@ def test_train_flags_fill_the_typed_config(tmp_path):
         "--dropout", "--precision", "bf16", "--no_tensorboard",
     ])
     config = config_from_args(args)
-    assert config.model.netG == "unet_256" and config.model.norm == "batch" and config.model.lambda_identity == 0
+    assert config.model.netG == "unet_256" and config.model.norm == "batch" and config.cycle_gan.lambda_identity == 0
     assert config.optim.n_epochs == 3 and config.runtime.checkpoint_every == 600 and config.runtime.device == "cpu"
     assert config.data.no_flip and not config.model.no_dropout and config.runtime.precision == "bf16"
     assert not config.runtime.tensorboard

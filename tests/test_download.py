@@ -296,3 +296,50 @@ def test_registries(monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(dl.DATASETS) == 13 and "grumpifycat" in dl.DATASETS
     assert len(dl.PRETRAINED) == 18 and "style_vangogh" in dl.PRETRAINED
     assert dl.base_url(None).startswith("http://efrosgans.eecs.berkeley.edu/cyclegan")
+
+
+def _tar_gz(entries: dict[str, bytes]) -> bytes:
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, data in entries.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def test_pix2pix_dataset_layout(server: FileServer, tmp_path: Path) -> None:
+    """The reference's download_pix2pix_dataset.sh: <base>/datasets/<name>.tar.gz → <root>/<name>/train ..."""
+    entries = {f"facades/{split}/{i}.jpg": b"jpeg%d" % i for split in ("train", "val", "test") for i in range(2)}
+    server.add("/datasets/facades.tar.gz", _tar_gz(entries))
+    root = tmp_path / "datasets"
+    out = dl.download_pix2pix_dataset("facades", root, base=server.url, progress=False)
+    assert out == root / "facades"
+    for split in ("train", "val", "test"):
+        assert sorted(p.name for p in (out / split).iterdir()) == ["0.jpg", "1.jpg"]
+    assert sorted(p.name for p in root.iterdir()) == ["facades"]  # archive and temporary folder gone
+    assert server.requests[0]["path"] == "/datasets/facades.tar.gz"
+    assert set(dl.PIX2PIX_DATASETS) == {"facades", "cityscapes", "maps", "edges2shoes", "edges2handbags", "night2day"}
+    with pytest.raises(ValueError, match="available: cityscapes"):
+        dl.download_pix2pix_dataset("horse2zebra", root)
+
+
+def test_pix2pix_cli_picks_the_paired_archive(server: FileServer, tmp_path: Path) -> None:
+    from cyclegan.cli import main
+
+    server.add("/datasets/edges2shoes.tar.gz", _tar_gz({"edges2shoes/train/1.jpg": b"x"}))
+    assert main(["download", "dataset", "edges2shoes", "--root", str(tmp_path), "--base", server.url]) == 0
+    assert (tmp_path / "edges2shoes" / "train" / "1.jpg").read_bytes() == b"x"
+    server.add("/datasets/maps.tar.gz", _tar_gz({"maps/train/1.jpg": b"y"}))
+    assert main(["download", "dataset", "maps", "--paired", "--root", str(tmp_path), "--base", server.url]) == 0
+    assert server.requests[-1]["path"] == "/datasets/maps.tar.gz" and (tmp_path / "maps" / "train").is_dir()
+
+
+@pytest.mark.parametrize("bad", ["../evil.jpg", "/abs/evil.jpg"])
+def test_tar_path_traversal_rejected(tmp_path: Path, bad: str) -> None:
+    (tmp_path / "bad.tar.gz").write_bytes(_tar_gz({bad: b"x"}))
+    with pytest.raises(DownloadError, match="leaves the destination"):
+        dl.safe_extract_tar(tmp_path / "bad.tar.gz", tmp_path / "out")
+    assert not (tmp_path / "evil.jpg").exists()

@@ -19,8 +19,9 @@ from cyclegan.config import OptimConfig, TrainConfig
 from cyclegan.losses import GAN_LOSSES
 from cyclegan.models import MODELS, create_model
 from cyclegan.precision import Precision
+from cyclegan.runtime import parse_duration
 from cyclegan.schedulers import build_scheduler, step_scheduler
-from cyclegan.trainer import ArchitectureMismatch, Trainer, parse_duration, train
+from cyclegan.trainer import ArchitectureMismatch, Trainer, train
 
 from .helpers import tiny_config, tiny_dataset
 
@@ -42,7 +43,7 @@ def tiny_model(tmp_path, **overrides):
 
 def test_step_returns_every_loss_term_by_name(tmp_path):
     model = tiny_model(tmp_path)
-    losses = model.training_step(tiny_batch(), Precision("fp32", CPU))
+    losses = model.training_step(tiny_batch(), Precision("fp32", CPU)).losses
     assert set(losses) == {"G_A", "G_B", "cycle_A", "cycle_B", "idt_A", "idt_B", "D_A", "D_B"}
     assert all(v.dim() == 0 and math.isfinite(v.item()) and not v.requires_grad for v in losses.values())
     visuals = model.current_visuals()
@@ -50,8 +51,8 @@ def test_step_returns_every_loss_term_by_name(tmp_path):
 
 
 def test_no_identity_terms_when_lambda_identity_is_zero(tmp_path):
-    model = tiny_model(tmp_path, model__lambda_identity=0.0)
-    losses = model.training_step(tiny_batch(), Precision("fp32", CPU))
+    model = tiny_model(tmp_path, cycle_gan__lambda_identity=0.0)
+    losses = model.training_step(tiny_batch(), Precision("fp32", CPU)).losses
     assert "idt_A" not in losses and "idt_B" not in model.current_visuals()
 
 
@@ -82,7 +83,7 @@ def test_wgangp_applies_the_gradient_penalty(tmp_path):
         torch.manual_seed(0)
         model = tiny_model(tmp_path, model__gan_mode="wgangp", model__lambda_gp=lambda_gp)
         torch.manual_seed(1)
-        return model.training_step(tiny_batch(), Precision("fp32", CPU))["D_A"].item()
+        return model.training_step(tiny_batch(), Precision("fp32", CPU)).losses["D_A"].item()
 
     assert d_loss(10.0) != pytest.approx(d_loss(0.0), abs=1e-6)
 
@@ -91,7 +92,7 @@ def test_wgangp_applies_the_gradient_penalty(tmp_path):
 def test_every_gan_mode_trains(tmp_path, mode):
     model = tiny_model(tmp_path, model__gan_mode=mode)
     for step in range(2):
-        losses = model.training_step(tiny_batch(step), Precision("fp32", CPU))
+        losses = model.training_step(tiny_batch(step), Precision("fp32", CPU)).losses
     assert all(math.isfinite(v.item()) for v in losses.values())
 
 
@@ -109,7 +110,7 @@ def test_every_recipe_takes_a_step_and_names_its_losses_and_visuals(tmp_path, re
 
 def test_bf16_step_on_cpu(tmp_path):
     model = tiny_model(tmp_path)
-    losses = model.training_step(tiny_batch(), Precision("bf16", CPU))
+    losses = model.training_step(tiny_batch(), Precision("bf16", CPU)).losses
     assert all(v.dtype == torch.float32 and math.isfinite(v.item()) for v in losses.values())
 
 
@@ -120,12 +121,12 @@ def test_fp16_needs_cuda():
 
 @pytest.mark.slow
 def test_one_batch_overfit_lowers_the_cycle_loss(tmp_path):
-    model = tiny_model(tmp_path, model__lambda_identity=0.0, model__ngf=8, optim__lr=0.002)
+    model = tiny_model(tmp_path, cycle_gan__lambda_identity=0.0, model__ngf=8, optim__lr=0.002)
     # Smoothed noise: an image a tiny generator can learn to reconstruct in a few dozen steps.
     batch = {k: torch.nn.functional.avg_pool2d(v, 5, 1, 2) for k, v in tiny_batch().items()}
-    first = model.training_step(batch, Precision("fp32", CPU))["cycle_A"].item()
+    first = model.training_step(batch, Precision("fp32", CPU)).losses["cycle_A"].item()
     for _ in range(35):
-        last = model.training_step(batch, Precision("fp32", CPU))["cycle_A"].item()
+        last = model.training_step(batch, Precision("fp32", CPU)).losses["cycle_A"].item()
     assert last < 0.6 * first
 
 
@@ -242,9 +243,9 @@ def test_loss_log_and_curves_show_the_mean_over_the_print_interval(tmp_path):
     step = trainer.model.training_step
 
     def recording_step(*args, **kwargs):
-        losses = step(*args, **kwargs)
-        per_step.append({k: float(v) for k, v in losses.items()})
-        return losses
+        result = step(*args, **kwargs)
+        per_step.append({k: float(v) for k, v in result.losses.items()})
+        return result
 
     trainer.model.training_step = recording_step
     result = trainer.fit()

@@ -17,12 +17,12 @@ from cyclegan.config import (
     PRESETS,
     DataConfig,
     ModelConfig,
-    OptimConfig,
-    RuntimeConfig,
     TrainConfig,
     fit_epochs_to_iterations,
     preset_config,
 )
+from cyclegan.models import MODELS
+from cyclegan.runtime import parse_duration
 
 log = logging.getLogger("cyclegan")
 
@@ -38,11 +38,14 @@ IGNORED_REFERENCE_FLAGS = {
 HELP = {
     "dataroot": "folder with trainA/ trainB/ (testA/ testB/) as in the reference",
     "name": "run name: checkpoints go to <checkpoints_dir>/<name>",
+    "model": "cycle_gan (unpaired) | pix2pix (paired, aligned A|B images); each sets its own defaults",
     "netG": "resnet_9blocks | resnet_6blocks | unet_256 | unet_128",
     "netD": "basic (70×70 PatchGAN) | n_layers | pixel",
     "norm": "instance | batch | none | syncbatch",
     "gan_mode": "lsgan | vanilla | wgangp (gradient penalty applied) | hinge",
     "lambda_identity": "identity loss weight as a fraction of lambda_A / lambda_B (reference semantics)",
+    "lambda_L1": "pix2pix: weight of the L1 to the true B",
+    "dataset_mode": "unaligned (cycle_gan) | aligned (pix2pix: A|B side by side) | single",
     "preprocess": "resize_and_crop | crop | scale_width | scale_width_and_crop | none",
     "lr_policy": "linear | step | plateau | cosine",
     "precision": "auto | fp32 | bf16 | fp16 (auto: bf16 where native, else fp32; fp16: CUDA only)",
@@ -87,13 +90,16 @@ def add_ignored_reference_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--gpu_ids", type=str, default=None, help="reference flag: -1 means --device cpu, N means cuda:N")
 
 
-def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None) -> TrainConfig:
-    """Fill a TrainConfig from parsed flags over ``base`` (defaults, or a saved run's config)."""
-    from cyclegan.trainer import parse_duration
+def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None,
+                     preset: str | None = None) -> TrainConfig:
+    """Fill a TrainConfig from parsed flags over ``base`` (a saved run's config), or over the
+    defaults of the recipe ``--model`` names (the reference's ``modify_commandline_options``) with a
+    preset's values on top (a preset's values count as given: the recipe does not override them)."""
+    from cyclegan.models import recipe_defaults
 
-    config = base or TrainConfig()
+    config = base or preset_config(preset)
     given = vars(args)
-    sections = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "runtime": RuntimeConfig}
+    sections = TrainConfig.sections()
     updates: dict[str, dict[str, Any]] = {s: {} for s in sections}
     for section, klass in sections.items():
         for f in dataclasses.fields(klass):
@@ -115,17 +121,21 @@ def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None) 
     if gpu_ids is not None and "device" not in updates["runtime"]:
         first = gpu_ids.split(",")[0].strip()
         updates["runtime"]["device"] = "cpu" if first in ("-1", "") else f"cuda:{first}"
-    return TrainConfig(
-        **{s: dataclasses.replace(getattr(config, s), **updates[s]) for s in sections}
-    )
+    config = TrainConfig(**{s: dataclasses.replace(getattr(config, s), **updates[s]) for s in sections})
+    if base is None:
+        given_keys = {f"{s}.{name}" for s, values in updates.items() for name in values}
+        given_keys |= {f"{s}.{name}" for s, values in PRESETS.get(preset or "", {}).items() for name in values}
+        config = recipe_defaults(config, given=given_keys)
+    return config
 
 
 # --- train --------------------------------------------------------------------------------------
 
 
 def add_train_parser(subparsers) -> None:
-    parser = subparsers.add_parser("train", help="train a CycleGAN on <dataroot>/trainA and trainB")
-    for klass in (DataConfig, ModelConfig, OptimConfig, RuntimeConfig):
+    parser = subparsers.add_parser(
+        "train", help="train a recipe: cycle_gan on <dataroot>/trainA and trainB, pix2pix on <dataroot>/train (A|B)")
+    for klass in TrainConfig.sections().values():
         add_dataclass_flags(parser, klass, skip=("no_dropout",))
     # SUPPRESS: an absent flag must not override the CycleGAN default (no dropout) with False.
     parser.add_argument("--no_dropout", action="store_true", default=argparse.SUPPRESS,
@@ -147,7 +157,7 @@ def add_train_parser(subparsers) -> None:
 def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The reference's defaults, a preset's overrides, then the flags given; a preset's run bounded by
     ``max_iters`` gets epoch counts that decay the learning rate over its second half."""
-    config = config_from_args(args, preset_config(getattr(args, "preset", None)))
+    config = config_from_args(args, preset=getattr(args, "preset", None))
     given = vars(args)
     if (getattr(args, "preset", None) and config.optim.max_iters and config.data.dataroot
             and "n_epochs" not in given and "n_epochs_decay" not in given):
@@ -165,7 +175,8 @@ def run_train(args: argparse.Namespace) -> int:
 
     config = train_config_from_args(args)
     if not config.data.dataroot:
-        raise SystemExit("cyclegan train: --dataroot is required (a folder with trainA/ and trainB/)")
+        raise SystemExit("cyclegan train: --dataroot is required (a folder with trainA/ and trainB/, or train/ "
+                         "of A|B pairs for --model pix2pix)")
     resume = "required" if args.continue_train else args.resume
     run_dir = config.run_dir
     if resume == "never" and any(run_dir.glob(f"*{CHECKPOINT_SUFFIX}")):
@@ -189,25 +200,31 @@ def add_test_parser(subparsers) -> None:
     parser.add_argument("--name", required=True)
     parser.add_argument("--checkpoints_dir", default="./checkpoints")
     parser.add_argument("--results_dir", default="./results")
-    parser.add_argument("--model", default="cycle_gan", choices=("cycle_gan", "test"))
+    parser.add_argument("--model", default=None, choices=(*MODELS.names(), "test"),
+                        help="default: the run's own recipe; test: one generator <epoch>_net_G<suffix>.pth over one folder")
     parser.add_argument("--model_suffix", default="", help="--model test: load <epoch>_net_G<suffix>.pth")
-    parser.add_argument("--dataset_mode", default=None, help="unaligned (default for cycle_gan) | single")
+    parser.add_argument("--dataset_mode", default=None,
+                        help="unaligned (cycle_gan) | aligned (pix2pix: <dataroot>/<phase>/ of A|B files) | single")
     parser.add_argument("--phase", default="test")
     parser.add_argument("--epoch", default="latest")
     parser.add_argument("--num_test", type=int, default=None, help="translate at most this many images per folder")
     parser.add_argument("--direction", default=None, choices=("AtoB", "BtoA"))
-    parser.add_argument("--eval", action="store_true", help="accepted for compatibility; networks always run in eval mode")
+    parser.add_argument("--eval", action="store_true",
+                        help="eval mode (running batch-norm statistics, no dropout); without it networks run in train "
+                             "mode as in the reference's test.py (no difference for instance norm without dropout)")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the dropout masks of train-mode testing")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--preprocess", default="none", help="none (default): keep each image's own size")
     parser.add_argument("--load_size", type=int, default=256)
     parser.add_argument("--crop_size", type=int, default=256)
-    # Architecture flags: only used for reference .pth weights without a saved config.
-    for flag, default in (("--netG", "resnet_9blocks"), ("--norm", "instance"), ("--init_type", "normal")):
-        parser.add_argument(flag, default=default)
-    parser.add_argument("--ngf", type=int, default=64)
-    parser.add_argument("--input_nc", type=int, default=3)
-    parser.add_argument("--output_nc", type=int, default=3)
-    parser.add_argument("--no_dropout", action="store_true")
+    # Architecture flags: only used for reference .pth weights without a saved config (the defaults
+    # are the recipe's, as the reference's test.py takes them from modify_commandline_options).
+    for flag in ("--netG", "--norm", "--init_type"):
+        parser.add_argument(flag, default=argparse.SUPPRESS)
+    parser.add_argument("--ngf", type=int, default=argparse.SUPPRESS)
+    parser.add_argument("--input_nc", type=int, default=argparse.SUPPRESS)
+    parser.add_argument("--output_nc", type=int, default=argparse.SUPPRESS)
+    parser.add_argument("--no_dropout", action="store_true", default=argparse.SUPPRESS)
     parser.add_argument("--no_flip", action="store_true")
     parser.add_argument("--serial_batches", action="store_true")
     parser.add_argument("--batch_size", type=int, default=1)
@@ -222,20 +239,26 @@ def add_test_parser(subparsers) -> None:
 
 
 def run_test_command(args: argparse.Namespace) -> int:
+    from cyclegan.models import recipe_defaults
     from cyclegan.testing import run_test
 
-    flags = TrainConfig(
-        data=DataConfig(input_nc=args.input_nc, output_nc=args.output_nc),
-        # The reference's test options keep dropout unless --no_dropout is given.
-        model=ModelConfig(netG=args.netG, ngf=args.ngf, norm=args.norm, no_dropout=args.no_dropout,
-                          init_type=args.init_type),
+    given = vars(args)
+    model_flags = {k: given[k] for k in ("netG", "ngf", "norm", "init_type") if k in given}
+    data_flags = {k: given[k] for k in ("input_nc", "output_nc") if k in given}
+    # The reference's test options keep dropout unless --no_dropout is given.
+    model_flags["no_dropout"] = given.get("no_dropout", False)
+    recipe = args.model if args.model not in (None, "test") else "cycle_gan"
+    flags = recipe_defaults(
+        TrainConfig(data=DataConfig(**data_flags), model=ModelConfig(model=recipe, **model_flags)),
+        given={f"model.{k}" for k in model_flags} | {f"data.{k}" for k in data_flags},
     )
     summary = run_test(
         dataroot=args.dataroot, name=args.name, checkpoints_dir=args.checkpoints_dir, results_dir=args.results_dir,
         model=args.model, model_suffix=args.model_suffix, dataset_mode=args.dataset_mode, phase=args.phase,
         epoch=args.epoch, num_test=args.num_test, direction=args.direction, device=args.device, flags=flags,
         preprocess=args.preprocess, load_size=args.load_size, crop_size=args.crop_size,
-        backend=args.backend, batch_size=args.batch_size, precision=args.precision,
+        backend=args.backend, batch_size=args.batch_size, precision=args.precision, eval_mode=args.eval,
+        seed=args.seed,
     )
     print(f"translated {summary.count} image(s) into {summary.images_dir}")
     print(f"results page: {summary.page}")
@@ -341,6 +364,8 @@ def add_demo_parser(subparsers) -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--precision", default=None, help="auto (default) | fp32 | bf16")
+    parser.add_argument("--model", default="cycle_gan", choices=MODELS.names(),
+                        help="cycle_gan (unpaired) or pix2pix (the paired version of the same set)")
     parser.set_defaults(handler=run_demo_command)
 
 
@@ -351,7 +376,7 @@ def run_demo_command(args: argparse.Namespace) -> int:
 
     try:
         result = run_demo(out=args.out, iters=args.iters, device=args.device, seed=args.seed,
-                          precision=args.precision)
+                          precision=args.precision, model=args.model)
     except DemoInterrupted as stop:
         print(f"cyclegan demo: {stop}", file=sys.stderr)
         number = getattr(signal, stop.signal_name, None)
@@ -422,13 +447,17 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def add_download_parser(subparsers) -> None:
-    from cyclegan.download import DATASETS, PRETRAINED
+    from cyclegan.download import DATASETS, PIX2PIX_DATASETS, PRETRAINED
 
     parser = subparsers.add_parser("download", help="the reference's data sets, pretrained generators, FID weights")
     kinds = parser.add_subparsers(dest="download_command", required=True)
-    dataset = kinds.add_parser("dataset", help="a CycleGAN data set into <root>/<name>/trainA ...")
-    dataset.add_argument("name", choices=DATASETS)
+    dataset = kinds.add_parser("dataset", help="a CycleGAN data set into <root>/<name>/trainA ..., or a pix2pix "
+                                                  "one into <root>/<name>/train ... (A|B pairs)")
+    dataset.add_argument("name", choices=sorted(set(DATASETS) | set(PIX2PIX_DATASETS)))
     dataset.add_argument("--root", default="./datasets")
+    dataset.add_argument("--paired", action="store_true",
+                         help="the pix2pix (A|B) version of facades, cityscapes or maps; the pix2pix-only sets "
+                              "(edges2shoes, edges2handbags, night2day) are always paired")
     pretrained = kinds.add_parser("pretrained", help="a published generator into <checkpoints_dir>/<name>_pretrained")
     pretrained.add_argument("name", choices=PRETRAINED)
     pretrained.add_argument("--checkpoints_dir", default="./checkpoints")
@@ -446,7 +475,10 @@ def run_download(args: argparse.Namespace) -> int:
     from cyclegan import download
 
     if args.download_command == "dataset":
-        path = download.download_dataset(args.name, args.root, base=args.base, sha256=args.sha256)
+        if args.paired or args.name not in download.DATASETS:
+            path = download.download_pix2pix_dataset(args.name, args.root, base=args.base, sha256=args.sha256)
+        else:
+            path = download.download_dataset(args.name, args.root, base=args.base, sha256=args.sha256)
     elif args.download_command == "pretrained":
         path = download.download_pretrained(args.name, args.checkpoints_dir, base=args.base, sha256=args.sha256)
         print(f"translate with: cyclegan test --dataroot DIR --name {args.name}_pretrained --checkpoints_dir "
@@ -524,15 +556,37 @@ def add_data_parser(subparsers) -> None:
     synthetic.add_argument("--size", type=int, default=SYNTHETIC_DEFAULTS["size"])
     synthetic.add_argument("--seed", type=int, default=SYNTHETIC_DEFAULTS["seed"])
     synthetic.add_argument("--overwrite", action="store_true")
+    synthetic.add_argument("--paired", action="store_true",
+                           help="pix2pix data: train/ val/ test/ of A|B files, B the true translation of A")
     synthetic.set_defaults(handler=run_data_synthetic)
+    combine = data_sub.add_parser("combine", help="pair two folders by file name into A|B files (combine_A_and_B.py)")
+    combine.add_argument("--fold_A", required=True, help="A images, in split subfolders (train/ val/ test/) or not")
+    combine.add_argument("--fold_B", required=True, help="B images with the same file names and sizes")
+    combine.add_argument("--out", "--fold_AB", dest="out", required=True, help="where the A|B files go")
+    combine.set_defaults(handler=run_data_combine)
 
 
 def run_data_synthetic(args: argparse.Namespace) -> int:
     from cyclegan.data import write_synthetic_dataset
+    from cyclegan.data.paired import write_paired_synthetic_dataset
 
+    if args.paired:
+        root = write_paired_synthetic_dataset(args.out, n=args.n, size=args.size, seed=args.seed, n_test=args.n_test,
+                                              overwrite=args.overwrite)
+        print(f"wrote {root}: train/ val/ test/ of A|B pairs (B = the true translation of A)")
+        return 0
     root = write_synthetic_dataset(args.out, n=args.n, size=args.size, seed=args.seed, n_test=args.n_test,
                                    overwrite=args.overwrite)
     print(f"wrote {root}: trainA/ trainB/ testA/ testB/ and the true translations testA_gt/ testB_gt/")
+    return 0
+
+
+def run_data_combine(args: argparse.Namespace) -> int:
+    from cyclegan.data.paired import combine_folders
+
+    counts = combine_folders(args.fold_A, args.fold_B, args.out)
+    for split, count in counts.items():
+        print(f"{Path(args.out) / split}: {count} A|B pair(s)")
     return 0
 
 

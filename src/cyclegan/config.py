@@ -39,7 +39,13 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    model: str = "cycle_gan"
+    """The recipe (``--model``) and the options every recipe's networks share.
+
+    The defaults are CycleGAN's (the reference's); another recipe changes some of them, as the
+    reference's ``modify_commandline_options`` does (see ``TrainingRecipe.defaults``).
+    """
+
+    model: str = "cycle_gan"  # cycle_gan | pix2pix
     netG: str = "resnet_9blocks"
     netD: str = "basic"
     ngf: int = 64
@@ -52,30 +58,46 @@ class ModelConfig:
     init_gain: float = 0.02
     padding_type: str = "reflect"
     gan_mode: str = "lsgan"  # lsgan | vanilla | wgangp | hinge
-    lambda_A: float = 10.0
-    lambda_B: float = 10.0
-    # A fraction of lambda_A / lambda_B, as in the reference (0.5 means 0.5 * 10 = 5 on the L1).
-    lambda_identity: float = 0.5
     pool_size: int = 50
     lambda_gp: float = 10.0
     gp_type: str = "mixed"  # mixed | real | fake
     gp_constant: float = 1.0
     real_label: float = 1.0  # < 1 gives one-sided label smoothing
-    # Run G_B on real_B and fake_B (and the identity inputs) as one batch: fewer, larger calls.
-    # Same result for per-sample norms (instance, none); ignored for batch norm.
-    batch_generator_calls: bool = True
-    # Score real and pooled fake images in one discriminator call (same per-sample-norm rule).
-    batch_discriminator_calls: bool = True
     fake_label: float = 0.0
-    # Steps of an L1 fit of each generator to the identity before training (0: the reference's random
-    # start). See cyclegan.models.warm_start; the quick preset uses it.
-    identity_warmup_steps: int = 0
 
     @property
     def arch_fields(self) -> dict[str, Any]:
         """The fields that fix tensor shapes: a resume or a checkpoint load must agree on these."""
         keys = ("model", "netG", "netD", "ngf", "ndf", "n_layers_D", "norm", "no_dropout", "padding_type")
         return {k: getattr(self, k) for k in keys}
+
+
+# --- each recipe's own section (``cyclegan.models.<recipe>`` reads it) ---------------------------
+
+
+@dataclass
+class CycleGANConfig:
+    """``--model cycle_gan``: the cycle and identity weights (the reference's flag names)."""
+
+    lambda_A: float = 10.0
+    lambda_B: float = 10.0
+    # A fraction of lambda_A / lambda_B, as in the reference (0.5 means 0.5 * 10 = 5 on the L1).
+    lambda_identity: float = 0.5
+    # Run G_B on real_B and fake_B (and the identity inputs) as one batch: fewer, larger calls.
+    # Same result for per-sample norms (instance, none); ignored for batch norm.
+    batch_generator_calls: bool = True
+    # Score real and pooled fake images in one discriminator call (same per-sample-norm rule).
+    batch_discriminator_calls: bool = True
+    # Steps of an L1 fit of each generator to the identity before training (0: the reference's random
+    # start). See cyclegan.models.warm_start; the quick preset uses it.
+    identity_warmup_steps: int = 0
+
+
+@dataclass
+class Pix2PixConfig:
+    """``--model pix2pix``: the weight of the L1 term against the true B."""
+
+    lambda_L1: float = 100.0
 
 
 @dataclass
@@ -115,12 +137,19 @@ class RuntimeConfig:
     verbose: bool = False
 
 
+# Where each saved section's keys belong; configs written before the recipe sections existed kept
+# CycleGAN's options in "model", and still load.
+RECIPE_SECTIONS: dict[str, type] = {"cycle_gan": CycleGANConfig, "pix2pix": Pix2PixConfig}
+
+
 @dataclass
 class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    cycle_gan: CycleGANConfig = field(default_factory=CycleGANConfig)
+    pix2pix: Pix2PixConfig = field(default_factory=Pix2PixConfig)
 
     @property
     def run_dir(self) -> Path:
@@ -130,15 +159,26 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
+    def sections(cls) -> dict[str, type]:
+        """Section name → its dataclass, in order (data, model, optim, runtime, then the recipes')."""
+        return {f.name: f.default_factory for f in dataclasses.fields(cls)}  # type: ignore[misc]
+
+    @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> TrainConfig:
         """Rebuild from a saved dict; unknown keys are an error (a typo must not pass silently)."""
-        sections = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "runtime": RuntimeConfig}
+        sections = cls.sections()
         unknown = set(raw) - set(sections)
         if unknown:
             raise ValueError(f"unknown config sections {sorted(unknown)}; expected {sorted(sections)}")
+        raw = {name: dict(values) for name, values in raw.items()}
+        model = raw.get("model", {})
+        for section, klass in RECIPE_SECTIONS.items():  # a config from before the recipe sections
+            for f in dataclasses.fields(klass):
+                if f.name in model:
+                    raw.setdefault(section, {}).setdefault(f.name, model.pop(f.name))
         kwargs = {}
         for section, klass in sections.items():
-            values = dict(raw.get(section, {}))
+            values = raw.get(section, {})
             known = {f.name for f in dataclasses.fields(klass)}
             bad = set(values) - known
             if bad:
@@ -169,8 +209,8 @@ class TrainConfig:
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "quick": {
         "data": {"load_size": 72, "crop_size": 64, "num_threads": 0},
-        "model": {"netG": "resnet_6blocks", "ngf": 32, "ndf": 32, "lambda_identity": 0.5,
-                  "identity_warmup_steps": 200},
+        "model": {"netG": "resnet_6blocks", "ngf": 32, "ndf": 32},
+        "cycle_gan": {"lambda_identity": 0.5, "identity_warmup_steps": 200},
         "optim": {"max_iters": 2000},
         "runtime": {},
     },

@@ -35,15 +35,28 @@ def demo_config(dataroot: Path, checkpoints_dir: Path, iters: int | None, device
                 precision: str) -> TrainConfig:
     config = preset_config(DEMO_PRESET)
     optim = config.optim if iters is None else dataclasses.replace(config.optim, max_iters=iters)
-    return TrainConfig(
+    return dataclasses.replace(
+        config,
         data=dataclasses.replace(config.data, dataroot=str(dataroot)),
-        model=config.model,
         optim=fit_epochs_to_iterations(optim, DEMO_DATA["n"]),
         runtime=dataclasses.replace(
             config.runtime, name="synthetic_cyclegan", checkpoints_dir=str(checkpoints_dir), device=device,
             seed=seed, print_freq=100, display_freq=200, save_latest_freq=500, save_epoch_freq=1, precision=precision,
         ),
     )
+
+
+def pix2pix_demo_config(dataroot: Path, checkpoints_dir: Path, iters: int | None, device: str, seed: int,
+                        precision: str) -> TrainConfig:
+    """The same size for pix2pix on the paired set: its own defaults (batch norm, dropout, vanilla
+    GAN, L1 × 100) but resnet_6blocks, as unet_256 needs 256-pixel crops."""
+    from cyclegan.models import default_config
+
+    cyclegan = demo_config(dataroot, checkpoints_dir, iters, device, seed, precision)
+    config = default_config("pix2pix", data=cyclegan.data, optim=cyclegan.optim, runtime=cyclegan.runtime)
+    config.model.netG, config.model.ngf, config.model.ndf = "resnet_6blocks", 32, 32
+    config.runtime.name = "synthetic_pix2pix"
+    return config
 
 
 @dataclass
@@ -77,8 +90,9 @@ class DemoResult:
 
 
 def run_demo(out: str | Path = "./demo", iters: int | None = None, device: str = "auto", seed: int = 0,
-             precision: str | None = None) -> DemoResult:
+             precision: str | None = None, model: str = "cycle_gan") -> DemoResult:
     from cyclegan.data import write_synthetic_dataset
+    from cyclegan.data.paired import write_paired_synthetic_dataset
     from cyclegan.testing import run_test
     from cyclegan.trainer import Trainer
 
@@ -86,7 +100,15 @@ def run_demo(out: str | Path = "./demo", iters: int | None = None, device: str =
     dataroot = out / "data"
     if not (dataroot / "trainA").is_dir():
         write_synthetic_dataset(dataroot, seed=seed, **DEMO_DATA)
-    config = demo_config(dataroot, out / "checkpoints", iters, device, seed, precision or "auto")
+    test_root = dataroot
+    if model == "pix2pix":
+        # Its test A halves are testA and its B halves testA_gt: the same images as the CycleGAN demo.
+        test_root = out / "data_paired"
+        if not (test_root / "train").is_dir():
+            write_paired_synthetic_dataset(test_root, seed=seed, **DEMO_DATA)
+        config = pix2pix_demo_config(test_root, out / "checkpoints", iters, device, seed, precision or "auto")
+    else:
+        config = demo_config(dataroot, out / "checkpoints", iters, device, seed, precision or "auto")
     start = time.perf_counter()
     result = Trainer(config, resume="auto").fit()
     seconds = time.perf_counter() - start
@@ -95,10 +117,11 @@ def run_demo(out: str | Path = "./demo", iters: int | None = None, device: str =
             f"stopped by {result.stopped_by_signal} after {result.progress.total_iters} of "
             f"{config.optim.max_iters} iterations; the checkpoint is saved. No score is printed for a "
             f"half-trained model. Resume with: cyclegan demo --out {out}"
-            + (f" --iters {iters}" if iters is not None else ""),
+            + (f" --iters {iters}" if iters is not None else "")
+            + (f" --model {model}" if model != "cycle_gan" else ""),
             result.stopped_by_signal,
         )
-    summary = run_test(dataroot=dataroot, name=config.runtime.name, checkpoints_dir=out / "checkpoints",
+    summary = run_test(dataroot=test_root, name=config.runtime.name, checkpoints_dir=out / "checkpoints",
                        results_dir=out / "results", device=device)
     return DemoResult(
         run_dir=result.run_dir, results_page=summary.page, training_page=result.run_dir / "web" / "index.html",

@@ -13,13 +13,17 @@ Registries (the reference's ``datasets/download_cyclegan_dataset.sh`` and
 ``scripts/download_cyclegan_model.sh``):
 
 * :data:`DATASETS`: ``{base}/datasets/{name}.zip``, unzipped to ``<root>/<name>/trainA ...``.
+* :data:`PIX2PIX_DATASETS` (the reference's ``download_pix2pix_dataset.sh``): paired A|B sets,
+  ``{pix2pix base}/datasets/{name}.tar.gz``, unpacked to ``<root>/<name>/train ...`` (``facades``,
+  ``cityscapes`` and ``maps`` exist in both lists: ``paired=True`` / ``--paired`` picks this one).
 * :data:`PRETRAINED`: ``{base}/pretrained_models/{name}.pth``, saved as
   ``<checkpoints_dir>/<name>_pretrained/latest_net_G.pth`` so that
   ``cyclegan test --name <name>_pretrained --model test --no_dropout`` loads it (weights only).
 * the Inception-v3 weights of torch-fidelity, into ``<cache>/inception/`` (see :func:`cache_dir`).
 
 ``base`` is :data:`DEFAULT_BASE_URL` unless the ``base_url`` argument or the environment variable
-``CYCLEGAN_DOWNLOAD_BASE`` says otherwise (a mirror, or a local server in the tests).
+``CYCLEGAN_DOWNLOAD_BASE`` says otherwise (a mirror, or a local server in the tests); for the pix2pix
+sets :data:`DEFAULT_PIX2PIX_BASE_URL` or ``CYCLEGAN_PIX2PIX_DOWNLOAD_BASE``.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import http.client
 import os
 import shutil
 import stat
+import tarfile
 import tempfile
 import urllib.error
 import urllib.request
@@ -40,6 +45,8 @@ from cyclegan.fileio import fsync_directory
 __all__ = [
     "DATASETS",
     "DEFAULT_BASE_URL",
+    "DEFAULT_PIX2PIX_BASE_URL",
+    "PIX2PIX_DATASETS",
     "INCEPTION_FILENAME",
     "INCEPTION_SHA256_PREFIX",
     "INCEPTION_URL",
@@ -50,6 +57,7 @@ __all__ = [
     "download",
     "download_dataset",
     "download_inception",
+    "download_pix2pix_dataset",
     "download_pretrained",
     "inception_cache_path",
     "safe_extract",
@@ -73,6 +81,10 @@ DATASETS = (
     "ae_photos",
     "grumpifycat",
 )
+
+# The reference's download_pix2pix_dataset.sh list: paired A|B images in train/ val/ (test/).
+PIX2PIX_DATASETS = ("cityscapes", "night2day", "edges2handbags", "edges2shoes", "facades", "maps")
+DEFAULT_PIX2PIX_BASE_URL = "http://efrosgans.eecs.berkeley.edu/pix2pix"
 
 # The reference's download_cyclegan_model.sh list.
 PRETRAINED = (
@@ -369,6 +381,59 @@ def download_dataset(
             raise DownloadError(f"{zip_path} does not hold a {name}/ folder (it holds: {', '.join(found)})")
         os.replace(unpacked, target)
     zip_path.unlink(missing_ok=True)
+    return target
+
+
+def safe_extract_tar(tar_path: str | Path, root: str | Path) -> None:
+    """Unpack a ``.tar.gz`` into ``root``, refusing (:class:`DownloadError`) any member whose path
+    leaves ``root``, links, and device files, before anything is written."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        with tarfile.open(tar_path, "r:*") as archive:
+            members = archive.getmembers()
+            for member in members:
+                if not (member.isfile() or member.isdir()):
+                    raise DownloadError(f"refusing to unpack {member.name!r}: only files and folders are allowed")
+                _member_target(root, member.name)
+            archive.extractall(root, members=members, filter="data")
+    except (tarfile.TarError, EOFError, OSError) as error:
+        raise DownloadError(f"{tar_path} is not a valid .tar.gz ({error})") from None
+
+
+def download_pix2pix_dataset(
+    name: str, root: str | Path = "./datasets", base: str | None = None, progress: bool = True,
+    sha256: str | None = None,
+) -> Path:
+    """Download and unpack one of the reference's pix2pix data sets into ``<root>/<name>/`` (``train/``,
+    ``val/`` ... of A|B files for ``--model pix2pix``) and return that folder.
+
+    ``<base>/datasets/<name>.tar.gz`` (base: ``base``, else ``$CYCLEGAN_PIX2PIX_DOWNLOAD_BASE``, else
+    :data:`DEFAULT_PIX2PIX_BASE_URL`) is downloaded (resumable), unpacked beside the target, checked
+    to hold ``<name>/``, moved into place and deleted. An existing ``<root>/<name>/`` is returned as is.
+    """
+    _check_name(name, PIX2PIX_DATASETS, "pix2pix data set")
+    root = Path(root)
+    target = root / name
+    if target.is_dir():
+        return target
+    pix2pix_base = (base or os.environ.get("CYCLEGAN_PIX2PIX_DOWNLOAD_BASE") or DEFAULT_PIX2PIX_BASE_URL).rstrip("/")
+    url = f"{pix2pix_base}/datasets/{name}.tar.gz"
+    archive = root / f"{name}.tar.gz"
+    download(url, archive, sha256=sha256, progress=progress,
+             manual=f"download {url} elsewhere and unpack it into {root} (it holds {name}/train, {name}/val, ...)")
+    with tempfile.TemporaryDirectory(prefix=f".{name}.", dir=root) as tmp:
+        try:
+            safe_extract_tar(archive, tmp)
+        except DownloadError:
+            archive.unlink(missing_ok=True)
+            raise
+        unpacked = Path(tmp) / name
+        if not unpacked.is_dir():
+            found = sorted(p.name for p in Path(tmp).iterdir())
+            raise DownloadError(f"{archive} does not hold a {name}/ folder (it holds: {', '.join(found)})")
+        os.replace(unpacked, target)
+    archive.unlink(missing_ok=True)
     return target
 
 

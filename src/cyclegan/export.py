@@ -14,8 +14,8 @@ is that program saved (``torch.export.load(path).module()`` runs it), ONNX is it
 torch.export-based exporter (``torch.onnx.export(..., dynamo=True)``), which implements opset 18 and
 up. Every file is written to a temporary name and renamed, so a reader never sees half a model.
 
-``run_export_model`` is the engine of ``cyclegan export``: it loads a run's generators, writes
-``G_A.onnx`` / ``G_B.onnx`` (or ``.pt2``), and measures each file against the torch network at the
+``run_export_model`` is the engine of ``cyclegan export``: it loads the generators the run's recipe
+translates with (``G_A`` / ``G_B`` for CycleGAN, ``G`` for pix2pix), writes ``<name>.onnx`` (or ``.pt2``), and measures each file against the torch network at the
 export size and at a second size and batch (which proves the dynamic axes), as the max absolute
 difference in the images' [-1, 1] units.
 """
@@ -35,9 +35,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from cyclegan.backends import OnnxGenerator
+from cyclegan.checkpoint import CHECKPOINT_SUFFIX, export_reference, load_checkpoint
+from cyclegan.config import CONFIG_FILENAME, TrainConfig
 from cyclegan.fileio import atomic_write
+from cyclegan.models import create_model
 from cyclegan.networks.generators import pad_to_multiple
+from cyclegan.onnx_runtime import OnnxGenerator
+from cyclegan.translate import load_generators
 
 log = logging.getLogger(__name__)
 
@@ -266,7 +270,7 @@ def run_export_model(
     out_dir: str | Path | None = None,
     height: int = 256,
     width: int = 256,
-    names: Iterable[str] = ("G_A", "G_B"),
+    names: Iterable[str] | None = None,
     opset: int = DEFAULT_OPSET,
     flags: Any = None,
 ) -> dict[str, Any]:
@@ -274,7 +278,7 @@ def run_export_model(
 
     ``fmt``: ``onnx`` (``<name>.onnx``), ``torch_export`` (``<name>.pt2``), or ``reference`` (every
     network as the reference's ``latest_net_<name>.pth``, plus ``config.json``). For onnx /
-    torch_export the generators come from :func:`cyclegan.translate.load_generators` (our
+    torch_export the generators (``names``, default the recipe's translators) come from :func:`cyclegan.translate.load_generators` (our
     checkpoint or the reference's .pth files), and the result holds per generator the max
     absolute difference to torch at ``1×C×height×width`` (``parity``) and at batch 2 of another
     size (``parity_dynamic``). Print it with :func:`format_export_summary`.
@@ -286,10 +290,7 @@ def run_export_model(
     if fmt == "reference":
         return _export_reference_run(run_dir, epoch, out_dir)
 
-    from cyclegan.config import CONFIG_FILENAME
-    from cyclegan.translate import load_generators
-
-    loaded = load_generators(run_dir, epoch, names=tuple(names), flags=flags, device="cpu")
+    loaded = load_generators(run_dir, epoch, names=names, flags=flags, device="cpu")
     result: dict[str, Any] = {
         "format": fmt,
         "out_dir": str(out_dir),
@@ -327,10 +328,6 @@ def run_export_model(
 
 def _export_reference_run(run_dir: Path, epoch: str, out_dir: Path) -> dict[str, Any]:
     """Every network of our checkpoint as the reference's ``latest_net_<name>.pth``."""
-    from cyclegan.checkpoint import CHECKPOINT_SUFFIX, export_reference, load_checkpoint
-    from cyclegan.config import CONFIG_FILENAME, TrainConfig
-    from cyclegan.models import create_model
-
     state = load_checkpoint(run_dir / f"{epoch}{CHECKPOINT_SUFFIX}")
     config = TrainConfig.from_dict(state["config"])
     model = create_model(config, is_train=True)

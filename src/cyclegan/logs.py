@@ -26,8 +26,11 @@ def format_loss_line(epoch: int, iters: int, compute_s: float, data_s: float, lo
 
 
 class RunLogger:
-    def __init__(self, run_dir: Path, config: TrainConfig, total_epochs: int, resumed: bool) -> None:
+    def __init__(self, run_dir: Path, config: TrainConfig, total_epochs: int, resumed: bool,
+                 progress_losses: tuple[str, ...] = (), title: str = "training") -> None:
+        """``progress_losses``: the loss terms the progress bar shows (the recipe's choice)."""
         self.run_dir = run_dir
+        self.progress_losses = progress_losses
         self.config = config
         self.total_epochs = total_epochs
         self.loss_log = run_dir / "loss_log.txt"
@@ -48,7 +51,7 @@ class RunLogger:
             self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
         from cyclegan.report import TrainingPage
 
-        self.page = TrainingPage(run_dir, title=f"CycleGAN training: {config.runtime.name}")
+        self.page = TrainingPage(run_dir, title=title)
         self.bar = None
         self._images_since, self._time_since = 0, time.perf_counter()
         self._rate = 0.0
@@ -80,7 +83,7 @@ class RunLogger:
             self._images_since, self._time_since = 0, now
         if self.bar is not None:
             self.bar.update(images)
-            shown = {k: f"{v:.3f}" for k, v in losses.items() if k in ("G_A", "D_A", "cycle_A", "G_B", "D_B")}
+            shown = {k: f"{losses[k]:.3f}" for k in self.progress_losses if k in losses}
             self.bar.set_postfix(it=progress.total_iters, img_s=f"{self._rate:.1f}", **shown, refresh=False)
 
     def print_losses(self, progress, losses: dict[str, float], data_s: float) -> None:

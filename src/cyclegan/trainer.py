@@ -19,7 +19,6 @@ import hashlib
 import logging
 import math
 import os
-import random
 import signal
 import threading
 import time
@@ -28,9 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import default_collate
 
 from cyclegan.checkpoint import (
     CHECKPOINT_SUFFIX,
@@ -43,72 +42,18 @@ from cyclegan.config import CONFIG_FILENAME, TrainConfig
 from cyclegan.data import create_dataloader, create_dataset
 from cyclegan.data.datasets import EpochSampler
 from cyclegan.distributed import DistributedContext, convert_sync_batchnorm
+from cyclegan.logs import RunLogger
 from cyclegan.models import create_model
 from cyclegan.networks import enable_gradient_checkpointing
 from cyclegan.networks.compat import strip_module_prefix
 from cyclegan.precision import Precision
-from cyclegan.schedulers import build_scheduler, is_plateau, step_scheduler
+from cyclegan.runtime import resolve_device, rng_state, seed_everything, set_rng_state
+from cyclegan.schedulers import is_plateau, step_scheduler
 from cyclegan.validation import Validator
 
 log = logging.getLogger("cyclegan.train")
 
 LATEST = "latest"
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name} asked for, but CUDA is not available here; use --device cpu or auto")
-    return device
-
-
-def seed_everything(seed: int, deterministic: bool) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
-        torch.backends.cudnn.benchmark = False
-
-
-def rng_state() -> dict[str, Any]:
-    numpy_state = np.random.get_state()
-    python_state = random.getstate()
-    state = {
-        "python": [python_state[0], list(python_state[1]), python_state[2]],
-        "numpy": [numpy_state[0], torch.from_numpy(numpy_state[1].astype(np.int64)), *numpy_state[2:]],
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    name, keys, *rest = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(list(state["cuda"]))
-
-
-def parse_duration(text: str | float | int) -> float:
-    """'90', '90s', '10m', '2h' → seconds."""
-    if isinstance(text, int | float):
-        return float(text)
-    units = {"s": 1, "m": 60, "h": 3600}
-    text = text.strip().lower()
-    try:
-        if text[-1] in units:
-            return float(text[:-1]) * units[text[-1]]
-        return float(text)
-    except (ValueError, IndexError):
-        raise ValueError(f"not a duration: {text!r} (use e.g. 30s, 10m, 1h)") from None
 
 
 @dataclass
@@ -212,7 +157,7 @@ class Trainer:
             self._check_same_architecture(existing[1]["config"], existing[0])
 
         self.model = create_model(config, is_train=True)
-        check_crop_size(config, self.model.nets["G_A"].size_multiple)
+        check_crop_size(config, self.model.size_multiple)
         self.dataset = create_dataset(config.data, seed=self.seed)
         skipped = self.dataset.skipped_non_images + self.dataset.skipped_bad
         if skipped:
@@ -224,15 +169,15 @@ class Trainer:
         self.validator = Validator(config, self.seed) if Validator.available(config) else None
 
         self._prepare_networks()
-        if existing is None:  # a resume restores the weights this would have produced
-            self.model.data_dependent_init(self._first_images(), self.precision)
+        if self.model.needs_first_batch:
+            self.model.data_dependent_init(self._first_batch(), self.precision, fresh=existing is None)
         self.model.build_optimizers()
         mode = self.validator.mode if self.validator else "min"
-        self.schedulers = {name: build_scheduler(opt, config.optim, mode) for name, opt in self.model.optimizers.items()}
+        self.schedulers = self.model.build_schedulers(config.optim, mode)
         if config.optim.lr_policy == "plateau" and self.validator is None:
             raise ValueError(
-                f"--lr_policy plateau needs a validation score: add {Path(config.data.dataroot) / 'valA'} and valB "
-                f"(unpaired images held out from training), or pick linear / step / cosine"
+                f"--lr_policy plateau needs a validation score: add {Validator.expected_folders(config)} "
+                f"(images held out from training), or pick linear / step / cosine"
             )
         self.resumed_from: Path | None = None
         if existing is not None:
@@ -240,12 +185,13 @@ class Trainer:
         # After the restore: DDP broadcasts rank 0's weights when it wraps them.
         self.model.wrap_step_modules(self._step_wrapper())
 
-    def _first_images(self, count: int = 16) -> dict[str, Any]:
-        """The first ``count`` training items of epoch 0, batched: the same on every rank."""
-        items = [self.dataset[(0, i)] for i in range(min(count, len(self.dataset)))]
-        batch = {key: torch.stack([item[key] for item in items]) for key in items[0]
-                 if isinstance(items[0][key], torch.Tensor)}
-        return self._to_device(batch)
+    def _first_batch(self) -> dict[str, Any]:
+        """The first batch of the run's first epoch (at least the recipe's ``first_batch_images``),
+        read without touching any RNG or the loader: the same on every rank."""
+        first = EpochSampler(len(self.dataset), seed=self.seed, shuffle=self.sampler.shuffle, epoch=self.progress.epoch)
+        count = max(self.config.data.batch_size, self.model.first_batch_images)
+        indices = list(first)[:count]
+        return self._to_device(default_collate([self.dataset[index] for index in indices]))
 
     def _prepare_networks(self) -> None:
         """Device, memory format, SyncBatchNorm, gradient checkpointing: decided once, here."""
@@ -253,7 +199,7 @@ class Trainer:
         for name, net in list(self.model.nets.items()):
             if self.config.model.norm == "syncbatch":
                 self.model.nets[name] = convert_sync_batchnorm(net, self.dist, self.device)
-            if runtime.gradient_checkpointing and name.startswith("G"):
+            if runtime.gradient_checkpointing and name in self.model.generator_names:
                 enable_gradient_checkpointing(net)
         self.model.rebuild_step_modules()
         self.model.to(self.device)
@@ -426,15 +372,14 @@ class Trainer:
         return self.progress.epoch > self.last_epoch or (max_iters is not None and self.progress.total_iters >= max_iters)
 
     def fit(self) -> TrainResult:
-        from cyclegan.logs import RunLogger  # local: keeps TensorBoard / tqdm out of import time
-
         config, progress = self.config, self.progress
         if self.dist.is_main:  # rank 0 alone writes files
             self.run_dir.mkdir(parents=True, exist_ok=True)
             with self._writing(self.run_dir / CONFIG_FILENAME):
                 atomic_write(self.run_dir / CONFIG_FILENAME, config.to_json())
             logger = RunLogger(self.run_dir, config, total_epochs=self.last_epoch,
-                               resumed=self.resumed_from is not None)
+                               resumed=self.resumed_from is not None, progress_losses=self.model.progress_losses,
+                               title=f"{self.model.title} training: {config.runtime.name}")
         else:
             logger = QuietLogger()
         if self.resumed_from is not None:
@@ -506,9 +451,10 @@ class Trainer:
     def _train_step(self, batch: dict[str, Any], data_time: float, logger) -> None:
         config, progress = self.config, self.progress
         step_start = time.perf_counter()
-        losses = self.model.training_step(batch, self.precision,
+        result = self.model.training_step(batch, self.precision,
                                           all_ranks=lambda flag: self.dist.all_true(flag, self.device))
-        if self.model.last_step_skipped:
+        losses = result.losses
+        if result.skipped:
             self._count_nonfinite(losses, logger)
         else:
             self.nonfinite_in_a_row = 0
@@ -519,7 +465,7 @@ class Trainer:
         progress.images_seen += n
         self.last_losses = self.dist.mean({k: float(v) for k, v in losses.items()}, self.device)
         logger.step(progress, self.last_losses, n, time.perf_counter() - step_start, data_time)
-        if not self.model.last_step_skipped:  # a skipped step's NaN must not poison the mean
+        if not result.skipped:  # a skipped step's NaN must not poison the mean
             for name, value in self.last_losses.items():
                 progress.interval_sums[name] = progress.interval_sums.get(name, 0.0) + value
             progress.interval_steps += 1
@@ -576,7 +522,7 @@ class Trainer:
         for scheduler in self.schedulers.values():
             if objective is not None or not is_plateau(scheduler):  # plateau waits for a fresh score
                 step_scheduler(scheduler, objective)
-        lr = self.model.optimizers["G"].param_groups[0]["lr"]
+        lr = next(iter(self.model.optimizers.values())).param_groups[0]["lr"]  # every optimizer follows one schedule
         logger.scalars({"lr": lr}, progress.total_iters)
         logger.display(progress, self.model.current_visuals())
         logger.update_plot(progress.history)
@@ -607,4 +553,4 @@ def train(config: TrainConfig, resume: str = "auto") -> TrainResult:
     return Trainer(config, resume=resume).fit()
 
 
-__all__ = ["Progress", "TrainResult", "Trainer", "channels_last_weights", "parse_duration", "resolve_device", "train"]
+__all__ = ["Progress", "TrainResult", "Trainer", "channels_last_weights", "train"]

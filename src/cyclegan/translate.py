@@ -1,10 +1,17 @@
 """Translation with trained generators: the engine behind ``cyclegan test``.
 
-Generators are rebuilt from the run's saved config (so ``--netG --norm --no_dropout`` need not be
-repeated), from one of our checkpoints, or from the reference's ``<epoch>_net_G*.pth`` files
-(weights only, never a plain unpickle; their architecture then comes from the flags, with the
-reference's defaults). Every image keeps its own size: the generator pads to its multiple and
-crops back.
+Which networks translate comes from the recipe (``TrainingRecipe.translators``): G_A and G_B for
+CycleGAN, G for pix2pix. They are rebuilt from the run's saved config (so ``--netG --norm
+--no_dropout`` need not be repeated), from one of our checkpoints, or from the reference's
+``<epoch>_net_<name>.pth`` files (weights only, never a plain unpickle; their architecture then comes
+from the flags, with the recipe's defaults). Every image keeps its own size: the generator pads to
+its multiple and crops back.
+
+Train or eval mode: the reference's ``test.py`` keeps the networks in train mode unless ``--eval``
+is given: batch norm then normalises with each image's own statistics and dropout stays on (the
+pix2pix paper's "noise"). That default is kept; a network whose layers behave the same in both modes
+(instance norm without running statistics, no dropout: CycleGAN's defaults) runs in eval mode, where
+it computes the same thing.
 """
 
 from __future__ import annotations
@@ -21,8 +28,11 @@ from torchvision.transforms.v2 import functional as TF
 from cyclegan.checkpoint import CHECKPOINT_SUFFIX, CheckpointError, load_checkpoint, load_reference_weights
 from cyclegan.config import CONFIG_FILENAME, DataConfig, ModelConfig, TrainConfig
 from cyclegan.data import get_transform, list_images, load_image, scan_images
+from cyclegan.fileio import atomic_write
+from cyclegan.models import MODELS, create_model
 from cyclegan.networks import define_G, load_reference_state_dict
 from cyclegan.precision import Precision
+from cyclegan.report.visuals import tensor_to_image
 
 log = logging.getLogger(__name__)
 
@@ -34,51 +44,72 @@ class LoadedGenerators:
     source: list[Path] = field(default_factory=list)
 
 
-def _build_generator(name: str, config: TrainConfig) -> nn.Module:
+def translator_names(config: TrainConfig) -> tuple[str, ...]:
+    """The networks the run's recipe translates with (its ``translators``), in order."""
+    return tuple(t.net for t in MODELS.get(config.model.model).translators)
+
+
+def _build_generators(names: tuple[str, ...], config: TrainConfig) -> dict[str, nn.Module]:
+    """The recipe's networks ``names``; a name it does not declare is a lone A→B generator (the
+    reference's ``--model test``, which loads ``<epoch>_net_G<suffix>.pth``)."""
+    recipe_nets = create_model(config, is_train=False).nets
     m, d = config.model, config.data
-    input_nc, output_nc = (d.input_nc, d.output_nc) if name in ("G_A", "G") else (d.output_nc, d.input_nc)
-    return define_G(input_nc, output_nc, m.ngf, m.netG, norm=m.norm, use_dropout=not m.no_dropout,
-                    init_type=m.init_type, init_gain=m.init_gain, padding_type=m.padding_type)
+    return {
+        name: recipe_nets[name] if name in recipe_nets else define_G(
+            d.input_nc, d.output_nc, m.ngf, m.netG, norm=m.norm, use_dropout=not m.no_dropout,
+            init_type=m.init_type, init_gain=m.init_gain, padding_type=m.padding_type)
+        for name in names
+    }
+
+
+def train_mode_matters(net: nn.Module) -> bool:
+    """Whether ``net`` computes something else in train mode: dropout, or a norm with running stats."""
+    for module in net.modules():
+        if isinstance(module, nn.modules.dropout._DropoutNd) and module.p > 0:
+            return True
+        if isinstance(module, nn.modules.batchnorm._NormBase) and module.track_running_stats:
+            return True
+    return False
 
 
 def load_generators(
     run_dir: str | Path,
     epoch: str = "latest",
-    names: Iterable[str] = ("G_A", "G_B"),
+    names: Iterable[str] | None = None,
     flags: TrainConfig | None = None,
     device: torch.device | str = "cpu",
+    eval_mode: bool = True,
 ) -> LoadedGenerators:
     """Load generators for inference from a run folder.
 
     Tries ``<run_dir>/<epoch>.safetensors`` (ours, config inside), then the reference's
     ``<run_dir>/<epoch>_net_<name>.pth`` files with the architecture from ``config.json`` if the run
-    has one, else from ``flags``.
+    has one, else from ``flags``. ``names``: default the recipe's translators. ``eval_mode=False``:
+    the reference's ``test.py`` default (train mode for networks where it matters, see above).
     """
     run_dir = Path(run_dir)
-    names = tuple(names)
     ours = run_dir / f"{epoch}{CHECKPOINT_SUFFIX}"
     if ours.exists():
         state = load_checkpoint(ours)
         config = TrainConfig.from_dict(state["config"])
-        nets = {}
+        names = translator_names(config) if names is None else tuple(names)
         for name in names:
             if name not in state["nets"]:
                 raise CheckpointError(f"{ours} holds no {name} (it has {', '.join(state['nets'])})")
-            net = _build_generator(name, config)
+        nets = _build_generators(names, config)
+        for name, net in nets.items():
             net.load_state_dict(state["nets"][name], strict=True)
-            nets[name] = net
-        return LoadedGenerators(_prepare(nets, device), config, [ours])
+        return LoadedGenerators(_prepare(nets, device, eval_mode), config, [ours])
 
+    saved = run_dir / CONFIG_FILENAME
+    config = TrainConfig.load(saved) if saved.exists() else (flags or TrainConfig())
+    names = translator_names(config) if names is None else tuple(names)
     reference_files = {name: run_dir / f"{epoch}_net_{name}.pth" for name in names}
     if all(path.exists() for path in reference_files.values()):
-        saved = run_dir / CONFIG_FILENAME
-        config = TrainConfig.load(saved) if saved.exists() else (flags or TrainConfig())
-        nets = {}
+        nets = _build_generators(names, config)
         for name, path in reference_files.items():
-            net = _build_generator(name, config)
-            load_reference_state_dict(net, load_reference_weights(path), source=str(path))
-            nets[name] = net
-        return LoadedGenerators(_prepare(nets, device), config, list(reference_files.values()))
+            load_reference_state_dict(nets[name], load_reference_weights(path), source=str(path))
+        return LoadedGenerators(_prepare(nets, device, eval_mode), config, list(reference_files.values()))
 
     looked_for = [str(ours)] + [str(p) for p in reference_files.values()]
     available = sorted(p.name for p in run_dir.glob("*")) if run_dir.is_dir() else []
@@ -89,9 +120,9 @@ def load_generators(
     )
 
 
-def _prepare(nets: dict[str, nn.Module], device) -> dict[str, nn.Module]:
+def _prepare(nets: dict[str, nn.Module], device, eval_mode: bool = True) -> dict[str, nn.Module]:
     for net in nets.values():
-        net.eval().to(device)
+        net.train(not eval_mode and train_mode_matters(net)).to(device)
         net.pad_to_multiple = True  # keep every image's own size
     return nets
 
@@ -110,9 +141,6 @@ def image_tensor(path: Path, channels: int, data: DataConfig | None = None) -> t
 
 def save_tensor_image(tensor: torch.Tensor, path: Path) -> None:
     """Save a 1×C×H×W (or C×H×W) tensor in [-1, 1] as an 8-bit image, atomically."""
-    from cyclegan.fileio import atomic_write
-    from cyclegan.report import tensor_to_image
-
     image = tensor_to_image(tensor[0] if tensor.dim() == 4 else tensor)
     atomic_write(path, lambda handle: image.save(handle, format="PNG"))
 
@@ -121,6 +149,30 @@ def folder_images(folder: Path, limit: int | None, max_bad_fraction: float = 0.1
     paths, _ = list_images(folder)
     good = scan_images(paths, max_bad_fraction)
     return good[:limit] if limit is not None else good
+
+
+def aligned_halves(path: Path, channels: tuple[int, int], direction: str = "AtoB",
+                   data: DataConfig | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """An aligned file (A | B side by side) as (source, target) 1×C×H×W tensors in [-1, 1].
+
+    ``direction=BtoA``: the right half is the source, as the reference's aligned data set does.
+    ``channels``: of the A and B halves. ``data`` (if given) applies its preprocessing to both halves.
+    """
+    image = load_image(path, 3)
+    width, height = image.size
+    if width < 2:
+        raise ValueError(f"{path} is {width} pixel wide; aligned images hold A|B side by side")
+    halves = [image.crop((0, 0, width // 2, height)), image.crop((width // 2, 0, width, height))]
+    tensors = []
+    for half, nc in zip(halves, channels, strict=True):
+        if nc == 1:
+            half = half.convert("L")
+        if data is not None and data.preprocess != "none":
+            tensors.append(get_transform(data, grayscale=nc == 1)(half).unsqueeze(0))
+        else:
+            tensors.append(TF.to_dtype(TF.to_image(half), torch.float32, scale=True).unsqueeze(0) * 2 - 1)
+    source, target = tensors
+    return (target, source) if direction == "BtoA" else (source, target)
 
 
 @dataclass
@@ -140,8 +192,12 @@ def translate_folder(
     data: DataConfig | None = None,
     batch_size: int = 1,
     precision: str = "fp32",
+    read: Callable[[Path], tuple[torch.Tensor, dict[str, torch.Tensor]]] | None = None,
 ) -> Iterator[Translation]:
     """Yield real / fake (/ reconstructed) for each image in ``paths``.
+
+    ``read(path)`` → (input, extra images to pass through by label): default the whole image as
+    input; for aligned files, the source half with the target half as ``real_B``.
 
     ``forward`` / ``backward`` are torch generators or anything called the same way (an
     ``OnnxGenerator``). With ``batch_size`` > 1, images of the same size are translated together,
@@ -165,11 +221,16 @@ def translate_folder(
             images = {real_label: real[index : index + 1].cpu(), fake_label: fake[index : index + 1].cpu()}
             if rec is not None:
                 images[rec_label] = rec[index : index + 1].cpu()
+            images.update(extras.pop(stem, {}))
             yield Translation(stem, images)
 
     waiting: dict[tuple[int, ...], list[tuple[str, torch.Tensor]]] = {}
+    extras: dict[str, dict[str, torch.Tensor]] = {}
     for path in paths:
-        real = image_tensor(path, channels, data)
+        if read is None:
+            real = image_tensor(path, channels, data)
+        else:
+            real, extras[path.stem] = read(path)
         group = waiting.setdefault(tuple(real.shape), [])
         group.append((path.stem, real))
         if len(group) == batch_size:
@@ -180,6 +241,9 @@ def translate_folder(
 
 __all__ = [
     "LoadedGenerators",
+    "aligned_halves",
+    "train_mode_matters",
+    "translator_names",
     "ModelConfig",
     "Translation",
     "folder_images",

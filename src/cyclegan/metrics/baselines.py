@@ -42,6 +42,8 @@ __all__ = [
     "format_comparison",
     "margins",
     "page_items",
+    "pooled_statistics",
+    "score_baseline_pairs",
     "score_baselines",
     "domain_statistics",
 ]
@@ -87,12 +89,12 @@ def domain_statistics(folder: str | Path, channels: int = 3, limit: int | None =
     return DomainStatistics(mean.float(), std.float(), cdf.float(), str(folder))
 
 
-def image_statistics(image: torch.Tensor) -> DomainStatistics:
+def image_statistics(image: torch.Tensor, source: str = "image") -> DomainStatistics:
     """One image's own statistics: what the transfers use when the source domain is unknown."""
     flat = image.flatten(1)
     levels = (flat * 255).round().long().clamp(0, 255)
     histogram = torch.zeros(flat.shape[0], _HISTOGRAM_BINS).scatter_add_(1, levels, torch.ones_like(flat))
-    return DomainStatistics(flat.mean(1), flat.std(1, unbiased=False), histogram.cumsum(1) / flat.shape[1], "image")
+    return DomainStatistics(flat.mean(1), flat.std(1, unbiased=False), histogram.cumsum(1) / flat.shape[1], source)
 
 
 def _colour_transfer(source: torch.Tensor, own: DomainStatistics, target: DomainStatistics) -> torch.Tensor:
@@ -129,24 +131,36 @@ def baseline_images(source: torch.Tensor, target: DomainStatistics,
     return {name: fn(source, own, target) for name, fn in BASELINES.items()}
 
 
+def pooled_statistics(images: Sequence[torch.Tensor], source: str) -> DomainStatistics:
+    """Statistics pooled over in-memory ``(C, H, W)`` images in [0, 1] (e.g. the ground truths)."""
+    return image_statistics(torch.cat([image.flatten(1) for image in images], dim=1)[:, None, :], source)
+
+
+def score_baseline_pairs(pairs: Sequence[tuple[torch.Tensor, torch.Tensor]], target: DomainStatistics,
+                         source_domain: DomainStatistics | None = None) -> dict[str, dict[str, float]]:
+    """Mean PSNR / SSIM of every baseline over ``(source, truth)`` pairs of ``(C, H, W)`` images in [0, 1]."""
+    if not pairs:
+        raise ValueError("no (source, truth) pairs to score the baselines on")
+    sums = {name: {"psnr": 0.0, "ssim": 0.0} for name in BASELINES}
+    for source, truth in pairs:
+        if source.shape[-2:] != truth.shape[-2:]:
+            source = F.interpolate(source[None], size=truth.shape[-2:], mode="bicubic", antialias=True)[0].clamp(0, 1)
+        for name, image in baseline_images(source, target, source_domain).items():
+            sums[name]["psnr"] += min(float(psnr(image, truth)), PSNR_CAP_DB)
+            sums[name]["ssim"] += float(ssim(image, truth))
+    return {name: {k: v / len(pairs) for k, v in scores.items()} for name, scores in sums.items()}
+
+
 def score_baselines(
     sources: Sequence[Path], truths: Sequence[Path], target: DomainStatistics,
     source_domain: DomainStatistics | None = None, input_nc: int = 3,
 ) -> dict[str, dict[str, float]]:
-    """Mean PSNR / SSIM of every baseline against the true translations, pair by pair."""
+    """Mean PSNR / SSIM of every baseline against the true translations, file pair by file pair."""
     if len(sources) != len(truths) or not sources:
         raise ValueError(f"need as many sources as truths, and at least one (got {len(sources)}, {len(truths)})")
-    sums = {name: {"psnr": 0.0, "ssim": 0.0} for name in BASELINES}
-    for source_path, truth_path in zip(sources, truths, strict=True):
-        truth = _unit_tensor(Path(truth_path), target.mean.shape[0])
-        source = _unit_tensor(Path(source_path), input_nc)
-        if source.shape[-2:] != truth.shape[-2:]:
-            source = F.interpolate(source[None], size=truth.shape[-2:], mode="bicubic",
-                                   antialias=True)[0].clamp(0, 1)
-        for name, image in baseline_images(source, target, source_domain).items():
-            sums[name]["psnr"] += min(float(psnr(image, truth)), PSNR_CAP_DB)
-            sums[name]["ssim"] += float(ssim(image, truth))
-    return {name: {k: v / len(sources) for k, v in scores.items()} for name, scores in sums.items()}
+    pairs = [(_unit_tensor(Path(source), input_nc), _unit_tensor(Path(truth), target.mean.shape[0]))
+             for source, truth in zip(sources, truths, strict=True)]
+    return score_baseline_pairs(pairs, target, source_domain)
 
 
 def margins(model: Mapping[str, float], baselines: Mapping[str, Mapping[str, float]]) -> dict[str, Any]:
@@ -238,11 +252,15 @@ def folder_baselines(stems: Collection[str], source_dir: str | Path, truth_dir: 
 
     sources = index(Path(source_dir), ("real_A", "real", None) if plain_sources else ("real_A", "real"))
     truths = index(Path(truth_dir), ("real_B", "true_B", None))
-    pairs = [(sources[s], truths[s]) for s in sorted(stems) if s in sources and s in truths]
-    if not pairs:
+    stems = [s for s in sorted(stems) if s in sources and s in truths]
+    if not stems:
         return None
-    target_stats = domain_statistics(target_domain or truth_dir, output_nc)
+    pairs = [(_unit_tensor(sources[s], input_nc), _unit_tensor(truths[s], output_nc)) for s in stems]
+    if target_domain is not None:
+        target_stats = domain_statistics(target_domain, output_nc)
+    else:  # the scored truths themselves (an oracle: it favours the baselines)
+        target_stats = pooled_statistics([truth for _, truth in pairs], f"the ground truth in {truth_dir}")
     source_stats = domain_statistics(source_domain, input_nc) if source_domain else None
-    scores = score_baselines([p for p, _ in pairs], [t for _, t in pairs], target_stats, source_stats, input_nc)
-    return {"baselines": scores, "target_statistics": target_stats.source,
+    return {"baselines": score_baseline_pairs(pairs, target_stats, source_stats),
+            "target_statistics": target_stats.source,
             "source_statistics": source_stats.source if source_stats else "each image's own", "count": len(pairs)}

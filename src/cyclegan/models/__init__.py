@@ -1,17 +1,45 @@
-"""Training recipes, one file each (cycle_gan now; pix2pix and CUT can join as siblings).
+"""Training recipes, one file each: cycle_gan, pix2pix (CUT can join as a sibling).
 
-A recipe defines its networks, losses and optimizers and one training step; the trainer owns
-the loop, devices, precision, checkpoints and logging.
+A recipe defines its networks, losses and optimizers and one training step, under the contract in
+``base.py``; the trainer owns the loop, devices, precision, checkpoints and logging.
 """
 
 from __future__ import annotations
 
-from cyclegan.models.base import MODELS, TrainingRecipe
+import dataclasses
+
+from cyclegan.config import TrainConfig
+from cyclegan.models.base import MODELS, StepResult, TrainingRecipe, Translator, recipe_defaults
 from cyclegan.models.cycle_gan import CycleGANModel
+from cyclegan.models.pix2pix import Pix2PixModel
 
-__all__ = ["MODELS", "CycleGANModel", "TrainingRecipe", "create_model"]
+__all__ = [
+    "MODELS",
+    "CycleGANModel",
+    "Pix2PixModel",
+    "StepResult",
+    "TrainingRecipe",
+    "Translator",
+    "create_model",
+    "default_config",
+    "recipe_defaults",
+]
 
 
-def create_model(config, is_train: bool = True) -> TrainingRecipe:
+def create_model(config: TrainConfig, is_train: bool = True) -> TrainingRecipe:
     """Build the recipe named by ``config.model.model`` (an unknown name lists the known ones)."""
     return MODELS.get(config.model.model)(config, is_train=is_train)
+
+
+def default_config(model: str = "cycle_gan", **sections) -> TrainConfig:
+    """A TrainConfig for ``model`` with that recipe's defaults (``--model pix2pix`` alone on the CLI).
+
+    ``sections``: ``data=DataConfig(...)`` ... replace whole sections first; the recipe's defaults then
+    apply only to fields those sections leave at the dataclass default.
+    """
+    config = TrainConfig(**sections)
+    config = dataclasses.replace(config, model=dataclasses.replace(config.model, model=model))
+    pristine = TrainConfig()
+    given = {f"{section}.{f.name}" for section in sections for f in dataclasses.fields(getattr(config, section))
+             if getattr(getattr(config, section), f.name) != getattr(getattr(pristine, section), f.name)}
+    return recipe_defaults(config, given)

@@ -20,7 +20,7 @@ from torch import nn
 
 from cyclegan.config import TrainConfig
 from cyclegan.losses import cycle_loss, gan_loss, gradient_penalty, identity_loss
-from cyclegan.models.base import MODELS, TrainingRecipe, set_requires_grad
+from cyclegan.models.base import MODELS, StepResult, TrainingRecipe, Translator, set_requires_grad
 from cyclegan.models.warm_start import identity_warm_start
 from cyclegan.networks import define_D, define_G
 from cyclegan.pool import ImagePool
@@ -86,16 +86,25 @@ class DiscriminatorPair(nn.Module):
 
 @MODELS.register("cycle_gan")
 class CycleGANModel(TrainingRecipe):
+    title = "CycleGAN"
+    translators = (Translator("G_A", "A", back="G_B"), Translator("G_B", "B", back="G_A"))
+    generator_names = ("G_A", "G_B")
+    loss_names = ("G_A", "G_B", "cycle_A", "cycle_B", "idt_A", "idt_B", "D_A", "D_B")
+    progress_losses = ("G_A", "D_A", "cycle_A", "G_B", "D_B")
+    visual_names = ("real_A", "fake_B", "rec_A", "idt_B", "real_B", "fake_A", "rec_B", "idt_A")
+    config_section = "cycle_gan"
+    fallback_objective = ("val_cycle_l1", "min")  # no ground truth: follow the cycle-consistency L1
 
     def __init__(self, config: TrainConfig, is_train: bool = True) -> None:
         super().__init__()
         m = config.model
         self.cfg = m
+        self.options = options = config.cycle_gan
         self.lr, self.betas = config.optim.lr, (config.optim.beta1, config.optim.beta2)
         input_nc, output_nc = config.data.input_nc, config.data.output_nc
-        if m.lambda_identity > 0 and input_nc != output_nc:
+        if options.lambda_identity > 0 and input_nc != output_nc:
             raise ValueError(
-                f"--lambda_identity {m.lambda_identity} needs input_nc == output_nc (got {input_nc} and "
+                f"--lambda_identity {options.lambda_identity} needs input_nc == output_nc (got {input_nc} and "
                 f"{output_nc}): G_A(B) must be comparable with B; set --lambda_identity 0"
             )
         g_kwargs = {"norm": m.norm, "use_dropout": not m.no_dropout, "init_type": m.init_type,
@@ -113,13 +122,18 @@ class CycleGANModel(TrainingRecipe):
             self.fake_B_pool = ImagePool(m.pool_size, seed=seed + 2)
             self.gan = gan_loss(m.gan_mode)
             self.rebuild_step_modules()
-        self._visuals: dict[str, torch.Tensor] = {}
-        self.last_step_skipped = False
 
-    def data_dependent_init(self, batch: dict[str, Any], precision: Precision) -> None:
-        """Start both generators as the identity (``--identity_warmup_steps``; quick preset)."""
-        steps = self.cfg.identity_warmup_steps
-        if steps <= 0:
+    first_batch_images = 16  # the identity warm start fits on these
+
+    @property
+    def needs_first_batch(self) -> bool:  # type: ignore[override]
+        return self.options.identity_warmup_steps > 0
+
+    def data_dependent_init(self, batch: dict[str, Any], precision: Precision, fresh: bool = True) -> None:
+        """Start both generators as the identity (``--identity_warmup_steps``; quick preset). A
+        resume restores the weights this produced, so it does nothing then."""
+        steps = self.options.identity_warmup_steps
+        if steps <= 0 or not fresh:
             return
         if batch["A"].shape[1] != batch["B"].shape[1]:
             raise ValueError("--identity_warmup_steps needs input_nc == output_nc: G(x) must be comparable with x")
@@ -138,10 +152,10 @@ class CycleGANModel(TrainingRecipe):
         """(Re)pair the networks, e.g. after SyncBatchNorm conversion replaced some of them."""
         # Kept in a plain dict, not registered: the networks already are (under their own names).
         per_sample_norm = self.cfg.norm in ("instance", "none")
-        self._batch_discriminator_calls = per_sample_norm and self.cfg.batch_discriminator_calls
+        self._batch_discriminator_calls = per_sample_norm and self.options.batch_discriminator_calls
         self.step_modules = {
-            "G": GeneratorPair(self.nets["G_A"], self.nets["G_B"], identity=self.cfg.lambda_identity > 0,
-                               batch_calls=per_sample_norm and self.cfg.batch_generator_calls),
+            "G": GeneratorPair(self.nets["G_A"], self.nets["G_B"], identity=self.options.lambda_identity > 0,
+                               batch_calls=per_sample_norm and self.options.batch_generator_calls),
             "D": DiscriminatorPair(self.nets["D_A"], self.nets["D_B"], self.discriminator_loss),
         }
 
@@ -171,13 +185,12 @@ class CycleGANModel(TrainingRecipe):
         return loss
 
     def training_step(self, batch: dict[str, Any], precision: Precision,
-                      all_ranks: Callable[[bool], bool] = bool) -> dict[str, torch.Tensor]:
+                      all_ranks: Callable[[bool], bool] = bool) -> StepResult:
         """One step. ``all_ranks(flag)`` is True when every process agrees (distributed runs)."""
-        m = self.cfg
+        m = self.options
         D_A, D_B = self.nets["D_A"], self.nets["D_B"]
         real_A, real_B = batch["A"], batch["B"]
         opt_G, opt_D = self.optimizers["G"], self.optimizers["D"]
-        self.last_step_skipped = False
 
         # Generators. The discriminators are frozen (no gradient for their weights) and called
         # directly, outside any DDP wrapper: the generators' loss must not touch D's reducer.
@@ -202,8 +215,7 @@ class CycleGANModel(TrainingRecipe):
         # one would wait forever for the others' gradients.
         if not all_ranks(bool(torch.isfinite(loss_G))):
             set_requires_grad([D_A, D_B], True)
-            self.last_step_skipped = True
-            return {name: value.detach().float() for name, value in losses.items()}
+            return StepResult(_detached(losses), skipped=True)
         precision.backward(loss_G)
         set_requires_grad([D_A, D_B], True)
 
@@ -217,32 +229,21 @@ class CycleGANModel(TrainingRecipe):
             losses["D_A"], losses["D_B"] = self.step_modules["D"](real_A, real_B, pooled_fake_A, pooled_fake_B)
         loss_D = losses["D_A"] + losses["D_B"]
         if not all_ranks(bool(torch.isfinite(loss_D))):
-            self.last_step_skipped = True
             opt_G.zero_grad(set_to_none=True)
-            return {name: value.detach().float() for name, value in losses.items()}
+            return StepResult(_detached(losses), skipped=True)
         precision.backward(loss_D)
         precision.step(opt_G)
         precision.step(opt_D)
         precision.update()
-        return {name: value.detach().float() for name, value in losses.items()}
+        return StepResult(_detached(losses))
 
-    def current_visuals(self) -> dict[str, torch.Tensor]:
-        order = ("real_A", "fake_B", "rec_A", "idt_B", "real_B", "fake_A", "rec_B", "idt_A")
-        return {k: self._visuals[k].detach().float().cpu() for k in order if k in self._visuals}
-
-    @torch.no_grad()
-    def cycle(self, real_A: torch.Tensor | None = None, real_B: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Translate and reconstruct without training (validation, `test`)."""
-        out: dict[str, torch.Tensor] = {}
-        if real_A is not None:
-            out["real_A"] = real_A
-            out["fake_B"] = self.nets["G_A"](real_A)
-            out["rec_A"] = self.nets["G_B"](out["fake_B"])
-        if real_B is not None:
-            out["real_B"] = real_B
-            out["fake_A"] = self.nets["G_B"](real_B)
-            out["rec_B"] = self.nets["G_A"](out["fake_A"])
-        return out
+    def validation_terms(self, images: dict[str, torch.Tensor]) -> dict[str, list[float]]:
+        """The cycle-consistency L1 of each direction: it needs no ground truth."""
+        terms = []
+        for domain in ("A", "B"):
+            if f"rec_{domain}" in images:
+                terms.append((images[f"rec_{domain}"].float() - images[f"real_{domain}"]).abs().mean().item())
+        return {"val_cycle_l1": terms}
 
     def extra_state(self) -> dict[str, Any]:
         if not self.is_train:
@@ -254,3 +255,7 @@ class CycleGANModel(TrainingRecipe):
             device = next(self.parameters()).device
             self.fake_A_pool.load_state_dict(state["fake_A_pool"], device)
             self.fake_B_pool.load_state_dict(state["fake_B_pool"], device)
+
+
+def _detached(losses: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {name: value.detach().float() for name, value in losses.items()}
