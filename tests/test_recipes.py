@@ -242,7 +242,7 @@ def test_data_dependent_init_gets_the_first_batch_before_the_optimizers(tmp_path
     class Probe(Pix2PixModel):
         needs_first_batch = True
 
-        def data_dependent_init(self, batch, precision):
+        def data_dependent_init(self, batch, precision, fresh=True):
             assert not self.optimizers  # before build_optimizers
             seen.append(tuple(batch["A"].shape))
             self.nets["F"] = torch.nn.Conv2d(batch["A"].shape[1], 2, 1)  # shaped by the data, as CUT's MLPs
