@@ -104,17 +104,15 @@ def test_interrupted_demo_saves_says_how_to_resume_and_prints_no_score(tmp_path)
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
-def test_demo_structure_beats_every_baseline(tmp_path) -> None:
-    """The demo-level quality bar on the built-in set: after 600 iterations of the quick preset the
-    SSIM margin over the best trivial baseline is clearly positive, which a constant image (itself a
-    baseline) or noise cannot reach. The PSNR margin is printed, not asserted: the preset does not yet
-    get the colours right within the demo's budget (see benchmarks/README.md, "Learning curves")."""
+def test_demo_beats_every_trivial_baseline(tmp_path) -> None:
+    """The demo-level quality bar on the built-in set: after 1,000 iterations of the quick preset the
+    model beats the best trivial baseline in PSNR and in SSIM. A constant image (itself a baseline)
+    has a margin of zero at best, and noise a negative one, so neither passes."""
     from cyclegan.demo import run_demo
 
-    result = run_demo(out=tmp_path / "demo", iters=600, device="cpu")
+    result = run_demo(out=tmp_path / "demo", iters=1000, device="cpu")
     assert result.results_page.exists() and result.training_page.exists()
-    scores = result.scores
-    assert set(scores["baselines"]["baselines"]) == {"doing nothing", "constant image", "colour transfer",
-                                                    "histogram matching"}
-    assert result.margin_ssim > 0.1, result.summary()
-    assert "margin over the best baseline:" in result.summary().splitlines()[-1]
+    assert set(result.scores["baselines"]["baselines"]) == {"doing nothing", "constant image", "colour transfer",
+                                                           "histogram matching"}
+    assert result.margin_psnr > 0 and result.margin_ssim > 0.05, result.summary()
+    assert result.summary().splitlines()[-1].startswith("margin over the best baseline: +")

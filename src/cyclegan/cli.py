@@ -148,8 +148,9 @@ def add_train_parser(subparsers) -> None:
     )
     parser.add_argument("--epoch", default="latest", help="with --continue_train: which checkpoint to resume")
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
-                        help="quick: settings for small, short CPU runs (64 px, resnet_6blocks, ngf 32, identity "
-                             "warm start, 2,000 iterations); explicit flags override it. Default: the reference's")
+                        help="quick: settings for small, short CPU runs (64 px, resnet_6blocks, ngf/ndf 32, "
+                             "2,000 iterations, the LR decaying over the second half); explicit flags override "
+                             "it. Default: the reference's")
     add_ignored_reference_flags(parser)
     parser.set_defaults(handler=run_train)
 
