@@ -267,6 +267,13 @@ def run_test_command(args: argparse.Namespace) -> int:
         from cyclegan.metrics import format_table, to_json
 
         print(to_json(summary.scores) if args.format == "json" else format_table(summary.scores, max_rows=10))
+        comparison = summary.scores.get("baselines")
+        if comparison and args.format != "json":
+            from cyclegan.metrics.baselines import format_comparison
+
+            print(f"\nagainst the trivial baselines on the same images (colour statistics: "
+                  f"{comparison['target_statistics']}):")
+            print(format_comparison(summary.scores, comparison["baselines"], label="fake_B"))
     return 0
 
 
