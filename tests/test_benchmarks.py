@@ -28,6 +28,7 @@ from common import (  # noqa: E402
     BenchConfig,
     ReferenceStep,
     build_our_step,
+    cpu_isa,
     flops_per_iteration,
     markdown_table,
     random_batch,
@@ -144,6 +145,14 @@ def test_flops_formula_counts_generator_and_discriminator_calls():
 def test_markdown_table_shape():
     table = markdown_table(["a", "b"], [[1, 2.5], ["x", "y"]]).splitlines()
     assert table[0] == "| a | b |" and table[1].count("---") == 2 and len(table) == 4
+
+
+def test_cpu_isa_names_the_vector_extensions_from_cpuinfo_flags():
+    assert cpu_isa("fpu sse4_2 avx avx2 fma") == "AVX2, FMA"
+    assert cpu_isa("avx2 fma avx512f avx512_vnni avx512_bf16 amx_bf16 amx_int8") == (
+        "AVX2, FMA, AVX-512, AVX-512 VNNI, AVX-512 BF16, AMX-BF16, AMX-INT8"
+    )
+    assert cpu_isa("fpu sse2") == "unknown ISA"
 
 
 def run_script(script: str, *args: str, tmp_path) -> tuple[str, dict]:
