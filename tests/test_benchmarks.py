@@ -205,14 +205,14 @@ def test_inference_benchmark_quick(tmp_path):
         "inference.py", "--size", "32", "--ngf", "4", "--netG", "resnet_6blocks", tmp_path=tmp_path
     )
     rows = table_rows(stdout)
-    assert len(rows) == 5 and all(len(row) == 6 for row in rows)  # header, rule, 3 variants
+    assert len(rows) == 6 and all(len(row) == 7 for row in rows)  # header, rule, 4 variants
     names = [r["variant"] for r in report["results"]]
-    assert (
-        names[0] == "eager fp32" and names[1].startswith("ours (bf16") and names[2].startswith("onnxruntime")
-    )
-    eager, ours, onnx = report["results"]
-    assert eager["max_abs_diff"] == 0.0
+    assert names[0] == "eager fp32" and names[1].startswith("ours (" + resolve_precision("auto", CPU))
+    assert names[2].startswith("onnxruntime fp32") and names[3].startswith("onnxruntime int8")
+    eager, ours, onnx, int8 = report["results"]
+    assert eager["max_abs_diff"] == 0.0 and eager["psnr_db"] == float("inf")
     assert onnx["max_abs_diff"] < 1e-3  # fp32 export
+    assert 20 < int8["psnr_db"] < onnx["psnr_db"]  # quantised: close, but not the fp32 graph
     assert ours["max_abs_diff"] < 0.2  # bf16: a coarse sanity bound, not a quality claim
     assert all(r["images_per_s"] > 0 for r in report["results"])
 
