@@ -50,6 +50,7 @@ HELP = {
     "lr_policy": "linear | step | plateau | cosine",
     "precision": "auto | fp32 | bf16 | fp16 (auto: bf16 where native, else fp32; fp16: CUDA only)",
     "device": "auto | cpu | cuda | cuda:N (replaces --gpu_ids)",
+    "torch_threads": "torch's intra-op threads (0: torch's default); --tune picks it by measurement",
     "max_iters": "stop after this many iterations in total",
     "save_latest_freq": "images between `latest` checkpoints, or a time such as 10m",
     "checkpoint_every": "also save `latest` at least this often (e.g. 10m), so kill -9 loses at most that",
@@ -150,6 +151,11 @@ def add_train_parser(subparsers) -> None:
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
                         help="quick: settings for small, short CPU runs (64 px, resnet_6blocks, ngf 32, identity "
                              "warm start, 2,000 iterations); explicit flags override it. Default: the reference's")
+    parser.add_argument("--tune", action="store_true",
+                        help="time a few steps of candidate settings (precision fp32 / native bf16, channels_last, "
+                             "threads) on this run and train with the fastest that keeps the losses; the choice is "
+                             "cached per CPU model / GPU and config in ~/.cache/cyclegan/tune.json")
+    parser.add_argument("--retune", action="store_true", help="with --tune: measure again, ignoring the cache")
     add_ignored_reference_flags(parser)
     parser.set_defaults(handler=run_train)
 
@@ -177,6 +183,11 @@ def run_train(args: argparse.Namespace) -> int:
     if not config.data.dataroot:
         raise SystemExit("cyclegan train: --dataroot is required (a folder with trainA/ and trainB/, or train/ "
                          "of A|B pairs for --model pix2pix)")
+    if args.tune or args.retune:
+        from cyclegan.tune import tune
+
+        config, _, line = tune(config, refresh=args.retune)
+        print(line, flush=True)
     resume = "required" if args.continue_train else args.resume
     run_dir = config.run_dir
     if resume == "never" and any(run_dir.glob(f"*{CHECKPOINT_SUFFIX}")):
