@@ -62,6 +62,12 @@ def test_int8_generator_is_close_to_fp32_and_smaller(tmp_path):
     assert int8.stat().st_size < 0.5 * fp32.stat().st_size  # int8 weights: about a quarter
     graph = onnx.load(str(int8)).graph
     assert any(node.op_type == "QuantizeLinear" for node in graph.node)
+    producers = {output: node.op_type for node in graph.node for output in node.output}
+    convolution_inputs = [producers.get(node.input[0], "graph input") for node in graph.node
+                          if node.op_type in ("Conv", "ConvTranspose")]
+    # the image-facing first and last convolutions stay fp32; the ones between run on int8 inputs
+    assert convolution_inputs[0] != "DequantizeLinear" and convolution_inputs[-1] != "DequantizeLinear"
+    assert all(kind == "DequantizeLinear" for kind in convolution_inputs[1:-1])
 
     fp32_session, int8_session = OnnxGenerator(fp32, threads=1), OnnxGenerator(int8, threads=1)
     assert int8_session.metadata["quantization"] == "int8" and int8_session.metadata["name"] == "G"
