@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from cyclegan.tune import (
@@ -133,3 +134,24 @@ def test_train_parser_knows_tune_and_torch_threads():
     args = build_parser().parse_args(["train", "--dataroot", "x", "--tune", "--torch_threads", "3"])
     assert args.tune and not args.retune
     assert train_config_from_args(args).runtime.torch_threads == 3
+
+
+@pytest.mark.slow
+def test_cli_train_tune_prints_its_choice_and_trains_with_it(tmp_path, monkeypatch, capsys):
+    from cyclegan.cli import main
+    from cyclegan.config import TrainConfig
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    data = tiny_dataset(tmp_path / "data", n=2, n_test=1)
+    flags = ["train", "--dataroot", str(data), "--name", "tuned", "--checkpoints_dir", str(tmp_path / "ck"),
+             "--netG", "resnet_6blocks", "--ngf", "4", "--ndf", "4", "--load_size", "36", "--crop_size", "32",
+             "--num_threads", "0", "--max_iters", "1", "--no_html", "--tune"]
+    assert main(flags) == 0
+    line = next(text for text in capsys.readouterr().out.splitlines() if text.startswith("tune ("))
+    assert line.startswith("tune (measured, ") and "ms/step" in line
+    saved = TrainConfig.load(tmp_path / "ck" / "tuned" / "config.json").runtime
+    cached = json.loads((tmp_path / "cache" / "cyclegan" / "tune.json").read_text())["choices"]
+    (entry,) = cached.values()
+    assert (saved.precision, saved.channels_last, saved.torch_threads) == (
+        entry["candidate"]["precision"], entry["candidate"]["channels_last"], entry["candidate"]["threads"]
+    )
