@@ -131,3 +131,18 @@ def test_onnxruntime_backend_caches_the_int8_graph(trained_run):
     assert again.nets["G_A"].path.stat().st_mtime_ns == stamp  # reused, not quantised again
     x = images(1, 16, seed=4)
     assert again.nets["G_A"](x).shape == x.shape
+
+
+@pytest.mark.slow
+def test_cli_export_and_test_with_int8(trained_run, tmp_path, capsys):
+    from cyclegan.cli import main
+
+    common = ["--name", "run", "--checkpoints_dir", str(trained_run.checkpoints)]
+    assert main(["export", *common, "--format", "onnx", "--quantize", "int8", "--out", str(tmp_path / "x"),
+                 "--height", "32", "--width", "32", "--calibration_images", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "G_A.int8.onnx  int8: PSNR" in out and "on 2 training crop(s)" in out
+    assert main(["test", "--dataroot", str(trained_run.data), *common, "--results_dir", str(tmp_path / "r"),
+                 "--backend", "onnxruntime", "--quantize", "int8", "--device", "cpu"]) == 0
+    assert "translated 6 image(s)" in capsys.readouterr().out
+    assert (trained_run.checkpoints / "run" / "latest_net_G_B.int8.onnx").exists()
