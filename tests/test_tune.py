@@ -117,6 +117,20 @@ def test_tune_measures_once_then_reads_the_cache(tmp_path, monkeypatch):
     assert calls  # --retune measures again
 
 
+def test_tune_stops_starting_candidates_after_its_budget_and_does_not_cache(tmp_path, monkeypatch):
+    monkeypatch.setattr("cyclegan.precision.cpu_has_native_bf16", lambda: False)
+    config = tiny_config(tmp_path / "data", tmp_path / "ck")
+    ticks = iter(range(0, 1000, 100))  # each clock read: 100 s later
+
+    def fake_measure(cfg, candidate):
+        return Measurement(1.0, LOSSES)
+
+    _, choice, _ = tune(config, cache_path=tmp_path / "tune.json", measure_fn=fake_measure,
+                        budget_seconds=150, clock=lambda: next(ticks))
+    assert "candidate(s) skipped after 150 s" in choice.reason
+    assert not (tmp_path / "tune.json").exists()
+
+
 def test_measure_runs_real_steps_of_the_run(tmp_path):
     data = tiny_dataset(tmp_path / "data", n=2, n_test=1)
     config = tiny_config(data, tmp_path / "ck")

@@ -260,11 +260,14 @@ def tune(
     steps: int = 3,
     measure_fn: Callable[[TrainConfig, Candidate], Measurement] | None = None,
     refresh: bool = False,
+    budget_seconds: float = 120.0,
+    clock: Callable[[], float] = time.monotonic,
 ) -> tuple[TrainConfig, Choice, str]:
     """The config with the chosen settings, the choice and its one-line description.
 
     Reads the cache first (``refresh``: measure anyway). ``measure_fn`` replaces :func:`measure`
-    (tests inject timings with it).
+    (tests inject timings with it). ``budget_seconds``: no new candidate starts after this long (the
+    baseline always runs); a choice made without every candidate says so and is not cached.
     """
     from cyclegan.runtime import resolve_device
 
@@ -276,11 +279,19 @@ def tune(
         measure_fn = measure_fn or (lambda cfg, candidate: measure(cfg, candidate, steps=steps))
         options = candidates(device)
         measured = {}
+        start = clock()
         for candidate in options:
+            if measured and clock() - start > budget_seconds:
+                break
             measured[candidate] = measure_fn(config, candidate)
             log.info("tune: %s: %.0f ms/step", candidate.label(), measured[candidate].seconds_per_step * 1e3)
         choice = choose(measured, options[0])
-        store_choice(cache_path, machine, key, choice)
+        if len(measured) < len(options):
+            # A partial comparison must not stick: the next run measures again.
+            reason = f"{choice.reason}; {len(options) - len(measured)} candidate(s) skipped after {budget_seconds:.0f} s"
+            choice = dataclasses.replace(choice, reason=reason)
+        else:
+            store_choice(cache_path, machine, key, choice)
     return apply(config, choice.candidate), choice, describe(choice, machine)
 
 
