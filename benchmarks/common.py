@@ -347,6 +347,36 @@ def peak_memory_mib(device: torch.device) -> float:
     return rss / 2**20 if sys.platform == "darwin" else rss / 2**10  # bytes on macOS, KiB on Linux
 
 
+# /proc/cpuinfo flag → the name people know, most capable last; AVX-512 BF16 / AMX are what make
+# bf16 autocast pay (cyclegan.precision), AVX-512 VNNI / AMX int8 what speeds up int8 inference.
+ISA_FLAGS = (
+    ("avx2", "AVX2"),
+    ("fma", "FMA"),
+    ("avx512f", "AVX-512"),
+    ("avx512_vnni", "AVX-512 VNNI"),
+    ("avx512_bf16", "AVX-512 BF16"),
+    ("amx_bf16", "AMX-BF16"),
+    ("amx_int8", "AMX-INT8"),
+)
+
+
+def cpu_isa(cpuinfo_flags: str | None = None) -> str:
+    """The CPU's vector ISA from /proc/cpuinfo's flags, e.g. ``AVX2, FMA, AVX-512, AVX-512 BF16``.
+
+    ``cpuinfo_flags``: the space-separated flags (default: read from /proc/cpuinfo); ``unknown ISA``
+    where they cannot be read (not Linux).
+    """
+    if cpuinfo_flags is None:
+        try:
+            with open("/proc/cpuinfo") as handle:
+                cpuinfo_flags = next((line.split(":", 1)[1] for line in handle if line.startswith("flags")), "")
+        except OSError:
+            cpuinfo_flags = ""
+    flags = set(cpuinfo_flags.split())
+    names = [name for flag, name in ISA_FLAGS if flag in flags]
+    return ", ".join(names) if names else "unknown ISA"
+
+
 def machine_description(device: torch.device, threads: int) -> str:
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)} (torch {torch.__version__})"
@@ -359,7 +389,12 @@ def machine_description(device: torch.device, threads: int) -> str:
                     break
     except OSError:
         pass
-    return f"{cpu}, {threads} thread(s) of {os.cpu_count()} CPU(s) (torch {torch.__version__})"
+    # What torch's kernels may use: ATEN_CPU_CAPABILITY=avx2 emulates an AVX2 machine on a newer one.
+    capability = torch.backends.cpu.get_cpu_capability()
+    return (
+        f"{cpu} [{cpu_isa()}; torch kernels {capability}], {threads} thread(s) of {os.cpu_count()} CPU(s) "
+        f"(torch {torch.__version__})"
+    )
 
 
 # --- statistics and output -----------------------------------------------------------------------

@@ -14,10 +14,17 @@ Variants, all in this process, timed in alternating rounds so that drift hits ea
 - ``ours + compile`` (with ``--compile``): the same through ``torch.compile``;
 - ``onnxruntime fp32``: the file :func:`cyclegan.export.export_onnx` writes, run by
   :class:`cyclegan.backends.OnnxGenerator` with as many threads as torch (CPU), or the CUDA
-  provider when the device is CUDA and onnxruntime has it (else the row is skipped).
+  provider when the device is CUDA and onnxruntime has it (else the row is skipped);
+- ``onnxruntime int8`` (CPU, unless ``--no_int8``): that file statically quantised by
+  :func:`cyclegan.quantize.quantize_int8`, calibrated on ``--calibration_images`` random images
+  (with ``--run_dir``: crops of the run's trainA, as ``cyclegan export --quantize int8`` does).
+
+onnxruntime picks its kernels from the CPU's own flags (cpuid) at start-up; unlike torch
+(``ATEN_CPU_CAPABILITY``) and oneDNN (``ONEDNN_MAX_CPU_ISA``) it has no setting to limit its ISA, so
+its rows under AVX2 emulation still use AVX-512 / VNNI / AMX where the machine has them.
 
 Parity: max and mean |output − eager fp32 output| on the same input, in [-1, 1] units (bf16 is
-expected around 1e-2: 8 bits of mantissa). Markdown table on stdout; ``--json PATH`` too.
+expected around 1e-2: 8 bits of mantissa), and the PSNR against it in dB ([-1, 1]: peak-to-peak 2). Markdown table on stdout; ``--json PATH`` too.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import torch
 from torch import nn
 
 from cyclegan.precision import resolve_precision
+from cyclegan.quantize import psnr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `common` when run from anywhere
 
@@ -70,7 +78,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--channels_last", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--compile", action="store_true", help="add an `ours + compile` row")
-    parser.add_argument("--no_onnx", action="store_true", help="skip the onnxruntime row")
+    parser.add_argument("--no_onnx", action="store_true", help="skip the onnxruntime rows")
+    parser.add_argument("--no_int8", action="store_true", help="skip the onnxruntime int8 row")
+    parser.add_argument("--calibration_images", type=int, default=8, help="int8: calibration images")
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     parser.add_argument(
         "--threads",
@@ -99,6 +109,24 @@ def load_generator(args: argparse.Namespace) -> nn.Module:
 
     torch.manual_seed(0)
     return define_G(3, 3, args.ngf, args.netG, norm=args.norm)
+
+
+def int8_generator(net: nn.Module, fp32_path: Path, args: argparse.Namespace) -> nn.Module:
+    """The fp32 ONNX file quantised to int8, calibrated on the run's trainA crops or random images."""
+    from cyclegan.backends import OnnxGenerator
+    from cyclegan.quantize import calibration_batches, quantize_int8, training_crops, training_folder
+
+    if args.run_dir:
+        from cyclegan.config import CONFIG_FILENAME, TrainConfig
+
+        data = TrainConfig.load(Path(args.run_dir) / CONFIG_FILENAME).data
+        folder = training_folder(data.dataroot, "G_A", data.direction)
+        crops = training_crops(folder, args.size, args.size, net.input_nc, args.calibration_images)
+    else:
+        generator = torch.Generator().manual_seed(1)  # not the timed input's seed
+        crops = list(torch.rand(args.calibration_images, net.input_nc, args.size, args.size, generator=generator) * 2 - 1)
+    path = quantize_int8(fp32_path, calibration_batches(crops, net.size_multiple))
+    return OnnxGenerator(path, threads=torch.get_num_threads())
 
 
 def build_variants(
@@ -153,6 +181,8 @@ def build_variants(
                 session = OnnxGenerator(path, providers=providers, threads=torch.get_num_threads())
                 provider = session.session.get_providers()[0].replace("ExecutionProvider", "")
                 variants[f"onnxruntime fp32 ({provider})"] = session
+                if not args.no_int8 and device.type == "cpu":
+                    variants["onnxruntime int8 (CPU)"] = int8_generator(net, path, args)
         except ImportError as error:
             skipped["onnxruntime fp32"] = str(error)
     return variants, skipped
@@ -179,13 +209,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as workdir:
         variants, skipped = build_variants(net, args, device, precision, Path(workdir))
         reference = variants["eager fp32"](x).float()
-        parity: dict[str, tuple[float, float]] = {}
+        parity: dict[str, tuple[float, float, float]] = {}
         for name, fn in variants.items():
             for _ in range(warmup):
                 fn(x)
             out = fn(x).float().to(reference.device)
             diff = (out - reference).abs()
-            parity[name] = (float(diff.max()), float(diff.mean()))
+            parity[name] = (float(diff.max()), float(diff.mean()), psnr(out, reference))
         times: dict[str, list[float]] = {name: [] for name in variants}
         names = list(variants)
         for round_ in range(rounds):
@@ -210,6 +240,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "speedup_vs_eager": eager_time / seconds,
                 "max_abs_diff": parity[name][0],
                 "mean_abs_diff": parity[name][1],
+                "psnr_db": parity[name][2],
                 "timed_calls": len(times[name]),
             }
         )
@@ -236,6 +267,7 @@ def format_report(report: dict[str, Any]) -> str:
         "speed vs eager fp32",
         "max abs Δ vs eager",
         "mean abs Δ",
+        "PSNR vs eager",
     ]
     rows = [
         [
@@ -245,6 +277,7 @@ def format_report(report: dict[str, Any]) -> str:
             f"{r['speedup_vs_eager']:.2f}×",
             f"{r['max_abs_diff']:.2e}",
             f"{r['mean_abs_diff']:.2e}",
+            "exact" if r["psnr_db"] == float("inf") else f"{r['psnr_db']:.1f} dB",
         ]
         for r in report["results"]
     ]

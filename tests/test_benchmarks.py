@@ -28,6 +28,7 @@ from common import (  # noqa: E402
     BenchConfig,
     ReferenceStep,
     build_our_step,
+    cpu_isa,
     flops_per_iteration,
     markdown_table,
     random_batch,
@@ -146,6 +147,14 @@ def test_markdown_table_shape():
     assert table[0] == "| a | b |" and table[1].count("---") == 2 and len(table) == 4
 
 
+def test_cpu_isa_names_the_vector_extensions_from_cpuinfo_flags():
+    assert cpu_isa("fpu sse4_2 avx avx2 fma") == "AVX2, FMA"
+    assert cpu_isa("avx2 fma avx512f avx512_vnni avx512_bf16 amx_bf16 amx_int8") == (
+        "AVX2, FMA, AVX-512, AVX-512 VNNI, AVX-512 BF16, AMX-BF16, AMX-INT8"
+    )
+    assert cpu_isa("fpu sse2") == "unknown ISA"
+
+
 def run_script(script: str, *args: str, tmp_path) -> tuple[str, dict]:
     out = tmp_path / f"{script}.json"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # one thread: the test must not crowd the machine
@@ -196,14 +205,14 @@ def test_inference_benchmark_quick(tmp_path):
         "inference.py", "--size", "32", "--ngf", "4", "--netG", "resnet_6blocks", tmp_path=tmp_path
     )
     rows = table_rows(stdout)
-    assert len(rows) == 5 and all(len(row) == 6 for row in rows)  # header, rule, 3 variants
+    assert len(rows) == 6 and all(len(row) == 7 for row in rows)  # header, rule, 4 variants
     names = [r["variant"] for r in report["results"]]
-    assert (
-        names[0] == "eager fp32" and names[1].startswith("ours (bf16") and names[2].startswith("onnxruntime")
-    )
-    eager, ours, onnx = report["results"]
-    assert eager["max_abs_diff"] == 0.0
+    assert names[0] == "eager fp32" and names[1].startswith("ours (" + resolve_precision("auto", CPU))
+    assert names[2].startswith("onnxruntime fp32") and names[3].startswith("onnxruntime int8")
+    eager, ours, onnx, int8 = report["results"]
+    assert eager["max_abs_diff"] == 0.0 and eager["psnr_db"] == float("inf")
     assert onnx["max_abs_diff"] < 1e-3  # fp32 export
+    assert 20 < int8["psnr_db"] < onnx["psnr_db"]  # quantised: close, but not the fp32 graph
     assert ours["max_abs_diff"] < 0.2  # bf16: a coarse sanity bound, not a quality claim
     assert all(r["images_per_s"] > 0 for r in report["results"])
 

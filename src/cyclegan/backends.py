@@ -7,6 +7,9 @@ and is called like the torch generator.
 exports each generator once to ``<run_dir>/<epoch>_net_<name>.onnx`` beside the checkpoint and
 reuses that file while the checkpoint is unchanged (a ``.json`` sidecar records the checkpoint's
 size and modification time and the torch version that exported it), or reads given .onnx files.
+With ``quantize="int8"`` each cached fp32 file gets an int8 sibling ``<epoch>_net_<name>.int8.onnx``
+(:mod:`cyclegan.quantize`, calibrated on the run's training crops), cached the same way; a given
+.onnx file is run as it is (an ``.int8.onnx`` one is the int8 graph).
 onnxruntime is an optional dependency (``pip install 'cyclegan[export]'``).
 """
 
@@ -29,6 +32,15 @@ from cyclegan.export import DEFAULT_OPSET, export_onnx
 from cyclegan.fileio import atomic_write
 from cyclegan.networks.generators import pad_to_multiple
 from cyclegan.onnx_runtime import OnnxGenerator, default_providers
+from cyclegan.quantize import (
+    DEFAULT_CALIBRATION_IMAGES,
+    QUANTIZATIONS,
+    calibration_batches,
+    int8_path,
+    quantize_int8,
+    training_crops,
+    training_folder,
+)
 from cyclegan.translate import LoadedGenerators, load_generators, translator_names
 
 log = logging.getLogger(__name__)
@@ -83,6 +95,35 @@ def cached_onnx(net: nn.Module, run_dir: Path, epoch: str, name: str, sources: I
     return path
 
 
+def cached_int8(
+    fp32_path: Path, net: nn.Module, name: str, config: TrainConfig, dataroot: str | Path | None = None
+) -> Path:
+    """The int8 sibling of the cached ``fp32_path``, quantised again only when the fp32 file or the
+    calibration set changed. Calibration: crops of ``<dataroot>/train<A|B>`` (default the run's dataroot)."""
+    data = config.data
+    folder = training_folder(dataroot or data.dataroot, name, data.direction)
+    path = int8_path(fp32_path)
+    sidecar = path.with_suffix(".onnx.json")
+    stat = fp32_path.stat()
+    fingerprint = {
+        "cache_version": CACHE_VERSION,
+        "quantization": "int8",
+        "fp32": {"file": str(fp32_path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns},
+        "calibration": {"folder": str(folder.resolve()), "images": DEFAULT_CALIBRATION_IMAGES,
+                        "crop_size": data.crop_size, "load_size": data.load_size},
+    }
+    try:
+        if path.exists() and json.loads(sidecar.read_text()) == fingerprint:
+            return path
+    except (OSError, ValueError):
+        pass  # no or unreadable sidecar: quantise again
+    log.info("quantising %s to int8 in %s, calibrated on %s", name, path, folder)
+    crops = training_crops(folder, data.crop_size, data.load_size, net.input_nc, DEFAULT_CALIBRATION_IMAGES)
+    quantize_int8(fp32_path, calibration_batches(crops, net.size_multiple), path)
+    atomic_write(sidecar, json.dumps(fingerprint, indent=2))
+    return path
+
+
 def load_backend_generators(
     run_dir: str | Path,
     epoch: str = "latest",
@@ -94,6 +135,8 @@ def load_backend_generators(
     providers: list[str] | None = None,
     threads: int | None = None,
     eval_mode: bool = True,
+    quantize: str = "none",
+    calibration_dataroot: str | Path | None = None,
 ):
     """A run's generators as :class:`cyclegan.translate.LoadedGenerators` for ``backend``.
 
@@ -101,9 +144,15 @@ def load_backend_generators(
     :func:`cyclegan.translate.load_generators` (``eval_mode`` as there). ``onnxruntime``: each generator
     as an :class:`OnnxGenerator`, from ``onnx_paths[name]`` when given (the config then comes from
     the run's ``config.json``, else ``flags``), else from the cache beside the checkpoint.
+    ``quantize="int8"`` (onnxruntime, cached files): the int8 graphs, calibrated on crops of
+    ``<calibration_dataroot>/train<A|B>`` (default the run's dataroot), see :func:`cached_int8`.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
+    if quantize not in QUANTIZATIONS:
+        raise ValueError(f"unknown quantization {quantize!r}; known: {', '.join(QUANTIZATIONS)}")
+    if quantize != "none" and backend != "onnxruntime":
+        raise ValueError(f"--quantize {quantize} needs --backend onnxruntime")
     run_dir = Path(run_dir)
     if backend == "torch":
         return load_generators(run_dir, epoch, names=names, flags=flags, device=device, eval_mode=eval_mode)
@@ -125,6 +174,8 @@ def load_backend_generators(
         # Ours: one checkpoint holds every network; the reference's: one .pth per network.
         sources = [p for p in loaded.source if p.stem.endswith(f"_net_{name}")] or loaded.source
         path = cached_onnx(net, run_dir, epoch, name, sources)
+        if quantize == "int8":
+            path = cached_int8(path, net, name, loaded.config, calibration_dataroot)
         nets[name] = OnnxGenerator(path, net.size_multiple, providers=providers, threads=threads)
     return LoadedGenerators(nets, loaded.config, loaded.source)
 
@@ -132,6 +183,7 @@ def load_backend_generators(
 __all__ = [
     "BACKENDS",
     "OnnxGenerator",
+    "cached_int8",
     "cached_onnx",
     "default_providers",
     "load_backend_generators",

@@ -50,6 +50,7 @@ HELP = {
     "lr_policy": "linear | step | plateau | cosine",
     "precision": "auto | fp32 | bf16 | fp16 (auto: bf16 where native, else fp32; fp16: CUDA only)",
     "device": "auto | cpu | cuda | cuda:N (replaces --gpu_ids)",
+    "torch_threads": "torch's intra-op threads (0: torch's default); --tune picks it by measurement",
     "max_iters": "stop after this many iterations in total",
     "save_latest_freq": "images between `latest` checkpoints, or a time such as 10m",
     "checkpoint_every": "also save `latest` at least this often (e.g. 10m), so kill -9 loses at most that",
@@ -151,6 +152,11 @@ def add_train_parser(subparsers) -> None:
                         help="quick: settings for small, short CPU runs (64 px, resnet_6blocks, ngf/ndf 32, "
                              "2,000 iterations, the LR decaying over the second half); explicit flags override "
                              "it. Default: the reference's")
+    parser.add_argument("--tune", action="store_true",
+                        help="time a few steps of candidate settings (precision fp32 / native bf16, channels_last, "
+                             "threads) on this run and train with the fastest that keeps the losses; the choice is "
+                             "cached per CPU model / GPU and config in ~/.cache/cyclegan/tune.json")
+    parser.add_argument("--retune", action="store_true", help="with --tune: measure again, ignoring the cache")
     add_ignored_reference_flags(parser)
     parser.set_defaults(handler=run_train)
 
@@ -178,6 +184,11 @@ def run_train(args: argparse.Namespace) -> int:
     if not config.data.dataroot:
         raise SystemExit("cyclegan train: --dataroot is required (a folder with trainA/ and trainB/, or train/ "
                          "of A|B pairs for --model pix2pix)")
+    if args.tune or args.retune:
+        from cyclegan.tune import tune
+
+        config, _, line = tune(config, refresh=args.retune)
+        print(line, flush=True)
     resume = "required" if args.continue_train else args.resume
     run_dir = config.run_dir
     if resume == "never" and any(run_dir.glob(f"*{CHECKPOINT_SUFFIX}")):
@@ -233,6 +244,9 @@ def add_test_parser(subparsers) -> None:
     parser.add_argument("--format", choices=("table", "json"), default="table", help="how to print the scores")
     parser.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
                         help="onnxruntime: the generators exported once to ONNX beside the checkpoint")
+    parser.add_argument("--quantize", choices=("none", "int8"), default="none",
+                        help="onnxruntime backend: int8 graphs calibrated on <dataroot>/trainA|B crops "
+                             "(fast on AVX2 CPUs without native bf16)")
     parser.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="fp32",
                         help="torch backend: bf16 autocast is faster on CPUs/GPUs with native bf16 (fp32: exact)")
     add_ignored_reference_flags(parser)
@@ -259,7 +273,7 @@ def run_test_command(args: argparse.Namespace) -> int:
         epoch=args.epoch, num_test=args.num_test, direction=args.direction, device=args.device, flags=flags,
         preprocess=args.preprocess, load_size=args.load_size, crop_size=args.crop_size,
         backend=args.backend, batch_size=args.batch_size, precision=args.precision, eval_mode=args.eval,
-        seed=args.seed,
+        seed=args.seed, quantize=args.quantize,
     )
     print(f"translated {summary.count} image(s) into {summary.images_dir}")
     print(f"results page: {summary.page}")
@@ -540,6 +554,13 @@ def add_export_parser(subparsers) -> None:
     parser.add_argument("--height", type=int, default=256, help="example input height (sizes stay dynamic)")
     parser.add_argument("--width", type=int, default=256)
     parser.add_argument("--opset", type=int, default=18)
+    parser.add_argument("--quantize", choices=("none", "int8"), default="none",
+                        help="int8 (with --format onnx): also write <name>.int8.onnx, statically quantised and "
+                             "calibrated on the run's training crops; fast on AVX2 CPUs (prints its PSNR vs fp32)")
+    parser.add_argument("--dataroot", default=None,
+                        help="training set for the int8 calibration (default: the run's --dataroot)")
+    parser.add_argument("--calibration_images", type=int, default=32,
+                        help="how many training crops per generator calibrate the int8 activation ranges")
     parser.set_defaults(handler=run_export)
 
 
@@ -547,7 +568,8 @@ def run_export(args: argparse.Namespace) -> int:
     from cyclegan.export import format_export_summary, run_export_model
 
     result = run_export_model(Path(args.checkpoints_dir) / args.name, args.epoch, args.format, args.out,
-                              height=args.height, width=args.width, opset=args.opset)
+                              height=args.height, width=args.width, opset=args.opset, quantize=args.quantize,
+                              dataroot=args.dataroot, calibration_images=args.calibration_images)
     print(format_export_summary(result))
     return 0
 

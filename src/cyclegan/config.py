@@ -131,6 +131,7 @@ class RuntimeConfig:
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (auto: bf16 where the hardware has it natively)
     channels_last: bool = False
     compile: bool = False
+    torch_threads: int = 0  # torch's intra-op threads for the run (0: torch's default); --tune sets it
     gradient_checkpointing: bool = False  # recompute generator activations in backward (large crops)
     tensorboard: bool = True
     progress_bar: bool = True

@@ -14,6 +14,9 @@ is that program saved (``torch.export.load(path).module()`` runs it), ONNX is it
 torch.export-based exporter (``torch.onnx.export(..., dynamo=True)``), which implements opset 18 and
 up. Every file is written to a temporary name and renamed, so a reader never sees half a model.
 
+``--quantize int8`` adds an int8 ONNX file per generator (:mod:`cyclegan.quantize`), calibrated on
+the run's training images, for CPUs without native bf16.
+
 ``run_export_model`` is the engine of ``cyclegan export``: it loads the generators the run's recipe
 translates with (``G_A`` / ``G_B`` for CycleGAN, ``G`` for pix2pix), writes ``<name>.onnx`` (or ``.pt2``), and measures each file against the torch network at the
 export size and at a second size and batch (which proves the dynamic axes), as the max absolute
@@ -41,6 +44,15 @@ from cyclegan.fileio import atomic_write
 from cyclegan.models import create_model
 from cyclegan.networks.generators import pad_to_multiple
 from cyclegan.onnx_runtime import OnnxGenerator
+from cyclegan.quantize import (
+    DEFAULT_CALIBRATION_IMAGES,
+    QUANTIZATIONS,
+    calibration_batches,
+    psnr,
+    quantize_int8,
+    training_crops,
+    training_folder,
+)
 from cyclegan.translate import load_generators
 
 log = logging.getLogger(__name__)
@@ -273,6 +285,9 @@ def run_export_model(
     names: Iterable[str] | None = None,
     opset: int = DEFAULT_OPSET,
     flags: Any = None,
+    quantize: str = "none",
+    dataroot: str | Path | None = None,
+    calibration_images: int = DEFAULT_CALIBRATION_IMAGES,
 ) -> dict[str, Any]:
     """Export a run's networks; the engine of ``cyclegan export``.
 
@@ -282,9 +297,19 @@ def run_export_model(
     checkpoint or the reference's .pth files), and the result holds per generator the max
     absolute difference to torch at ``1×C×height×width`` (``parity``) and at batch 2 of another
     size (``parity_dynamic``). Print it with :func:`format_export_summary`.
+
+    ``quantize="int8"`` (onnx only): each generator is also written as ``<name>.int8.onnx``, statically
+    quantised with activation ranges calibrated on up to ``calibration_images`` crops of its training
+    folder (``<dataroot>/trainA`` for G_A ...; ``dataroot`` defaults to the run's); the result then
+    holds ``int8_files``, ``int8_psnr`` (dB of the int8 output against the fp32 ONNX output on those
+    crops) and both files' sizes in bytes (``bytes`` / ``int8_bytes``).
     """
     if fmt not in EXPORT_FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; known: {', '.join(EXPORT_FORMATS)}")
+    if quantize not in QUANTIZATIONS:
+        raise ExportError(f"unknown quantization {quantize!r}; known: {', '.join(QUANTIZATIONS)}")
+    if quantize != "none" and fmt != "onnx":
+        raise ExportError(f"--quantize {quantize} needs --format onnx (onnxruntime runs the int8 graph)")
     run_dir = Path(run_dir)
     out_dir = Path(out_dir) if out_dir is not None else run_dir / "export"
     if fmt == "reference":
@@ -322,6 +347,20 @@ def run_export_model(
         result["parity"][name] = check_parity(net, path, input=first)
         result["parity_dynamic"][name] = check_parity(net, path, input=second)
         result["sizes"][name] = {"export": [1, net.input_nc, h, w], "dynamic": [2, net.input_nc, h2, w2]}
+        if quantize == "int8":
+            data = loaded.config.data
+            folder = training_folder(dataroot or data.dataroot, name, data.direction)
+            crops = training_crops(folder, data.crop_size, data.load_size, net.input_nc, calibration_images)
+            batches = calibration_batches(crops, multiple)
+            quantized = quantize_int8(path, batches)
+            fp32_session = OnnxGenerator(path, multiple, threads=1)
+            int8_session = OnnxGenerator(quantized, multiple, threads=1)
+            scores = [psnr(int8_session(batch), fp32_session(batch)) for batch in batches]
+            result.setdefault("int8_files", {})[name] = str(quantized)
+            result.setdefault("int8_psnr", {})[name] = sum(scores) / len(scores)
+            result.setdefault("bytes", {})[name] = path.stat().st_size
+            result.setdefault("int8_bytes", {})[name] = quantized.stat().st_size
+            result["calibration"] = {"folder": str(folder), "images": len(crops)}
     atomic_write(out_dir / CONFIG_FILENAME, loaded.config.to_json())
     return result
 
@@ -357,6 +396,12 @@ def format_export_summary(result: dict[str, Any]) -> str:
                 f"{result['parity_dynamic'][name]:.2e} at {'×'.join(map(str, sizes['dynamic']))}"
             )
         lines.append(line)
+    for name, path in result.get("int8_files", {}).items():
+        lines.append(
+            f"{path}  int8: PSNR {result['int8_psnr'][name]:.1f} dB vs the fp32 ONNX output on "
+            f"{result['calibration']['images']} training crop(s); {result['int8_bytes'][name] / 1e6:.2f} MB "
+            f"vs {result['bytes'][name] / 1e6:.2f} MB fp32"
+        )
     return "\n".join(lines)
 
 

@@ -79,6 +79,7 @@ def run_test(
     precision: str = "fp32",
     eval_mode: bool = False,
     seed: int = 0,
+    quantize: str = "none",
 ) -> TestSummary:
     """Translate the test folders and write the results page.
 
@@ -87,7 +88,8 @@ def run_test(
     or ``onnxruntime`` (the generators exported once to ONNX beside the checkpoint, see
     :mod:`cyclegan.backends`). ``batch_size``: images of the same size translated together (one at a
     time when a network runs in train mode, whose batch statistics would mix them). ``eval_mode``:
-    the reference's ``--eval``.
+    the reference's ``--eval``. ``quantize="int8"`` (onnxruntime): the int8 graphs, calibrated on
+    ``<dataroot>/train<A|B>`` when that folder exists, else on the run's own dataroot.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
@@ -101,19 +103,22 @@ def run_test(
     images_dir.mkdir(parents=True, exist_ok=True)
     # Train mode is the reference's default; ONNX graphs are exported in eval mode.
     mode_eval = eval_mode or backend != "torch"
+    calibration_dataroot = dataroot if any((dataroot / f"train{side}").is_dir() for side in "AB") else None
 
     read = None
     if model == "test":
         suffix_name = f"G{model_suffix}"
         loaded = load_backend_generators(run_dir, epoch, names=(suffix_name,), backend=backend, flags=flags,
-                                         device=torch_device, eval_mode=mode_eval)
+                                         device=torch_device, eval_mode=mode_eval, quantize=quantize,
+                                         calibration_dataroot=calibration_dataroot)
         if dataset_mode not in (None, "single"):
             raise ValueError("--model test translates one folder: use --dataset_mode single")
         jobs = [(dataroot, loaded.nets[suffix_name], None, ("real", "fake", "rec"), loaded.config.data.input_nc)]
         recipe = None
     else:
         loaded = load_backend_generators(run_dir, epoch, backend=backend, flags=flags, device=torch_device,
-                                         eval_mode=mode_eval)
+                                         eval_mode=mode_eval, quantize=quantize,
+                                         calibration_dataroot=calibration_dataroot)
         config = loaded.config
         if model is not None and model != config.model.model:
             raise ValueError(f"{run_dir} holds a {config.model.model} run, not {model}: use --model "

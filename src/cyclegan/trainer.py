@@ -142,6 +142,8 @@ class Trainer:
         self.dist = DistributedContext.from_environment(device)
         self.device = self.dist.device_for(device)
         self.precision = Precision(config.runtime.precision, self.device)
+        if config.runtime.torch_threads > 0:
+            torch.set_num_threads(config.runtime.torch_threads)
         self.seed = config.runtime.seed if config.runtime.seed is not None else 0
         # The weights start equal on every rank anyway (DDP broadcasts rank 0's); a seed per rank
         # gives each its own dropout masks.
