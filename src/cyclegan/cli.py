@@ -38,7 +38,9 @@ IGNORED_REFERENCE_FLAGS = {
 HELP = {
     "dataroot": "folder with trainA/ trainB/ (testA/ testB/) as in the reference",
     "name": "run name: checkpoints go to <checkpoints_dir>/<name>",
-    "model": "cycle_gan (unpaired) | pix2pix (paired, aligned A|B images); each sets its own defaults",
+    "model": "cycle_gan (unpaired) | pix2pix (paired, aligned A|B images) | cut (CUT / FastCUT, unpaired); "
+             "each sets its own defaults",
+    "CUT_mode": "cut: CUT (identity NCE) | FastCUT (flip-equivariance, lambda_NCE 10, 150 + 50 epochs)",
     "netG": "resnet_9blocks | resnet_6blocks | unet_256 | unet_128",
     "netD": "basic (70×70 PatchGAN) | n_layers | pixel",
     "norm": "instance | batch | none | syncbatch",
@@ -74,10 +76,25 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, klass: type, skip: tupl
             else:
                 group.add_argument(f"--{f.name}", action="store_true", help=help_text)
             continue
-        kind = type(default) if default is not None else (float if f.name == "checkpoint_every" else int)
+        if f.type == "bool | None":  # CUT's str2bool flags: --nce_idt, --nce_idt False (absent: the mode's)
+            group.add_argument(f"--{f.name}", type=_str2bool, nargs="?", const=True, default=argparse.SUPPRESS,
+                               help=help_text)
+            continue
+        optional_kinds = {"float | None": float, "str | None": str}
+        kind = type(default) if default is not None else optional_kinds.get(str(f.type), int)
+        if f.name == "checkpoint_every":
+            kind = float
         if f.name in ("checkpoint_every", "save_latest_freq"):
             kind = str
         group.add_argument(f"--{f.name}", type=kind, default=argparse.SUPPRESS, help=help_text)
+
+
+def _str2bool(value: str) -> bool:
+    if value.lower() in ("yes", "true", "t", "y", "1"):
+        return True
+    if value.lower() in ("no", "false", "f", "n", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"a boolean is expected (true / false), got {value!r}")
 
 
 def add_ignored_reference_flags(parser: argparse.ArgumentParser) -> None:
