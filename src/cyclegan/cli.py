@@ -15,6 +15,7 @@ from typing import Any
 
 from cyclegan.config import (
     PRESETS,
+    CUTOptions,
     DataConfig,
     ModelConfig,
     TrainConfig,
@@ -242,6 +243,11 @@ def add_test_parser(subparsers) -> None:
     parser.add_argument("--input_nc", type=int, default=argparse.SUPPRESS)
     parser.add_argument("--output_nc", type=int, default=argparse.SUPPRESS)
     parser.add_argument("--no_dropout", action="store_true", default=argparse.SUPPRESS)
+    # CUT's test flags (--model cut with its latest_net_G.pth): the generator's norm and anti-aliasing.
+    parser.add_argument("--CUT_mode", default=argparse.SUPPRESS, choices=("CUT", "cut", "FastCUT", "fastcut"))
+    parser.add_argument("--normG", default=argparse.SUPPRESS, choices=("instance", "batch", "none"))
+    parser.add_argument("--no_antialias", action="store_true", default=argparse.SUPPRESS)
+    parser.add_argument("--no_antialias_up", action="store_true", default=argparse.SUPPRESS)
     parser.add_argument("--no_flip", action="store_true")
     parser.add_argument("--serial_batches", action="store_true")
     parser.add_argument("--batch_size", type=int, default=1)
@@ -262,11 +268,13 @@ def run_test_command(args: argparse.Namespace) -> int:
     given = vars(args)
     model_flags = {k: given[k] for k in ("netG", "ngf", "norm", "init_type") if k in given}
     data_flags = {k: given[k] for k in ("input_nc", "output_nc") if k in given}
-    # The reference's test options keep dropout unless --no_dropout is given.
-    model_flags["no_dropout"] = given.get("no_dropout", False)
+    cut_flags = {k: given[k] for k in ("CUT_mode", "normG", "no_antialias", "no_antialias_up") if k in given}
     recipe = args.model if args.model not in (None, "test") else "cycle_gan"
+    # The reference's test options keep dropout unless --no_dropout is given; CUT's default is no dropout.
+    model_flags["no_dropout"] = given.get("no_dropout", recipe == "cut")
     flags = recipe_defaults(
-        TrainConfig(data=DataConfig(**data_flags), model=ModelConfig(model=recipe, **model_flags)),
+        TrainConfig(data=DataConfig(**data_flags), model=ModelConfig(model=recipe, **model_flags),
+                    cut=CUTOptions(**cut_flags)),
         given={f"model.{k}" for k in model_flags} | {f"data.{k}" for k in data_flags},
     )
     summary = run_test(
