@@ -208,3 +208,17 @@ def test_cyclegan_test_with_wrong_antialias_flags_names_the_file(tmp_path, capsy
 
 def test_cut_is_registered():
     assert "cut" in MODELS.names() and MODELS.get("cut") is CUTModel
+
+
+@pytest.mark.slow
+def test_demo_trains_cut_and_scores_it_against_the_baselines(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--iters", "2", "--model", "cut", "--device", "cpu",
+                 "--precision", "fp32"]) == 0
+    output = capsys.readouterr().out
+    assert "trained 2 iterations" in output and "constant" in output  # a baseline's row
+    run = tmp_path / "demo" / "checkpoints" / "synthetic_cut"
+    state = load_checkpoint(run / "latest.safetensors")
+    assert state["config"]["model"]["model"] == "cut" and set(state["nets"]) == {"G", "D", "F"}
+    assert state["config"]["model"]["netG"] == "resnet_6blocks" and state["config"]["model"]["ngf"] == 32
+    fakes = list((tmp_path / "demo" / "results" / "synthetic_cut" / "test_latest" / "images").glob("*_fake_B.png"))
+    assert len(fakes) == 20

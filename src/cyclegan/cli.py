@@ -390,7 +390,8 @@ def add_demo_parser(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--precision", default=None, help="auto (default) | fp32 | bf16")
     parser.add_argument("--model", default="cycle_gan", choices=MODELS.names(),
-                        help="cycle_gan (unpaired) or pix2pix (the paired version of the same set)")
+                        help="cycle_gan (unpaired), pix2pix (the paired version of the same set) or cut (CUT, "
+                             "unpaired)")
     parser.set_defaults(handler=run_demo_command)
 
 
