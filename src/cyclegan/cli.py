@@ -473,7 +473,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def add_download_parser(subparsers) -> None:
-    from cyclegan.download import DATASETS, PIX2PIX_DATASETS, PRETRAINED
+    from cyclegan.download import CUT_PRETRAINED, DATASETS, PIX2PIX_DATASETS, PRETRAINED
 
     parser = subparsers.add_parser("download", help="the reference's data sets, pretrained generators, FID weights")
     kinds = parser.add_subparsers(dest="download_command", required=True)
@@ -484,8 +484,9 @@ def add_download_parser(subparsers) -> None:
     dataset.add_argument("--paired", action="store_true",
                          help="the pix2pix (A|B) version of facades, cityscapes or maps; the pix2pix-only sets "
                               "(edges2shoes, edges2handbags, night2day) are always paired")
-    pretrained = kinds.add_parser("pretrained", help="a published generator into <checkpoints_dir>/<name>_pretrained")
-    pretrained.add_argument("name", choices=PRETRAINED)
+    pretrained = kinds.add_parser("pretrained", help="a published generator into <checkpoints_dir>/<name>_pretrained "
+                                                        "(CycleGAN's, or CUT's *_cut / *_fastcut)")
+    pretrained.add_argument("name", choices=(*PRETRAINED, *CUT_PRETRAINED))
     pretrained.add_argument("--checkpoints_dir", default="./checkpoints")
     inception = kinds.add_parser("inception", help="the Inception-v3 weights `cyclegan eval --metrics fid` reads")
     inception.add_argument("--cache", default=None, help="cache folder (default: $CYCLEGAN_CACHE or ~/.cache/cyclegan)")
@@ -505,6 +506,12 @@ def run_download(args: argparse.Namespace) -> int:
             path = download.download_pix2pix_dataset(args.name, args.root, base=args.base, sha256=args.sha256)
         else:
             path = download.download_dataset(args.name, args.root, base=args.base, sha256=args.sha256)
+    elif args.download_command == "pretrained" and args.name in download.CUT_PRETRAINED:
+        path = download.download_cut_pretrained(args.name, args.checkpoints_dir, base=args.base, sha256=args.sha256)
+        mode = "FastCUT" if args.name.endswith("_fastcut") else "CUT"
+        direction = " --direction BtoA" if args.name.startswith("cityscapes") else ""  # as CUT tests it
+        print(f"translate with: cyclegan test --dataroot DIR --name {args.name}_pretrained --checkpoints_dir "
+              f"{args.checkpoints_dir} --model cut --CUT_mode {mode}{direction}")
     elif args.download_command == "pretrained":
         path = download.download_pretrained(args.name, args.checkpoints_dir, base=args.base, sha256=args.sha256)
         print(f"translate with: cyclegan test --dataroot DIR --name {args.name}_pretrained --checkpoints_dir "
