@@ -204,6 +204,7 @@ def test_cyclegan_test_with_wrong_antialias_flags_names_the_file(tmp_path, capsy
     assert main(argv) == 2
     message = capsys.readouterr().err
     assert "latest_net_G.pth" in message and "does not match" in message
+    assert "drop --no_antialias" in message  # the flag that explains it
 
 
 def test_cut_is_registered():

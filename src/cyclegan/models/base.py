@@ -120,6 +120,12 @@ class TrainingRecipe(nn.Module):
         checkpoint's state dict need them). ``fresh`` is False on a resume: work whose result the
         restore overwrites (CycleGAN's identity warm start) can be skipped."""
 
+    @classmethod
+    def reference_weights_hint(cls, state: Mapping[str, torch.Tensor], config: TrainConfig) -> str | None:
+        """When another implementation's weights file does not fit the networks the flags built: the
+        flag that most likely explains it (None: the generic advice)."""
+        return None
+
     def build_from_state(self, nets: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
         """Build what ``data_dependent_init`` would, from saved state dicts (by network name) instead of
         a batch: loading every network of a checkpoint (reference export) needs no data."""

@@ -31,6 +31,7 @@ from cyclegan.models.base import MODELS, StepResult, TrainingRecipe, Translator,
 from cyclegan.models.cut_objective import (
     CUT_MODE_DEFAULTS,
     CUTConfig,
+    antialias_hint,
     build_discriminator,
     build_feature_projector,
     build_generator,
@@ -40,6 +41,7 @@ from cyclegan.models.cut_objective import (
     draw_flip,
     initialize_feature_projector,
 )
+from cyclegan.networks.compat import strip_module_prefix
 from cyclegan.networks.cut import mlp_channels_in_state_dict
 from cyclegan.precision import Precision
 
@@ -128,6 +130,10 @@ class CUTModel(TrainingRecipe):
         """Build F's MLPs from G's features of the first batch (on a resume too: the restore then
         finds F's parameters; their initial values are overwritten)."""
         initialize_feature_projector(self.nets["G"], self.nets["F"], batch["A"], self.options.nce_layers)
+
+    @classmethod
+    def reference_weights_hint(cls, state: Mapping[str, torch.Tensor], config: TrainConfig) -> str | None:
+        return antialias_hint(strip_module_prefix(state), cut_config(config))
 
     def build_from_state(self, nets: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
         F = self.nets["F"] if "F" in self.nets else None
