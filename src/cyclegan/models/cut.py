@@ -156,7 +156,13 @@ class CUTModel(TrainingRecipe):
         }
 
     def wrap_step_modules(self, wrap: Callable[[nn.Module], nn.Module]) -> None:
-        self.step_modules = {name: wrap(module) for name, module in self.step_modules.items()}
+        """G (the forward), D's loss and F (its MLPs exist by now: data_dependent_init came first). G's
+        NCE encoder passes call G itself: its gradient hooks sit on the parameters, so DDP still
+        averages the whole gradient once per backward."""
+        modules = dict(self.step_modules)
+        if any(param.requires_grad for param in self.nets["F"].parameters()):
+            modules["F"] = self.nets["F"]
+        self.step_modules = {name: wrap(module) for name, module in modules.items()}
 
     # --- the step -------------------------------------------------------------------------
 
@@ -190,7 +196,8 @@ class CUTModel(TrainingRecipe):
         for optimizer in generator_optimizers:
             optimizer.zero_grad(set_to_none=True)
         with precision.autocast():
-            g_losses = cut_generator_losses(G, F, D, _float_images(forward), o, batch_nce_calls=self.batch_nce_calls)
+            g_losses = cut_generator_losses(G, self.step_modules.get("F", F), D, _float_images(forward), o,
+                                            batch_nce_calls=self.batch_nce_calls)
         losses.update(g_losses)
         if not all_ranks(bool(torch.isfinite(g_losses["G"]))):
             set_requires_grad([D], True)
