@@ -223,3 +223,21 @@ def test_demo_trains_cut_and_scores_it_against_the_baselines(tmp_path, capsys):
     assert state["config"]["model"]["netG"] == "resnet_6blocks" and state["config"]["model"]["ngf"] == 32
     fakes = list((tmp_path / "demo" / "results" / "synthetic_cut" / "test_latest" / "images").glob("*_fake_B.png"))
     assert len(fakes) == 20
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("mode", ["CUT", "FastCUT"])
+def test_two_ranks_build_f_identically_and_stay_identical(mode, tmp_path):
+    """torchrun on 2 CPU ranks: F's MLPs built from the first batch on every rank before wrapping, and
+    G, D and F identical on both ranks after the steps (the trainer checks every network)."""
+    from tests.test_distributed import finish, torchrun
+
+    data = write_synthetic_dataset(tmp_path / "data", n=4, size=32, n_test=1)
+    output = finish(torchrun(
+        2, "--dataroot", str(data), "--checkpoints_dir", str(tmp_path / "ck"), "--name", "ddp", "--model", "cut",
+        "--CUT_mode", mode, "--max_iters", "2", "--load_size", "36", "--crop_size", "32", "--ngf", "4", "--ndf", "4",
+        "--netG", "resnet_6blocks", "--num_threads", "0", "--seed", "0", "--no_progress_bar", "--no_tensorboard",
+        "--device", "cpu", "--print_freq", "1", "--precision", "fp32", "--num_patches", "16"))
+    assert "weights identical on all 2 ranks" in output
+    assert set(load_checkpoint(tmp_path / "ck" / "ddp" / "latest.safetensors")["nets"]) == {"G", "D", "F"}
