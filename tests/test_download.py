@@ -343,3 +343,66 @@ def test_tar_path_traversal_rejected(tmp_path: Path, bad: str) -> None:
     with pytest.raises(DownloadError, match="leaves the destination"):
         dl.safe_extract_tar(tmp_path / "bad.tar.gz", tmp_path / "out")
     assert not (tmp_path / "evil.jpg").exists()
+
+
+def _plain_tar(entries: dict[str, bytes]) -> bytes:
+    """An uncompressed tar, as CUT's pretrained_models.tar is."""
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for name, data in entries.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def test_cut_pretrained_tar_unpacks_every_generator_where_cyclegan_test_finds_it(
+    server: FileServer, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """CUT's one tar (checkpoints/<name>_pretrained/latest_net_G.pth inside) → every generator in place;
+    `cyclegan test --model cut` then loads it with CUT's test flags."""
+    from cyclegan.cli import main
+    from cyclegan.models.cut_objective import CUTConfig, build_generator
+    from cyclegan.translate import load_generators
+
+    torch.manual_seed(0)
+    generators = {name: build_generator(CUTConfig(netG="resnet_6blocks", ngf=4)) for name in ("horse2zebra_cut",
+                                                                                            "horse2zebra_fastcut")}
+    entries = {}
+    for name, net in generators.items():
+        buffer = io.BytesIO()
+        torch.save(net.state_dict(), buffer)
+        entries[f"checkpoints/{name}_pretrained/latest_net_G.pth"] = buffer.getvalue()
+    server.add("/CUT/pretrained_models.tar", _plain_tar(entries))
+    ckpt = tmp_path / "checkpoints"
+    assert main(["download", "pretrained", "horse2zebra_fastcut", "--checkpoints_dir", str(ckpt),
+                 "--base", f"{server.url}/CUT"]) == 0
+    assert "--model cut --CUT_mode FastCUT" in capsys.readouterr().out
+    assert sorted(p.name for p in ckpt.iterdir()) == ["horse2zebra_cut_pretrained", "horse2zebra_fastcut_pretrained"]
+    # Already unpacked: no second download.
+    assert dl.download_cut_pretrained("horse2zebra_cut", ckpt, base=f"{server.url}/CUT", progress=False) == (
+        ckpt / "horse2zebra_cut_pretrained" / "latest_net_G.pth")
+    assert len(server.requests) == 1
+    from cyclegan.models import default_config
+
+    flags = default_config("cut")
+    flags.model.netG, flags.model.ngf = "resnet_6blocks", 4
+    loaded = load_generators(ckpt / "horse2zebra_fastcut_pretrained", flags=flags)
+    for key, value in generators["horse2zebra_fastcut"].state_dict().items():
+        assert torch.equal(loaded.nets["G"].state_dict()[key], value)
+    with pytest.raises(ValueError, match="available: horse2zebra_cut"):
+        dl.download_cut_pretrained("horse2zebra", ckpt)
+
+
+def test_cut_pretrained_refuses_pickled_code_and_a_tar_without_the_model(server: FileServer, tmp_path: Path) -> None:
+    marker = tmp_path / "executed"
+    server.add("/CUT/pretrained_models.tar", _plain_tar({
+        "checkpoints/cat2dog_cut_pretrained/latest_net_G.pth": code_pickle(marker)}))
+    with pytest.raises(DownloadError, match="not a usable state dict"):
+        dl.download_cut_pretrained("cat2dog_cut", tmp_path / "a", base=f"{server.url}/CUT", progress=False)
+    assert not any((tmp_path / "a").rglob("*.pth")) and not marker.exists()
+    assert not any((tmp_path / "a").rglob("*.tar"))  # deleted: the next try downloads it again
+    with pytest.raises(DownloadError, match="holds no cityscapes_cut_pretrained"):
+        dl.download_cut_pretrained("cityscapes_cut", tmp_path / "b", base=f"{server.url}/CUT", progress=False)

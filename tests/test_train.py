@@ -98,9 +98,13 @@ def test_every_gan_mode_trains(tmp_path, mode):
 
 @pytest.mark.parametrize("recipe", MODELS.names())
 def test_every_recipe_takes_a_step_and_names_its_losses_and_visuals(tmp_path, recipe):
-    model = tiny_model(tmp_path, model__model=recipe)
+    config = tiny_config(tmp_path, tmp_path, model__model=recipe)
+    model = create_model(config)
+    if model.needs_first_batch:  # CUT builds its feature MLPs from the first batch
+        model.data_dependent_init(tiny_batch(), Precision("fp32", CPU))
+    model.build_optimizers()
     before = {name: [p.detach().clone() for p in net.parameters()] for name, net in model.nets.items()}
-    losses = model.training_step(tiny_batch(), Precision("fp32", CPU))
+    losses = model.training_step(tiny_batch(), Precision("fp32", CPU)).losses
     assert losses and all(v.dim() == 0 and math.isfinite(v.item()) for v in losses.values())
     visuals = model.current_visuals()
     assert visuals and all(v.shape[-2:] == (32, 32) for v in visuals.values())

@@ -15,6 +15,7 @@ from typing import Any
 
 from cyclegan.config import (
     PRESETS,
+    CUTOptions,
     DataConfig,
     ModelConfig,
     TrainConfig,
@@ -38,7 +39,9 @@ IGNORED_REFERENCE_FLAGS = {
 HELP = {
     "dataroot": "folder with trainA/ trainB/ (testA/ testB/) as in the reference",
     "name": "run name: checkpoints go to <checkpoints_dir>/<name>",
-    "model": "cycle_gan (unpaired) | pix2pix (paired, aligned A|B images); each sets its own defaults",
+    "model": "cycle_gan (unpaired) | pix2pix (paired, aligned A|B images) | cut (CUT / FastCUT, unpaired); "
+             "each sets its own defaults",
+    "CUT_mode": "cut: CUT (identity NCE) | FastCUT (flip-equivariance, lambda_NCE 10, 150 + 50 epochs)",
     "netG": "resnet_9blocks | resnet_6blocks | unet_256 | unet_128",
     "netD": "basic (70×70 PatchGAN) | n_layers | pixel",
     "norm": "instance | batch | none | syncbatch",
@@ -75,10 +78,25 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, klass: type, skip: tupl
             else:
                 group.add_argument(f"--{f.name}", action="store_true", help=help_text)
             continue
-        kind = type(default) if default is not None else (float if f.name == "checkpoint_every" else int)
+        if f.type == "bool | None":  # CUT's str2bool flags: --nce_idt, --nce_idt False (absent: the mode's)
+            group.add_argument(f"--{f.name}", type=_str2bool, nargs="?", const=True, default=argparse.SUPPRESS,
+                               help=help_text)
+            continue
+        optional_kinds = {"float | None": float, "str | None": str}
+        kind = type(default) if default is not None else optional_kinds.get(str(f.type), int)
+        if f.name == "checkpoint_every":
+            kind = float
         if f.name in ("checkpoint_every", "save_latest_freq"):
             kind = str
         group.add_argument(f"--{f.name}", type=kind, default=argparse.SUPPRESS, help=help_text)
+
+
+def _str2bool(value: str) -> bool:
+    if value.lower() in ("yes", "true", "t", "y", "1"):
+        return True
+    if value.lower() in ("no", "false", "f", "n", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"a boolean is expected (true / false), got {value!r}")
 
 
 def add_ignored_reference_flags(parser: argparse.ArgumentParser) -> None:
@@ -237,6 +255,11 @@ def add_test_parser(subparsers) -> None:
     parser.add_argument("--input_nc", type=int, default=argparse.SUPPRESS)
     parser.add_argument("--output_nc", type=int, default=argparse.SUPPRESS)
     parser.add_argument("--no_dropout", action="store_true", default=argparse.SUPPRESS)
+    # CUT's test flags (--model cut with its latest_net_G.pth): the generator's norm and anti-aliasing.
+    parser.add_argument("--CUT_mode", default=argparse.SUPPRESS, choices=("CUT", "cut", "FastCUT", "fastcut"))
+    parser.add_argument("--normG", default=argparse.SUPPRESS, choices=("instance", "batch", "none"))
+    parser.add_argument("--no_antialias", action="store_true", default=argparse.SUPPRESS)
+    parser.add_argument("--no_antialias_up", action="store_true", default=argparse.SUPPRESS)
     parser.add_argument("--no_flip", action="store_true")
     parser.add_argument("--serial_batches", action="store_true")
     parser.add_argument("--batch_size", type=int, default=1)
@@ -260,11 +283,13 @@ def run_test_command(args: argparse.Namespace) -> int:
     given = vars(args)
     model_flags = {k: given[k] for k in ("netG", "ngf", "norm", "init_type") if k in given}
     data_flags = {k: given[k] for k in ("input_nc", "output_nc") if k in given}
-    # The reference's test options keep dropout unless --no_dropout is given.
-    model_flags["no_dropout"] = given.get("no_dropout", False)
+    cut_flags = {k: given[k] for k in ("CUT_mode", "normG", "no_antialias", "no_antialias_up") if k in given}
     recipe = args.model if args.model not in (None, "test") else "cycle_gan"
+    # The reference's test options keep dropout unless --no_dropout is given; CUT's default is no dropout.
+    model_flags["no_dropout"] = given.get("no_dropout", recipe == "cut")
     flags = recipe_defaults(
-        TrainConfig(data=DataConfig(**data_flags), model=ModelConfig(model=recipe, **model_flags)),
+        TrainConfig(data=DataConfig(**data_flags), model=ModelConfig(model=recipe, **model_flags),
+                    cut=CUTOptions(**cut_flags)),
         given={f"model.{k}" for k in model_flags} | {f"data.{k}" for k in data_flags},
     )
     summary = run_test(
@@ -387,7 +412,8 @@ def add_demo_parser(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--precision", default=None, help="auto (default) | fp32 | bf16")
     parser.add_argument("--model", default="cycle_gan", choices=MODELS.names(),
-                        help="cycle_gan (unpaired) or pix2pix (the paired version of the same set)")
+                        help="cycle_gan (unpaired), pix2pix (the paired version of the same set) or cut (CUT, "
+                             "unpaired)")
     parser.set_defaults(handler=run_demo_command)
 
 
@@ -469,7 +495,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def add_download_parser(subparsers) -> None:
-    from cyclegan.download import DATASETS, PIX2PIX_DATASETS, PRETRAINED
+    from cyclegan.download import CUT_PRETRAINED, DATASETS, PIX2PIX_DATASETS, PRETRAINED
 
     parser = subparsers.add_parser("download", help="the reference's data sets, pretrained generators, FID weights")
     kinds = parser.add_subparsers(dest="download_command", required=True)
@@ -480,8 +506,9 @@ def add_download_parser(subparsers) -> None:
     dataset.add_argument("--paired", action="store_true",
                          help="the pix2pix (A|B) version of facades, cityscapes or maps; the pix2pix-only sets "
                               "(edges2shoes, edges2handbags, night2day) are always paired")
-    pretrained = kinds.add_parser("pretrained", help="a published generator into <checkpoints_dir>/<name>_pretrained")
-    pretrained.add_argument("name", choices=PRETRAINED)
+    pretrained = kinds.add_parser("pretrained", help="a published generator into <checkpoints_dir>/<name>_pretrained "
+                                                        "(CycleGAN's, or CUT's *_cut / *_fastcut)")
+    pretrained.add_argument("name", choices=(*PRETRAINED, *CUT_PRETRAINED))
     pretrained.add_argument("--checkpoints_dir", default="./checkpoints")
     inception = kinds.add_parser("inception", help="the Inception-v3 weights `cyclegan eval --metrics fid` reads")
     inception.add_argument("--cache", default=None, help="cache folder (default: $CYCLEGAN_CACHE or ~/.cache/cyclegan)")
@@ -501,6 +528,12 @@ def run_download(args: argparse.Namespace) -> int:
             path = download.download_pix2pix_dataset(args.name, args.root, base=args.base, sha256=args.sha256)
         else:
             path = download.download_dataset(args.name, args.root, base=args.base, sha256=args.sha256)
+    elif args.download_command == "pretrained" and args.name in download.CUT_PRETRAINED:
+        path = download.download_cut_pretrained(args.name, args.checkpoints_dir, base=args.base, sha256=args.sha256)
+        mode = "FastCUT" if args.name.endswith("_fastcut") else "CUT"
+        direction = " --direction BtoA" if args.name.startswith("cityscapes") else ""  # as CUT tests it
+        print(f"translate with: cyclegan test --dataroot DIR --name {args.name}_pretrained --checkpoints_dir "
+              f"{args.checkpoints_dir} --model cut --CUT_mode {mode}{direction}")
     elif args.download_command == "pretrained":
         path = download.download_pretrained(args.name, args.checkpoints_dir, base=args.base, sha256=args.sha256)
         print(f"translate with: cyclegan test --dataroot DIR --name {args.name}_pretrained --checkpoints_dir "

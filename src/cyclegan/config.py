@@ -45,7 +45,7 @@ class ModelConfig:
     reference's ``modify_commandline_options`` does (see ``TrainingRecipe.defaults``).
     """
 
-    model: str = "cycle_gan"  # cycle_gan | pix2pix
+    model: str = "cycle_gan"  # cycle_gan | pix2pix | cut
     netG: str = "resnet_9blocks"
     netD: str = "basic"
     ngf: int = 64
@@ -101,6 +101,38 @@ class Pix2PixConfig:
 
 
 @dataclass
+class CUTOptions:
+    """``--model cut``: CUT's own flags (names and defaults of taesungp/contrastive-unpaired-translation).
+
+    ``None``: the ``--CUT_mode`` default (CUT: lambda_NCE 1, nce_idt on, no flip; FastCUT: 10, off,
+    flip). The networks' shared options (netG, ngf, init_type ...) stay in ``model``; CUT names its
+    norms per network, so ``normG`` / ``normD`` live here. The recipe builds a
+    ``cyclegan.models.cut_objective.CUTConfig`` from both sections.
+    """
+
+    CUT_mode: str = "CUT"  # CUT | FastCUT
+    lambda_GAN: float = 1.0
+    lambda_NCE: float | None = None
+    nce_idt: bool | None = None
+    nce_layers: str = "0,4,8,12,16"
+    nce_includes_all_negatives_from_minibatch: bool = False
+    netF: str = "mlp_sample"  # mlp_sample | sample | reshape
+    netF_nc: int = 256
+    nce_T: float = 0.07
+    num_patches: int = 256
+    flip_equivariance: bool | None = None
+    normG: str = "instance"
+    normD: str = "instance"
+    no_antialias: bool = False
+    no_antialias_up: bool = False
+    # Run the identity term's encoder passes with the main term's, one patch draw for both (each
+    # term is still CUT's, up to which positions were drawn); off: CUT's separate calls.
+    batch_nce_calls: bool = True
+    # Score fake and real images in one D call (same scores with instance norm or none).
+    batch_real_fake_calls: bool = True
+
+
+@dataclass
 class OptimConfig:
     lr: float = 0.0002
     beta1: float = 0.5
@@ -140,7 +172,7 @@ class RuntimeConfig:
 
 # Where each saved section's keys belong; configs written before the recipe sections existed kept
 # CycleGAN's options in "model", and still load.
-RECIPE_SECTIONS: dict[str, type] = {"cycle_gan": CycleGANConfig, "pix2pix": Pix2PixConfig}
+RECIPE_SECTIONS: dict[str, type] = {"cycle_gan": CycleGANConfig, "pix2pix": Pix2PixConfig, "cut": CUTOptions}
 
 
 @dataclass
@@ -151,6 +183,7 @@ class TrainConfig:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     cycle_gan: CycleGANConfig = field(default_factory=CycleGANConfig)
     pix2pix: Pix2PixConfig = field(default_factory=Pix2PixConfig)
+    cut: CUTOptions = field(default_factory=CUTOptions)
 
     @property
     def run_dir(self) -> Path:

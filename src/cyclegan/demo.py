@@ -1,6 +1,7 @@
 """``cyclegan demo``: the main job end to end on the built-in synthetic data set.
 
-Makes the synthetic set (no download), trains a small CycleGAN on it with the quick preset,
+Makes the synthetic set (no download), trains a small CycleGAN (or ``--model pix2pix`` / ``cut``) on it
+with the quick preset's sizes,
 translates the test set, writes the training and results pages, and scores G_A(testA) against the
 true translations next to the trivial baselines (doing nothing, a constant image, colour transfer,
 histogram matching) on the same images: the margin over the best of them is the headline.
@@ -59,6 +60,19 @@ def pix2pix_demo_config(dataroot: Path, checkpoints_dir: Path, iters: int | None
     return config
 
 
+def cut_demo_config(dataroot: Path, checkpoints_dir: Path, iters: int | None, device: str, seed: int,
+                    precision: str) -> TrainConfig:
+    """The same size for CUT on the unpaired set: CUT's own defaults (--CUT_mode CUT: identity NCE,
+    xavier init, no image pool) at the quick preset's resnet_6blocks, ngf / ndf 32, 64 px."""
+    from cyclegan.models import default_config
+
+    cyclegan = demo_config(dataroot, checkpoints_dir, iters, device, seed, precision)
+    config = default_config("cut", data=cyclegan.data, optim=cyclegan.optim, runtime=cyclegan.runtime)
+    config.model.netG, config.model.ngf, config.model.ndf = "resnet_6blocks", 32, 32
+    config.runtime.name = "synthetic_cut"
+    return config
+
+
 @dataclass
 class DemoResult:
     run_dir: Path
@@ -107,6 +121,8 @@ def run_demo(out: str | Path = "./demo", iters: int | None = None, device: str =
         if not (test_root / "train").is_dir():
             write_paired_synthetic_dataset(test_root, seed=seed, **DEMO_DATA)
         config = pix2pix_demo_config(test_root, out / "checkpoints", iters, device, seed, precision or "auto")
+    elif model == "cut":
+        config = cut_demo_config(dataroot, out / "checkpoints", iters, device, seed, precision or "auto")
     else:
         config = demo_config(dataroot, out / "checkpoints", iters, device, seed, precision or "auto")
     start = time.perf_counter()

@@ -19,11 +19,15 @@ Registries (the reference's ``datasets/download_cyclegan_dataset.sh`` and
 * :data:`PRETRAINED`: ``{base}/pretrained_models/{name}.pth``, saved as
   ``<checkpoints_dir>/<name>_pretrained/latest_net_G.pth`` so that
   ``cyclegan test --name <name>_pretrained --model test --no_dropout`` loads it (weights only).
+* :data:`CUT_PRETRAINED` (CUT's README): one tar of every published CUT / FastCUT generator,
+  ``{CUT base}/pretrained_models.tar``, unpacked to ``<checkpoints_dir>/<name>_pretrained/latest_net_G.pth``
+  so that ``cyclegan test --name horse2zebra_cut_pretrained --model cut --CUT_mode CUT`` loads it.
 * the Inception-v3 weights of torch-fidelity, into ``<cache>/inception/`` (see :func:`cache_dir`).
 
 ``base`` is :data:`DEFAULT_BASE_URL` unless the ``base_url`` argument or the environment variable
 ``CYCLEGAN_DOWNLOAD_BASE`` says otherwise (a mirror, or a local server in the tests); for the pix2pix
-sets :data:`DEFAULT_PIX2PIX_BASE_URL` or ``CYCLEGAN_PIX2PIX_DOWNLOAD_BASE``.
+sets :data:`DEFAULT_PIX2PIX_BASE_URL` or ``CYCLEGAN_PIX2PIX_DOWNLOAD_BASE``; for CUT's
+:data:`DEFAULT_CUT_BASE_URL` or ``CYCLEGAN_CUT_DOWNLOAD_BASE``.
 """
 
 from __future__ import annotations
@@ -43,7 +47,9 @@ from pathlib import Path, PurePosixPath
 from cyclegan.fileio import fsync_directory
 
 __all__ = [
+    "CUT_PRETRAINED",
     "DATASETS",
+    "DEFAULT_CUT_BASE_URL",
     "DEFAULT_BASE_URL",
     "DEFAULT_PIX2PIX_BASE_URL",
     "PIX2PIX_DATASETS",
@@ -55,6 +61,7 @@ __all__ = [
     "base_url",
     "cache_dir",
     "download",
+    "download_cut_pretrained",
     "download_dataset",
     "download_inception",
     "download_pix2pix_dataset",
@@ -107,6 +114,19 @@ PRETRAINED = (
     "facades_label2photo",
     "iphone2dslr_flower",
 )
+
+# CUT's README ("Apply a pre-trained CUT model"): one tar holding checkpoints/<name>_pretrained/latest_net_G.pth
+# for each of these; the name says the --CUT_mode to test it with.
+CUT_PRETRAINED = (
+    "horse2zebra_cut",
+    "horse2zebra_fastcut",
+    "cat2dog_cut",
+    "cat2dog_fastcut",
+    "cityscapes_cut",
+    "cityscapes_fastcut",
+)
+DEFAULT_CUT_BASE_URL = "http://efrosgans.eecs.berkeley.edu/CUT"
+CUT_PRETRAINED_ARCHIVE = "pretrained_models.tar"
 
 # torch_fidelity.feature_extractor_inceptionv3.URL_INCEPTION_V3 (torch-fidelity 0.4.0); copied rather
 # than imported so that `cyclegan download inception` works without importing torch-fidelity.
@@ -464,6 +484,58 @@ def download_pretrained(
         raise DownloadError(f"{url} is not a usable generator state dict: {error}") from None
     os.replace(staging, dest)
     return dest
+
+
+def download_cut_pretrained(
+    name: str, checkpoints_dir: str | Path = "./checkpoints", base: str | None = None, progress: bool = True,
+    sha256: str | None = None,
+) -> Path:
+    """Download CUT's pretrained generators to ``<checkpoints_dir>/<name>_pretrained/latest_net_G.pth``.
+
+    CUT publishes one tar for all of them (:data:`CUT_PRETRAINED`); it is downloaded once
+    (resumable), every generator in it is checked to be a weights-only state dict and moved into
+    place (those already there are kept), and the tar is deleted. Returns ``name``'s file.
+    """
+    _check_name(name, CUT_PRETRAINED, "CUT pretrained model")
+    checkpoints_dir = Path(checkpoints_dir)
+    dest = checkpoints_dir / f"{name}_pretrained" / "latest_net_G.pth"
+    if dest.exists():
+        return dest
+    cut_base = (base or os.environ.get("CYCLEGAN_CUT_DOWNLOAD_BASE") or DEFAULT_CUT_BASE_URL).rstrip("/")
+    url = f"{cut_base}/{CUT_PRETRAINED_ARCHIVE}"
+    archive = checkpoints_dir / f"CUT_{CUT_PRETRAINED_ARCHIVE}"
+    download(url, archive, sha256=sha256, progress=progress,
+             manual=f"download {url} elsewhere and unpack it so that {dest} exists")
+    try:
+        _unpack_cut_generators(archive, url, name, checkpoints_dir)
+    except DownloadError:
+        archive.unlink(missing_ok=True)  # a bad archive must not be "resumed" by the next try
+        raise
+    archive.unlink(missing_ok=True)
+    return dest
+
+
+def _unpack_cut_generators(archive: Path, url: str, name: str, checkpoints_dir: Path) -> None:
+    from cyclegan.checkpoint import CheckpointError, load_reference_weights
+
+    with tempfile.TemporaryDirectory(prefix=".cut_pretrained.", dir=checkpoints_dir) as tmp:
+        safe_extract_tar(archive, tmp)
+        # CUT's tar holds checkpoints/<name>_pretrained/...; accept the folders at any depth.
+        found = {path.parent.name.removesuffix("_pretrained"): path
+                 for path in Path(tmp).rglob("latest_net_G.pth") if path.parent.name.endswith("_pretrained")}
+        if name not in found:
+            raise DownloadError(f"{archive} holds no {name}_pretrained/latest_net_G.pth (it holds: "
+                                f"{', '.join(sorted(found)) or 'no generator'})")
+        for model, path in sorted(found.items()):
+            target = checkpoints_dir / f"{model}_pretrained" / "latest_net_G.pth"
+            if target.exists():
+                continue
+            try:
+                load_reference_weights(path)
+            except CheckpointError as error:
+                raise DownloadError(f"{url}: {model}'s generator is not a usable state dict: {error}") from None
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
 
 
 def download_inception(

@@ -370,6 +370,7 @@ def _export_reference_run(run_dir: Path, epoch: str, out_dir: Path) -> dict[str,
     state = load_checkpoint(run_dir / f"{epoch}{CHECKPOINT_SUFFIX}")
     config = TrainConfig.from_dict(state["config"])
     model = create_model(config, is_train=True)
+    model.build_from_state(state["nets"])  # networks shaped by the data (CUT's F)
     for name, net in model.nets.items():
         net.load_state_dict(state["nets"][name], strict=True)
     written = export_reference(dict(model.nets.items()), out_dir, epoch="latest")

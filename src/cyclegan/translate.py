@@ -108,7 +108,14 @@ def load_generators(
     if all(path.exists() for path in reference_files.values()):
         nets = _build_generators(names, config)
         for name, path in reference_files.items():
-            load_reference_state_dict(nets[name], load_reference_weights(path), source=str(path))
+            weights = load_reference_weights(path)
+            try:
+                load_reference_state_dict(nets[name], weights, source=str(path))
+            except ValueError as error:
+                hint = MODELS.get(config.model.model).reference_weights_hint(weights, config)
+                if hint is None:
+                    raise
+                raise ValueError(f"{error}\n  hint: {hint}") from None
         return LoadedGenerators(_prepare(nets, device, eval_mode), config, list(reference_files.values()))
 
     looked_for = [str(ours)] + [str(p) for p in reference_files.values()]

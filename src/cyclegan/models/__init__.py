@@ -1,4 +1,4 @@
-"""Training recipes, one file each: cycle_gan, pix2pix (CUT can join as a sibling).
+"""Training recipes, one file each: cycle_gan, pix2pix, cut (CUT and FastCUT).
 
 A recipe defines its networks, losses and optimizers and one training step, under the contract in
 ``base.py``; the trainer owns the loop, devices, precision, checkpoints and logging.
@@ -10,11 +10,13 @@ import dataclasses
 
 from cyclegan.config import TrainConfig
 from cyclegan.models.base import MODELS, StepResult, TrainingRecipe, Translator, recipe_defaults
+from cyclegan.models.cut import CUTModel
 from cyclegan.models.cycle_gan import CycleGANModel
 from cyclegan.models.pix2pix import Pix2PixModel
 
 __all__ = [
     "MODELS",
+    "CUTModel",
     "CycleGANModel",
     "Pix2PixModel",
     "StepResult",

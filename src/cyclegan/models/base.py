@@ -15,7 +15,8 @@ out of the recipe, as Lightning's ``training_step`` + ``configure_optimizers`` d
 - ``config_section`` and ``defaults``: its own ``TrainConfig`` section, and the shared options it
   changes (the reference's ``modify_commandline_options``), applied unless a flag says otherwise;
 - ``data_dependent_init(batch, precision)``: called with the first batch before the optimizers exist (CUT builds
-  its feature MLPs there); ``needs_first_batch`` says whether to call it;
+  its feature MLPs there); ``needs_first_batch`` says whether to call it; ``build_from_state`` builds the
+  same from a checkpoint's state dicts (loading without data);
 - ``training_step(batch, precision, all_ranks)`` → :class:`StepResult` (losses, skipped);
 - ``translate(batch)``: the visuals of one batch without training (validation, ``test``);
 - ``validation_terms(images)``: extra per-image scores of the validation set (CycleGAN's cycle L1).
@@ -99,6 +100,12 @@ class TrainingRecipe(nn.Module):
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self._visuals: dict[str, torch.Tensor] = {}
 
+    @classmethod
+    def defaults_for(cls, config: TrainConfig) -> Mapping[str, Any]:
+        """``defaults`` for this config: a recipe whose defaults depend on one of its own options
+        (CUT's ``--CUT_mode``) overrides this."""
+        return cls.defaults
+
     # --- building -------------------------------------------------------------------------
 
     @property
@@ -112,6 +119,16 @@ class TrainingRecipe(nn.Module):
         restore then overwrites what it built, so the parameters exist when the optimizers and the
         checkpoint's state dict need them). ``fresh`` is False on a resume: work whose result the
         restore overwrites (CycleGAN's identity warm start) can be skipped."""
+
+    @classmethod
+    def reference_weights_hint(cls, state: Mapping[str, torch.Tensor], config: TrainConfig) -> str | None:
+        """When another implementation's weights file does not fit the networks the flags built: the
+        flag that most likely explains it (None: the generic advice)."""
+        return None
+
+    def build_from_state(self, nets: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
+        """Build what ``data_dependent_init`` would, from saved state dicts (by network name) instead of
+        a batch: loading every network of a checkpoint (reference export) needs no data."""
 
     def build_optimizers(self) -> None:
         """Create ``self.optimizers`` once the networks sit on their final device."""
@@ -187,7 +204,7 @@ def recipe_defaults(config: TrainConfig, given: set[str] = frozenset()) -> Train
     """
     recipe = MODELS.get(config.model.model)
     updates: dict[str, dict[str, Any]] = {}
-    for key, value in recipe.defaults.items():
+    for key, value in recipe.defaults_for(config).items():
         if key not in given:
             section, name = key.split(".")
             updates.setdefault(section, {})[name] = value

@@ -215,7 +215,7 @@ def initialize_feature_projector(generator: nn.Module, projector: nn.Module, ima
     return True
 
 
-def _antialias_hint(state: dict[str, torch.Tensor], config: CUTConfig) -> str:
+def antialias_hint(state: dict[str, torch.Tensor], config: CUTConfig) -> str:
     has_blur = any(key.endswith(".filt") for key in state)
     if has_blur and (config.no_antialias or config.no_antialias_up):
         return "the checkpoint has anti-aliasing filters (*.filt): drop --no_antialias / --no_antialias_up"
@@ -236,7 +236,7 @@ def load_cut_generator(path: str | Path, config: CUTConfig) -> nn.Module:
     try:
         load_reference_state_dict(generator, state, source=str(path))
     except ValueError as error:
-        raise ValueError(f"{error}\n  hint: {_antialias_hint(state, config)}") from None
+        raise ValueError(f"{error}\n  hint: {antialias_hint(state, config)}") from None
     return generator.eval()
 
 
