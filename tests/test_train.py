@@ -98,7 +98,7 @@ def test_every_gan_mode_trains(tmp_path, mode):
 
 @pytest.mark.parametrize("recipe", MODELS.names())
 def test_every_recipe_takes_a_step_and_names_its_losses_and_visuals(tmp_path, recipe):
-    config = tiny_config(tmp_path, tmp_path, model__model=recipe)
+    config = tiny_config(tmp_path, tmp_path, model__model=recipe, model__pool_size=0)  # pix2pix and CUT use none
     model = create_model(config)
     if model.needs_first_batch:  # CUT builds its feature MLPs from the first batch
         model.data_dependent_init(tiny_batch(), Precision("fp32", CPU))
