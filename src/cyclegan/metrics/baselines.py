@@ -39,7 +39,9 @@ __all__ = [
     "dataset_baselines",
     "DomainStatistics",
     "baseline_images",
+    "folder_baselines",
     "format_comparison",
+    "image_statistics",
     "margins",
     "page_items",
     "pooled_statistics",
@@ -59,9 +61,6 @@ class DomainStatistics:
     std: torch.Tensor  # (C,)
     cdf: torch.Tensor  # (C, 256): fraction of pixels <= each 8-bit level
     source: str  # where they came from, for the reader
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"mean": self.mean.tolist(), "std": self.std.tolist(), "source": self.source}
 
 
 def _unit_tensor(path: Path, channels: int) -> torch.Tensor:
