@@ -234,4 +234,4 @@ def test_gpu_check_script_runs_end_to_end_in_its_dry_run(tmp_path):
     train = (out / "train_step.md").read_text()
     assert train.count("speed of ours relative to the baseline") == 3  # bf16, + channels-last, + compile
     assert "| ours | bf16 | yes | yes |" in train  # the compiled channels-last variant ran
-    assert len(table_rows((out / "inference.md").read_text())) == 5
+    assert len(table_rows((out / "inference.md").read_text())) == 6  # header, rule, 4 variants (int8 included)
