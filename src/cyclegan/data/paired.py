@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from cyclegan.data.images import list_images, load_image
-from cyclegan.data.synthetic import SYNTHETIC_DEFAULTS, draw_scene, synthetic_map
+from cyclegan.data.synthetic import SYNTHETIC_DEFAULTS, draw_scene, prepare_output_folder, synthetic_map
 from cyclegan.fileio import atomic_write
 
 # The unpaired set's generator streams for trainA, testA, valA (cyclegan.data.synthetic._STREAMS):
@@ -58,16 +57,7 @@ def write_paired_synthetic_dataset(
     folders and the metadata).
     """
     n_val = n_test if n_val is None else n_val
-    if n < 1 or n_test < 1:
-        raise ValueError(f"n and n_test must be at least 1 (got n={n}, n_test={n_test})")
-    if size < 8:
-        raise ValueError(f"size must be at least 8 pixels, got {size}")
-    root = Path(out_dir)
-    if root.exists() and any(root.iterdir()):
-        if not overwrite:
-            raise FileExistsError(f"{root} is not empty; choose another folder or pass overwrite=True")
-        for split in _A_STREAMS:
-            shutil.rmtree(root / split, ignore_errors=True)
+    root = prepare_output_folder(out_dir, tuple(_A_STREAMS), n, n_test, size, overwrite)
     for split, count in (("train", n), ("test", n_test), ("val", n_val)):
         (root / split).mkdir(parents=True, exist_ok=True)
         for i in range(count):

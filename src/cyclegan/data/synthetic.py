@@ -155,6 +155,22 @@ def _save(array: np.ndarray, path: Path) -> None:
     Image.fromarray(array).save(path, format="PNG", compress_level=6, optimize=False)
 
 
+def prepare_output_folder(out_dir: str | Path, folders: tuple[str, ...], n: int, n_test: int, size: int,
+                          overwrite: bool) -> Path:
+    """Check a synthetic set's sizes and its output folder; with ``overwrite``, remove ``folders``."""
+    if n < 1 or n_test < 1:
+        raise ValueError(f"n and n_test must be at least 1 (got n={n}, n_test={n_test})")
+    if size < 8:
+        raise ValueError(f"size must be at least 8 pixels, got {size}")
+    root = Path(out_dir)
+    if root.exists() and any(root.iterdir()):
+        if not overwrite:
+            raise FileExistsError(f"{root} is not empty; choose another folder or pass overwrite=True")
+        for name in folders:
+            shutil.rmtree(root / name, ignore_errors=True)
+    return root
+
+
 def write_synthetic_dataset(
     out_dir: str | Path,
     n: int = SYNTHETIC_DEFAULTS["n"],
@@ -172,17 +188,8 @@ def write_synthetic_dataset(
     ``out_dir`` is an error unless ``overwrite`` (which replaces only these folders and the metadata).
     """
     n_val = n_test if n_val is None else n_val
-    if n < 1 or n_test < 1:
-        raise ValueError(f"n and n_test must be at least 1 (got n={n}, n_test={n_test})")
-    if size < 8:
-        raise ValueError(f"size must be at least 8 pixels, got {size}")
-    root = Path(out_dir)
-    if root.exists() and any(root.iterdir()):
-        if not overwrite:
-            raise FileExistsError(f"{root} is not empty; choose another folder or pass overwrite=True")
-        for name in _FOLDERS:
-            shutil.rmtree(root / name, ignore_errors=True)
-        (root / METADATA_FILENAME).unlink(missing_ok=True)
+    root = prepare_output_folder(out_dir, _FOLDERS, n, n_test, size, overwrite)
+    (root / METADATA_FILENAME).unlink(missing_ok=True)
     for name in _FOLDERS:
         (root / name).mkdir(parents=True, exist_ok=True)
 
