@@ -169,3 +169,12 @@ def test_cli_train_tune_prints_its_choice_and_trains_with_it(tmp_path, monkeypat
     assert (saved.precision, saved.channels_last, saved.torch_threads) == (
         entry["candidate"]["precision"], entry["candidate"]["channels_last"], entry["candidate"]["threads"]
     )
+
+
+def test_bf16_is_not_native_where_the_kernels_are_pinned_below_avx512(monkeypatch):
+    # ATEN_CPU_CAPABILITY=avx2 (an AVX2 machine emulated, or the ISA pinned by the user) keeps bf16 emulated.
+    from cyclegan.precision import cpu_has_native_bf16, resolve_precision
+
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    assert not cpu_has_native_bf16()
+    assert resolve_precision("auto", torch.device("cpu")) == "fp32"

@@ -20,6 +20,10 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 def cpu_has_native_bf16() -> bool:
+    # The kernels must be allowed to use it too: ATEN_CPU_CAPABILITY=avx2 (how an AVX2 machine is emulated,
+    # or how a user pins the ISA) leaves bf16 emulated even where the flags say the CPU has it.
+    if torch.backends.cpu.get_cpu_capability() not in ("AVX512", "AVX512_BF16", "AMX"):
+        return False
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:  # not Linux: assume emulated bf16
