@@ -4,10 +4,10 @@
     python benchmarks/cut_vs_cyclegan.py --config paper --iters 6 --device cuda
     python benchmarks/cut_vs_cyclegan.py --quick --size 32 --ngf 4 --ndf 4   # does it run (seconds)
 
-An iteration is everything a training step does: the generator forward, the discriminator's
-update (forward, backward, Adam) and the generator's (and for CUT the projector F's). All variants
-use the same G / D sizes, the same precision and batched calls where the recipe allows them; CUT
-and FastCUT use CUT's defaults (anti-aliased G and D, 256 patches on layers 0,4,8,12,16, identity
+An iteration is the recipe's own ``training_step`` (models/cycle_gan.py, models/cut.py), as the
+trainer calls it: the generator forward, the discriminator's update (forward, backward, Adam) and
+the generator's (and for CUT the projector F's). All variants use the same G / D sizes and the same
+precision; CUT and FastCUT use the recipe's defaults for CUT_mode CUT / FastCUT (anti-aliased G and D, 256 patches on layers 0,4,8,12,16, identity
 NCE for CUT, flip-equivariance for FastCUT); ``--no_antialias`` adds CUT variants without the blur
 layers, which isolates what the anti-aliasing costs.
 
@@ -22,6 +22,7 @@ builds only that variant and runs a few iterations (above its size before the fi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import resource
 import subprocess
@@ -41,7 +42,6 @@ from common import (  # noqa: E402
     BenchConfig,
     add_config_arguments,
     bench_from_args,
-    build_our_step,
     machine_description,
     markdown_table,
     median,
@@ -52,17 +52,8 @@ from common import (  # noqa: E402
     write_json,
 )
 
-from cyclegan.models.cut_objective import (  # noqa: E402
-    CUTConfig,
-    build_discriminator,
-    build_feature_projector,
-    build_generator,
-    cut_discriminator_loss,
-    cut_forward,
-    cut_generator_losses,
-    draw_flip,
-    initialize_feature_projector,
-)
+from cyclegan.config import CUTOptions, TrainConfig  # noqa: E402
+from cyclegan.models import create_model, default_config  # noqa: E402
 from cyclegan.precision import Precision  # noqa: E402
 
 VARIANTS = ("cyclegan", "cut", "fastcut")
@@ -78,65 +69,30 @@ class Built:
     optimizers: list[torch.optim.Optimizer]
 
 
-def cut_config(variant: str, bench: BenchConfig) -> CUTConfig:
+def variant_config(variant: str, bench: BenchConfig, seed: int) -> TrainConfig:
+    """CycleGAN as the bench sets it; CUT / FastCUT with the recipe's own defaults at the same G / D sizes."""
+    config = train_config(bench, seed)
+    if variant == "cyclegan":
+        return config
     no_antialias = variant.endswith("_noaa")
-    return CUTConfig(
-        CUT_mode="FastCUT" if variant.startswith("fastcut") else "CUT",
-        netG=bench.netG, netD=bench.netD, ngf=bench.ngf, ndf=bench.ndf,
-        input_nc=bench.input_nc, output_nc=bench.output_nc,
-        no_antialias=no_antialias, no_antialias_up=no_antialias,
-    )
-
-
-def set_requires_grad(net: nn.Module, flag: bool) -> None:
-    for parameter in net.parameters():
-        parameter.requires_grad_(flag)
-
-
-def build_cut_step(variant: str, bench: BenchConfig, device: torch.device, precision: Precision, seed: int) -> Built:
-    """CUT's ``optimize_parameters`` from the pure pieces: D's update, then G's and F's."""
-    config = cut_config(variant, bench)
-    torch.manual_seed(seed)
-    generator, discriminator = build_generator(config).to(device), build_discriminator(config).to(device)
-    projector = build_feature_projector(config).to(device)
-    real_A, _ = random_batch(bench, device, seed)
-    initialize_feature_projector(generator, projector, real_A, config.nce_layers)
-    fused = {"fused": True} if device.type in ("cpu", "cuda") else {}
-    adam = {"lr": 2e-4, "betas": (0.5, 0.999), **fused}
-    optimizers = [torch.optim.Adam(net.parameters(), **adam) for net in (generator, discriminator, projector)]
-    optimizer_G, optimizer_D, optimizer_F = optimizers
-    flips = torch.Generator().manual_seed(seed)
-
-    def step(real_A: torch.Tensor, real_B: torch.Tensor) -> dict[str, torch.Tensor]:
-        flipped = draw_flip(flips) if config.flip_equivariance else False
-        with precision.autocast():
-            forward = cut_forward(generator, real_A, real_B, config.nce_idt, flipped, config.nce_layers)
-            d_losses = cut_discriminator_loss(discriminator, forward.fake_B, real_B, config.gan_mode, batch_calls=True)
-        optimizer_D.zero_grad(set_to_none=True)
-        precision.backward(d_losses["D"])
-        precision.step(optimizer_D)
-        set_requires_grad(discriminator, False)
-        with precision.autocast():
-            g_losses = cut_generator_losses(generator, projector, discriminator, forward, config)
-        optimizer_G.zero_grad(set_to_none=True)
-        optimizer_F.zero_grad(set_to_none=True)
-        precision.backward(g_losses["G"])
-        precision.step(optimizer_G)
-        precision.step(optimizer_F)
-        precision.update()
-        set_requires_grad(discriminator, True)
-        return {name: value.detach() for name, value in {**d_losses, **g_losses}.items()}
-
-    return Built(step, [generator, discriminator, projector], optimizers)
+    mode = "FastCUT" if variant.startswith("fastcut") else "CUT"
+    config = default_config("cut", data=config.data, runtime=config.runtime,
+                            cut=CUTOptions(CUT_mode=mode, no_antialias=no_antialias, no_antialias_up=no_antialias))
+    config.model = dataclasses.replace(config.model, netG=bench.netG, netD=bench.netD, ngf=bench.ngf, ndf=bench.ndf)
+    return config
 
 
 def build_variant(variant: str, bench: BenchConfig, device: torch.device, precision_name: str, seed: int = 0) -> Built:
+    """The recipe's own training step (``training_step``), set up as the trainer sets it up."""
+    torch.manual_seed(seed)
+    config = variant_config(variant, bench, seed)
+    model = create_model(config, is_train=True).to(device)
     precision = Precision(precision_name, device)
-    if variant == "cyclegan":
-        torch.manual_seed(seed)
-        model, precision = build_our_step(train_config(bench, seed), device, precision_name, False, False)
-        return Built(our_step_fn(model, precision, False), list(model.nets.values()), list(model.optimizers.values()))
-    return build_cut_step(variant, bench, device, precision, seed)
+    if model.needs_first_batch:  # CUT's F: MLPs sized from G's features of the first batch
+        real_A, real_B = random_batch(bench, device, seed)
+        model.data_dependent_init({"A": real_A, "B": real_B}, precision)
+    model.build_optimizers()
+    return Built(our_step_fn(model, precision, False), list(model.nets.values()), list(model.optimizers.values()))
 
 
 def state_bytes(built: Built) -> int:
