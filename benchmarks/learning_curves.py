@@ -15,7 +15,8 @@ Tasks (made here, nothing downloaded):
 
 Variants: ``reference``: the reference's hyper-parameters (lr 2e-4, λ_identity 0.5, batch 1, basic
 D, lsgan, random init) at the CPU preset's size (64 px, resnet_6blocks, ngf/ndf 32); ``quick``:
-``--preset quick``; ``NAME=JSON``: the quick preset with overrides, e.g.
+``--preset quick``; ``cut`` / ``fastcut``: ``--model cut --CUT_mode CUT|FastCUT`` with CUT's own
+defaults at the preset's sizes (as ``cyclegan demo --model cut``); ``NAME=JSON``: the quick preset with overrides, e.g.
 ``lr5=\'{"optim.lr": 0.0005}\'``. Every variant decays the learning rate linearly over the second
 half of ``--iters`` (the reference's epoch schedule is for 200 epochs; at 2,000 iterations it would
 never decay).
@@ -38,9 +39,10 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_description, markdown_table  # noqa: E402
 
-from cyclegan.config import TrainConfig, fit_epochs_to_iterations, preset_config  # noqa: E402
+from cyclegan.config import CUTOptions, TrainConfig, fit_epochs_to_iterations, preset_config  # noqa: E402
 from cyclegan.data import write_synthetic_dataset  # noqa: E402
 from cyclegan.metrics.baselines import dataset_baselines  # noqa: E402
+from cyclegan.models import default_config  # noqa: E402
 from cyclegan.trainer import Trainer  # noqa: E402
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "stereo_motorcycle", "immunohistochemistry")
@@ -103,6 +105,12 @@ def variant_config(name: str, overrides: dict[str, Any], dataroot: Path, out: Pa
         config = TrainConfig()
         config.data = dataclasses.replace(config.data, load_size=72, crop_size=64, num_threads=0)
         config.model = dataclasses.replace(config.model, netG="resnet_6blocks", ngf=32, ndf=32)
+    elif name in ("cut", "fastcut"):  # the recipe's own defaults at the preset's sizes (as `demo --model cut`)
+        quick = preset_config("quick")
+        mode = CUTOptions(CUT_mode="FastCUT" if name == "fastcut" else "CUT")
+        config = default_config("cut", data=quick.data, cut=mode)
+        config.model = dataclasses.replace(config.model, netG=quick.model.netG, ngf=quick.model.ngf,
+                                           ndf=quick.model.ndf)
     else:
         config = preset_config("quick")
     for key, value in overrides.items():
