@@ -217,6 +217,7 @@ def test_demo_trains_cut_and_scores_it_against_the_baselines(tmp_path, capsys):
                  "--precision", "fp32"]) == 0
     output = capsys.readouterr().out
     assert "trained 2 iterations" in output and "constant" in output  # a baseline's row
+    assert any(line.startswith("G(testA) ") for line in output.splitlines()) and "G_A" not in output  # CUT's G
     run = tmp_path / "demo" / "checkpoints" / "synthetic_cut"
     state = load_checkpoint(run / "latest.safetensors")
     assert state["config"]["model"]["model"] == "cut" and set(state["nets"]) == {"G", "D", "F"}

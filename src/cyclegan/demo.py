@@ -2,7 +2,7 @@
 
 Makes the synthetic set (no download), trains a small CycleGAN (or ``--model pix2pix`` / ``cut``) on it
 with the quick preset's sizes,
-translates the test set, writes the training and results pages, and scores G_A(testA) against the
+translates the test set, writes the training and results pages, and scores the translated testA against the
 true translations next to the trivial baselines (doing nothing, a constant image, colour transfer,
 histogram matching) on the same images: the margin over the best of them is the headline.
 
@@ -81,6 +81,7 @@ class DemoResult:
     scores: dict[str, Any]  # the model's psnr / ssim, "baselines" and the margins (cyclegan test's scores)
     iterations: int
     seconds: float
+    translator: str = "G_A"  # the network that translated testA (the recipe's first translator)
 
     @property
     def margin_psnr(self) -> float:
@@ -93,7 +94,7 @@ class DemoResult:
     def summary(self) -> str:
         from cyclegan.metrics.baselines import format_comparison
 
-        table = format_comparison(self.scores, self.scores["baselines"]["baselines"], label="G_A(testA)")
+        table = format_comparison(self.scores, self.scores["baselines"]["baselines"], label=f"{self.translator}(testA)")
         return "\n".join([
             f"trained {self.iterations} iterations in {self.seconds / 60:.1f} min",
             f"training page: {self.training_page}",
@@ -107,6 +108,7 @@ def run_demo(out: str | Path = "./demo", iters: int | None = None, device: str =
              precision: str | None = None, model: str = "cycle_gan") -> DemoResult:
     from cyclegan.data import write_synthetic_dataset
     from cyclegan.data.paired import write_paired_synthetic_dataset
+    from cyclegan.models import MODELS
     from cyclegan.testing import run_test
     from cyclegan.trainer import Trainer
 
@@ -142,4 +144,5 @@ def run_demo(out: str | Path = "./demo", iters: int | None = None, device: str =
     return DemoResult(
         run_dir=result.run_dir, results_page=summary.page, training_page=result.run_dir / "web" / "index.html",
         scores=summary.scores or {}, iterations=result.progress.total_iters, seconds=seconds,
+        translator=MODELS.get(model).translators[0].net,
     )
