@@ -163,9 +163,11 @@ def inception_cache_path(cache: str | Path | None = None) -> Path:
     return (Path(cache).expanduser() if cache is not None else cache_dir()) / "inception" / INCEPTION_FILENAME
 
 
-def base_url(base: str | None = None) -> str:
-    """The argument, else ``$CYCLEGAN_DOWNLOAD_BASE``, else :data:`DEFAULT_BASE_URL` (no trailing slash)."""
-    return (base or os.environ.get("CYCLEGAN_DOWNLOAD_BASE") or DEFAULT_BASE_URL).rstrip("/")
+def base_url(
+    base: str | None = None, env: str = "CYCLEGAN_DOWNLOAD_BASE", default: str = DEFAULT_BASE_URL
+) -> str:
+    """The argument, else ``$<env>``, else ``default``, without a trailing slash."""
+    return (base or os.environ.get(env) or default).rstrip("/")
 
 
 # ------------------------------------------------------------------------------------ downloader
@@ -377,30 +379,49 @@ def download_dataset(
     hold ``<name>/``, moved into place and deleted. An existing ``<root>/<name>/`` is returned as is.
     """
     _check_name(name, DATASETS, "data set")
-    root = Path(root)
+    return _download_folder(name, Path(root), f"{base_url(base)}/datasets/{name}.zip", sha256, progress)
+
+
+def download_pix2pix_dataset(
+    name: str, root: str | Path = "./datasets", base: str | None = None, progress: bool = True,
+    sha256: str | None = None,
+) -> Path:
+    """Download and unpack one of the reference's pix2pix data sets into ``<root>/<name>/`` (``train/``,
+    ``val/`` ... of A|B files for ``--model pix2pix``) and return that folder.
+
+    As :func:`download_dataset`, from ``<base>/datasets/<name>.tar.gz`` (base: ``base``, else
+    ``$CYCLEGAN_PIX2PIX_DOWNLOAD_BASE``, else :data:`DEFAULT_PIX2PIX_BASE_URL`).
+    """
+    _check_name(name, PIX2PIX_DATASETS, "pix2pix data set")
+    pix2pix_base = base_url(base, "CYCLEGAN_PIX2PIX_DOWNLOAD_BASE", DEFAULT_PIX2PIX_BASE_URL)
+    return _download_folder(name, Path(root), f"{pix2pix_base}/datasets/{name}.tar.gz", sha256, progress)
+
+
+def _download_folder(name: str, root: Path, url: str, sha256: str | None, progress: bool) -> Path:
+    """Download the archive at ``url`` into ``root``; unpack its ``<name>/`` folder to ``<root>/<name>``."""
     target = root / name
     if target.is_dir():
         return target
-    url = f"{base_url(base)}/datasets/{name}.zip"
-    zip_path = root / f"{name}.zip"
-    download(
-        url, zip_path, sha256=sha256, progress=progress,
-        manual=f"download {url} elsewhere and unzip it into {root} (it holds {name}/trainA, {name}/trainB, ...)",
-    )
-    # Unpack beside the target and move it into place, so an interrupted unzip leaves no half data set
+    archive = root / url.rsplit("/", 1)[-1]
+    download(url, archive, sha256=sha256, progress=progress,
+             manual=f"download {url} elsewhere and unpack it into {root} (it holds the {name}/ folder)")
+    # Unpack beside the target and move it into place, so an interrupted unpack leaves no half data set
     # that a later call would take for a complete one.
     with tempfile.TemporaryDirectory(prefix=f".{name}.", dir=root) as tmp:
         try:
-            safe_extract(zip_path, tmp)
+            (safe_extract if archive.suffix == ".zip" else safe_extract_tar)(archive, tmp)
         except zipfile.BadZipFile as error:
-            zip_path.unlink(missing_ok=True)
+            archive.unlink(missing_ok=True)
             raise DownloadError(f"{url} is not a valid zip ({error}); it was deleted, run again") from None
+        except DownloadError:
+            archive.unlink(missing_ok=True)  # a bad archive must not be "resumed" by the next try
+            raise
         unpacked = Path(tmp) / name
         if not unpacked.is_dir():
             found = sorted(p.name for p in Path(tmp).iterdir())
-            raise DownloadError(f"{zip_path} does not hold a {name}/ folder (it holds: {', '.join(found)})")
+            raise DownloadError(f"{archive} does not hold a {name}/ folder (it holds: {', '.join(found)})")
         os.replace(unpacked, target)
-    zip_path.unlink(missing_ok=True)
+    archive.unlink(missing_ok=True)
     return target
 
 
@@ -419,42 +440,6 @@ def safe_extract_tar(tar_path: str | Path, root: str | Path) -> None:
             archive.extractall(root, members=members, filter="data")
     except (tarfile.TarError, EOFError, OSError) as error:
         raise DownloadError(f"{tar_path} is not a valid .tar.gz ({error})") from None
-
-
-def download_pix2pix_dataset(
-    name: str, root: str | Path = "./datasets", base: str | None = None, progress: bool = True,
-    sha256: str | None = None,
-) -> Path:
-    """Download and unpack one of the reference's pix2pix data sets into ``<root>/<name>/`` (``train/``,
-    ``val/`` ... of A|B files for ``--model pix2pix``) and return that folder.
-
-    ``<base>/datasets/<name>.tar.gz`` (base: ``base``, else ``$CYCLEGAN_PIX2PIX_DOWNLOAD_BASE``, else
-    :data:`DEFAULT_PIX2PIX_BASE_URL`) is downloaded (resumable), unpacked beside the target, checked
-    to hold ``<name>/``, moved into place and deleted. An existing ``<root>/<name>/`` is returned as is.
-    """
-    _check_name(name, PIX2PIX_DATASETS, "pix2pix data set")
-    root = Path(root)
-    target = root / name
-    if target.is_dir():
-        return target
-    pix2pix_base = (base or os.environ.get("CYCLEGAN_PIX2PIX_DOWNLOAD_BASE") or DEFAULT_PIX2PIX_BASE_URL).rstrip("/")
-    url = f"{pix2pix_base}/datasets/{name}.tar.gz"
-    archive = root / f"{name}.tar.gz"
-    download(url, archive, sha256=sha256, progress=progress,
-             manual=f"download {url} elsewhere and unpack it into {root} (it holds {name}/train, {name}/val, ...)")
-    with tempfile.TemporaryDirectory(prefix=f".{name}.", dir=root) as tmp:
-        try:
-            safe_extract_tar(archive, tmp)
-        except DownloadError:
-            archive.unlink(missing_ok=True)
-            raise
-        unpacked = Path(tmp) / name
-        if not unpacked.is_dir():
-            found = sorted(p.name for p in Path(tmp).iterdir())
-            raise DownloadError(f"{archive} does not hold a {name}/ folder (it holds: {', '.join(found)})")
-        os.replace(unpacked, target)
-    archive.unlink(missing_ok=True)
-    return target
 
 
 def download_pretrained(
@@ -501,8 +486,7 @@ def download_cut_pretrained(
     dest = checkpoints_dir / f"{name}_pretrained" / "latest_net_G.pth"
     if dest.exists():
         return dest
-    cut_base = (base or os.environ.get("CYCLEGAN_CUT_DOWNLOAD_BASE") or DEFAULT_CUT_BASE_URL).rstrip("/")
-    url = f"{cut_base}/{CUT_PRETRAINED_ARCHIVE}"
+    url = f"{base_url(base, 'CYCLEGAN_CUT_DOWNLOAD_BASE', DEFAULT_CUT_BASE_URL)}/{CUT_PRETRAINED_ARCHIVE}"
     archive = checkpoints_dir / f"CUT_{CUT_PRETRAINED_ARCHIVE}"
     download(url, archive, sha256=sha256, progress=progress,
              manual=f"download {url} elsewhere and unpack it so that {dest} exists")
