@@ -23,6 +23,7 @@ from cyclegan.config import (
     preset_config,
 )
 from cyclegan.models import MODELS
+from cyclegan.models.cut_objective import str2bool
 from cyclegan.runtime import parse_duration
 
 log = logging.getLogger("cyclegan")
@@ -79,7 +80,7 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, klass: type, skip: tupl
                 group.add_argument(f"--{f.name}", action="store_true", help=help_text)
             continue
         if f.type == "bool | None":  # CUT's str2bool flags: --nce_idt, --nce_idt False (absent: the mode's)
-            group.add_argument(f"--{f.name}", type=_str2bool, nargs="?", const=True, default=argparse.SUPPRESS,
+            group.add_argument(f"--{f.name}", type=str2bool, nargs="?", const=True, default=argparse.SUPPRESS,
                                help=help_text)
             continue
         optional_kinds = {"float | None": float, "str | None": str}
@@ -89,14 +90,6 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, klass: type, skip: tupl
         if f.name in ("checkpoint_every", "save_latest_freq"):
             kind = str
         group.add_argument(f"--{f.name}", type=kind, default=argparse.SUPPRESS, help=help_text)
-
-
-def _str2bool(value: str) -> bool:
-    if value.lower() in ("yes", "true", "t", "y", "1"):
-        return True
-    if value.lower() in ("no", "false", "f", "n", "0"):
-        return False
-    raise argparse.ArgumentTypeError(f"a boolean is expected (true / false), got {value!r}")
 
 
 def add_ignored_reference_flags(parser: argparse.ArgumentParser) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -103,63 +103,31 @@ class CUTConfig:
         if self.nce_T <= 0:
             raise ValueError(f"--nce_T must be > 0, got {self.nce_T}")
 
-    @property
-    def is_fastcut(self) -> bool:
-        return self.CUT_mode.lower() == "fastcut"
-
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def add_cut_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """CUT's own flags, spelled and parsed as CUT does (str2bool flags take an optional true/false)."""
-
-    def str2bool(value: str) -> bool:
-        if value.lower() in ("yes", "true", "t", "y", "1"):
-            return True
-        if value.lower() in ("no", "false", "f", "n", "0"):
-            return False
-        raise argparse.ArgumentTypeError(f"a boolean is expected, got {value!r}")
-
-    def optional_bool(flag: str, default: bool | None) -> None:
-        parser.add_argument(flag, type=str2bool, nargs="?", const=True, default=default)
-
-    defaults = CUTConfig()
-    parser.add_argument("--CUT_mode", default="CUT", choices=["CUT", "cut", "FastCUT", "fastcut"])
-    parser.add_argument("--lambda_GAN", type=float, default=defaults.lambda_GAN)
-    parser.add_argument("--lambda_NCE", type=float, default=None)
-    optional_bool("--nce_idt", None)
-    parser.add_argument("--nce_layers", default=",".join(map(str, defaults.nce_layers)))
-    optional_bool("--nce_includes_all_negatives_from_minibatch", False)
-    parser.add_argument("--netF", default=defaults.netF, choices=list(NETF_CHOICES))
-    parser.add_argument("--netF_nc", type=int, default=defaults.netF_nc)
-    parser.add_argument("--nce_T", type=float, default=defaults.nce_T)
-    parser.add_argument("--num_patches", type=int, default=defaults.num_patches)
-    optional_bool("--flip_equivariance", None)
-    parser.add_argument("--input_nc", type=int, default=defaults.input_nc)
-    parser.add_argument("--output_nc", type=int, default=defaults.output_nc)
-    parser.add_argument("--netG", default=defaults.netG)
-    parser.add_argument("--netD", default=defaults.netD)
-    parser.add_argument("--ngf", type=int, default=defaults.ngf)
-    parser.add_argument("--ndf", type=int, default=defaults.ndf)
-    parser.add_argument("--n_layers_D", type=int, default=defaults.n_layers_D)
-    parser.add_argument("--normG", default=defaults.normG, choices=["instance", "batch", "none"])
-    parser.add_argument("--normD", default=defaults.normD, choices=["instance", "batch", "none"])
-    parser.add_argument("--init_type", default=defaults.init_type)
-    parser.add_argument("--init_gain", type=float, default=defaults.init_gain)
-    optional_bool("--no_dropout", True)
-    parser.add_argument("--no_antialias", action="store_true")
-    parser.add_argument("--no_antialias_up", action="store_true")
-    parser.add_argument("--gan_mode", default=defaults.gan_mode)
-    parser.add_argument("--pool_size", type=int, default=defaults.pool_size)
-    parser.add_argument("--n_epochs", type=int, default=None)
-    parser.add_argument("--n_epochs_decay", type=int, default=None)
-    return parser
+def str2bool(value: str) -> bool:
+    """CUT's boolean flags: ``--nce_idt``, ``--nce_idt false`` ..."""
+    if value.lower() in ("yes", "true", "t", "y", "1"):
+        return True
+    if value.lower() in ("no", "false", "f", "n", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"a boolean is expected (true / false), got {value!r}")
 
 
 def cut_config_from_flags(argv: Sequence[str]) -> CUTConfig:
-    """A CUTConfig from a CUT command line (``train.py`` / ``test.py`` flags); other flags are ignored."""
-    namespace, _ = add_cut_arguments(argparse.ArgumentParser(add_help=False)).parse_known_args(list(argv))
+    """A CUTConfig from a CUT command line (``train.py`` / ``test.py`` flags); other flags are ignored.
+
+    One flag per CUTConfig field, spelled as CUT's; booleans take an optional true/false as CUT's do.
+    """
+    parser = argparse.ArgumentParser(add_help=False)
+    kinds = {"bool": str2bool, "float": float, "int": int}
+    for f in fields(CUTConfig):
+        kind = kinds.get(str(f.type).split(" |")[0], str)  # nce_layers: CUT's comma-separated string
+        nargs = {"nargs": "?", "const": True} if kind is str2bool else {}
+        parser.add_argument(f"--{f.name}", type=kind, default=argparse.SUPPRESS, **nargs)
+    namespace, _ = parser.parse_known_args(list(argv))
     return CUTConfig(**vars(namespace))
 
 
