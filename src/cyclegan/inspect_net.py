@@ -459,16 +459,7 @@ def format_table(report: NetworkReport) -> str:
 
 def report_to_json(report: NetworkReport) -> dict[str, Any]:
     """JSON-ready dict: the layers as dicts plus the totals."""
-    return {
-        "network": report.network,
-        "input_shape": list(report.input_shape),
-        "layers": [dataclasses.asdict(layer) for layer in report.layers],
-        "receptive_field": report.receptive_field,
-        "output_shape": list(report.output_shape),
-        "parameters": report.parameters,
-        "macs": report.macs,
-        "effective_receptive_field": report.effective_receptive_field,
-    }
+    return dataclasses.asdict(report)
 
 
 # --- building and the CLI --------------------------------------------------------------------
