@@ -141,15 +141,11 @@ class CUTModel(TrainingRecipe):
             F.create_mlp_for_channels(mlp_channels_in_state_dict(nets["F"]))
 
     def build_optimizers(self) -> None:
-        options = {"lr": self.lr, "betas": self.betas, "fused": True}  # fused: see cycle_gan.py
-        self.optimizers = {"G": torch.optim.Adam(self.nets["G"].parameters(), **options),
-                           "D": torch.optim.Adam(self.nets["D"].parameters(), **options)}
-        f_params = list(self.nets["F"].parameters())
-        if f_params:  # mlp_sample; sample / reshape have no weights (CUT makes no optimizer then)
-            self.optimizers["F"] = torch.optim.Adam(f_params, **options)
+        self.optimizers = {"G": self.adam(self.nets["G"]), "D": self.adam(self.nets["D"])}
+        if any(True for _ in self.nets["F"].parameters()):  # mlp_sample; sample / reshape have no weights
+            self.optimizers["F"] = self.adam(self.nets["F"])  # (CUT makes no optimizer for those)
 
     def rebuild_step_modules(self) -> None:
-        # A plain dict, not registered: the networks already are, under their own names.
         self.step_modules = {
             "G": self.nets["G"],
             "D": CUTDiscriminatorLoss(self.nets["D"], self.options.gan_mode, self.batch_discriminator_calls),
@@ -186,7 +182,7 @@ class CUTModel(TrainingRecipe):
             losses = dict(self.step_modules["D"](forward.fake_B, real_B))
         loss_D = losses.pop("D")
         if not all_ranks(bool(torch.isfinite(loss_D))):
-            return StepResult(self._ordered(losses), skipped=True)
+            return StepResult(self.ordered_losses(losses), skipped=True)
         precision.backward(loss_D)
         precision.step(opt_D)
 
@@ -202,16 +198,13 @@ class CUTModel(TrainingRecipe):
         if not all_ranks(bool(torch.isfinite(g_losses["G"]))):
             set_requires_grad([D], True)
             precision.update()
-            return StepResult(self._ordered(losses), skipped=True)
+            return StepResult(self.ordered_losses(losses), skipped=True)
         precision.backward(g_losses["G"])
         set_requires_grad([D], True)
         for optimizer in generator_optimizers:
             precision.step(optimizer)
         precision.update()
-        return StepResult(self._ordered(losses))
-
-    def _ordered(self, losses: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {name: losses[name].detach().float() for name in self.loss_names if name in losses}
+        return StepResult(self.ordered_losses(losses))
 
     def extra_state(self) -> dict[str, Any]:
         return {"flip_rng": self.flip_rng.get_state()} if self.is_train else {}

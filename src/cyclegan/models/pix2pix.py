@@ -83,16 +83,10 @@ class Pix2PixModel(TrainingRecipe):
             self.rebuild_step_modules()
 
     def build_optimizers(self) -> None:
-        options = {"lr": self.lr, "betas": self.betas, "fused": True}  # fused: see cycle_gan.py
-        self.optimizers = {"G": torch.optim.Adam(self.nets["G"].parameters(), **options),
-                           "D": torch.optim.Adam(self.nets["D"].parameters(), **options)}
+        self.optimizers = {"G": self.adam(self.nets["G"]), "D": self.adam(self.nets["D"])}
 
     def rebuild_step_modules(self) -> None:
-        # A plain dict, not registered: the networks already are, under their own names.
         self.step_modules = {"G": self.nets["G"], "D": ConditionalDiscriminatorLoss(self.nets["D"], self._d_loss)}
-
-    def wrap_step_modules(self, wrap: Callable[[nn.Module], nn.Module]) -> None:
-        self.step_modules = {name: wrap(module) for name, module in self.step_modules.items()}
 
     # --- the step -------------------------------------------------------------------------
 
@@ -127,7 +121,7 @@ class Pix2PixModel(TrainingRecipe):
                                                             torch.cat([real_A, fake_B.detach()], 1))
         losses = {"D_real": d_real, "D_fake": d_fake}
         if not all_ranks(bool(torch.isfinite(loss_D))):
-            return StepResult(self._ordered(losses), skipped=True)
+            return StepResult(self.ordered_losses(losses), skipped=True)
         precision.backward(loss_D)
         precision.step(opt_D)
 
@@ -141,12 +135,9 @@ class Pix2PixModel(TrainingRecipe):
         if not all_ranks(bool(torch.isfinite(loss_G))):
             set_requires_grad([D], True)
             precision.update()
-            return StepResult(self._ordered(losses), skipped=True)
+            return StepResult(self.ordered_losses(losses), skipped=True)
         precision.backward(loss_G)
         set_requires_grad([D], True)
         precision.step(opt_G)
         precision.update()
-        return StepResult(self._ordered(losses))
-
-    def _ordered(self, losses: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {name: losses[name].detach().float() for name in self.loss_names if name in losses}
+        return StepResult(self.ordered_losses(losses))
