@@ -20,6 +20,7 @@ every rank builds them from the same seed, so they start equal.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -47,17 +48,10 @@ from cyclegan.precision import Precision
 
 
 def cut_config(config: TrainConfig) -> CUTConfig:
-    """CUT's options from the ``cut`` section and the shared ``model`` / ``data`` options."""
-    c, m, d = config.cut, config.model, config.data
-    return CUTConfig(
-        CUT_mode=c.CUT_mode, lambda_GAN=c.lambda_GAN, lambda_NCE=c.lambda_NCE, nce_idt=c.nce_idt,
-        nce_layers=c.nce_layers, nce_includes_all_negatives_from_minibatch=c.nce_includes_all_negatives_from_minibatch,
-        netF=c.netF, netF_nc=c.netF_nc, nce_T=c.nce_T, num_patches=c.num_patches,
-        flip_equivariance=c.flip_equivariance, input_nc=d.input_nc, output_nc=d.output_nc, netG=m.netG,
-        netD=m.netD, ngf=m.ngf, ndf=m.ndf, n_layers_D=m.n_layers_D, normG=c.normG, normD=c.normD,
-        init_type=m.init_type, init_gain=m.init_gain, no_dropout=m.no_dropout, no_antialias=c.no_antialias,
-        no_antialias_up=c.no_antialias_up, gan_mode=m.gan_mode, pool_size=m.pool_size,
-    )
+    """CUT's options from the ``cut`` section and the shared ``model`` / ``data`` options (by name;
+    the epoch counts stay None: the --CUT_mode's)."""
+    shared = {**dataclasses.asdict(config.data), **dataclasses.asdict(config.model), **dataclasses.asdict(config.cut)}
+    return CUTConfig(**{f.name: shared[f.name] for f in dataclasses.fields(CUTConfig) if f.name in shared})
 
 
 class CUTDiscriminatorLoss(nn.Module):
