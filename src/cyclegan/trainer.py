@@ -130,6 +130,20 @@ def channels_last_weights(device: torch.device) -> bool:
     return device.type == "cuda"
 
 
+def batch_to_device(batch: dict[str, Any], config: TrainConfig, device: torch.device) -> dict[str, Any]:
+    """A loader batch on ``device`` (channels-last with ``--channels_last``), A and B swapped for BtoA."""
+    moved = {}
+    for key, value in batch.items():
+        if isinstance(value, torch.Tensor):
+            value = value.to(device, non_blocking=True)
+            if config.runtime.channels_last:
+                value = value.contiguous(memory_format=torch.channels_last)
+        moved[key] = value
+    if config.data.direction == "BtoA":  # the folders stay A / B; the roles swap (reference)
+        moved["A"], moved["B"] = moved["B"], moved["A"]
+    return moved
+
+
 class Trainer:
     """Build everything from a TrainConfig, optionally resume, and run ``fit``."""
 
@@ -193,7 +207,7 @@ class Trainer:
         first = EpochSampler(len(self.dataset), seed=self.seed, shuffle=self.sampler.shuffle, epoch=self.progress.epoch)
         count = max(self.config.data.batch_size, self.model.first_batch_images)
         indices = list(first)[:count]
-        return self._to_device(default_collate([self.dataset[index] for index in indices]))
+        return batch_to_device(default_collate([self.dataset[index] for index in indices]), self.config, self.device)
 
     def _prepare_networks(self) -> None:
         """Device, memory format, SyncBatchNorm, gradient checkpointing: decided once, here."""
@@ -352,18 +366,6 @@ class Trainer:
 
     # --- the loop ---------------------------------------------------------------------------
 
-    def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
-        moved = {}
-        for key, value in batch.items():
-            if isinstance(value, torch.Tensor):
-                value = value.to(self.device, non_blocking=True)
-                if self.config.runtime.channels_last:
-                    value = value.contiguous(memory_format=torch.channels_last)
-            moved[key] = value
-        if self.config.data.direction == "BtoA":  # the folders stay A / B; the roles swap (reference)
-            moved["A"], moved["B"] = moved["B"], moved["A"]
-        return moved
-
     @property
     def last_epoch(self) -> int:
         # As the reference: epochs epoch_count .. n_epochs + n_epochs_decay.
@@ -432,7 +434,7 @@ class Trainer:
         data_start = time.perf_counter()
         for batch in self.loader:
             data_time = time.perf_counter() - data_start
-            self._train_step(self._to_device(batch), data_time, logger)
+            self._train_step(batch_to_device(batch, self.config, self.device), data_time, logger)
             epoch_finished = progress.items_in_epoch >= len(self.dataset)
             if self._agree_to_stop() or (self._done() and not epoch_finished):
                 return False  # else the loop ends by itself and the epoch's end is processed
