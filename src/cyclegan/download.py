@@ -44,7 +44,7 @@ import urllib.request
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from cyclegan.fileio import fsync_directory
+from cyclegan.fileio import fsync_directory, load_tensor_dict
 
 __all__ = [
     "CUT_PRETRAINED",
@@ -540,14 +540,10 @@ def download_inception(
     staging = dest.with_name(f".{dest.name}.download")
     download(url, staging, sha256=sha256, progress=progress,
              manual=f"download {url} elsewhere and copy it to {dest}")
-    import torch
-
     try:
-        state = torch.load(staging, map_location="cpu", weights_only=True)
-        missing = [k for k in _INCEPTION_KEYS if not isinstance(state, dict) or k not in state]
-    except Exception as error:  # noqa: BLE001 - any load failure means the same: not usable weights
-        missing, state = [f"unreadable: {str(error).splitlines()[0] if str(error) else type(error).__name__}"], None
-    del state
+        missing = [k for k in _INCEPTION_KEYS if k not in load_tensor_dict(staging, "the Inception weights")]
+    except ValueError as error:
+        missing = [f"unreadable: {error}"]
     if missing:
         staging.unlink(missing_ok=True)
         raise DownloadError(f"{url} is not the FID Inception-v3 state dict (missing {missing}); it was deleted")
