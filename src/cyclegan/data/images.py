@@ -115,10 +115,8 @@ def _to_rgb_or_l(img: Image.Image, path: str) -> Image.Image:
         return img
     if mode in _SIXTEEN_BIT_MODES:
         return _sixteen_to_eight(img)
-    if mode == "F":
+    if mode in ("F", "1"):
         return img.convert("L")  # float images: PIL clips to 0..255
-    if mode == "1":
-        return img.convert("L")
     if mode == "P":
         # A palette with a transparent entry expands to RGBA; that alpha is dropped like any other.
         if "transparency" in img.info:
@@ -199,12 +197,8 @@ def scan_images(paths: Sequence[Path], max_bad_fraction: float = 0.1, min_side: 
     if not paths:
         return []
     # Decoding releases the GIL, so a few threads shorten the one-time check on large folders.
-    workers = min(8, os.cpu_count() or 1, len(paths))
-    if workers > 1:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            checks = list(pool.map(_check, paths))
-    else:
-        checks = [_check(p) for p in paths]
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1, len(paths))) as pool:
+        checks = list(pool.map(_check, paths))
     good = [p for p, (reason, _) in zip(paths, checks, strict=True) if reason is None]
     bad = [(p, reason) for p, (reason, _) in zip(paths, checks, strict=True) if reason is not None]
     for p, reason in bad:
