@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import hashlib
 import logging
 import math
 import os
@@ -37,6 +36,7 @@ from cyclegan.checkpoint import (
     atomic_write,
     load_latest_good,
     save_checkpoint,
+    tensor_checksum,
 )
 from cyclegan.config import CONFIG_FILENAME, TrainConfig
 from cyclegan.data import create_dataloader, create_dataset
@@ -163,7 +163,6 @@ class Trainer:
         # gives each its own dropout masks.
         seed_everything(self.seed + self.dist.rank, config.runtime.deterministic)
         self.stop_signal: str | None = None
-        self.terminal_lost = False
         self.progress = Progress(epoch=config.optim.epoch_count)
 
         existing = self._existing_checkpoint(resume_label) if resume != "never" else None
@@ -347,7 +346,6 @@ class Trainer:
         def terminal_closed(signum, frame):
             # The SSH session is gone: writing to its terminal would fail (EIO) or block. Point
             # stdout / stderr at /dev/null and keep training; the log files keep being written.
-            self.terminal_lost = True
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, 1)
             os.dup2(devnull, 2)
@@ -508,12 +506,9 @@ class Trainer:
 
     def _check_ranks_agree(self, logger) -> None:
         """DDP keeps replicas equal; verify it once at the end instead of trusting it."""
-        digest = hashlib.sha256()
-        for name, net in self.model.nets.items():
-            for key, tensor in net.state_dict().items():
-                digest.update(f"{name}.{key}".encode())
-                digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-        digests = self.dist.gather(digest.hexdigest())
+        weights = {f"{name}.{key}": tensor.detach().cpu() for name, net in self.model.nets.items()
+                   for key, tensor in net.state_dict().items()}
+        digests = self.dist.gather(tensor_checksum(weights))
         if len(set(digests)) == 1:
             logger.info(f"weights identical on all {self.dist.world_size} ranks")
         else:
