@@ -9,25 +9,11 @@ names the URL and says where to put the file by hand.
 Nothing here runs at import time and nothing else in the package downloads: the FID code reads the
 Inception weights from a path or from the cache that :func:`download_inception` fills.
 
-Registries (the reference's ``datasets/download_cyclegan_dataset.sh`` and
-``scripts/download_cyclegan_model.sh``):
-
-* :data:`DATASETS`: ``{base}/datasets/{name}.zip``, unzipped to ``<root>/<name>/trainA ...``.
-* :data:`PIX2PIX_DATASETS` (the reference's ``download_pix2pix_dataset.sh``): paired A|B sets,
-  ``{pix2pix base}/datasets/{name}.tar.gz``, unpacked to ``<root>/<name>/train ...`` (``facades``,
-  ``cityscapes`` and ``maps`` exist in both lists: ``paired=True`` / ``--paired`` picks this one).
-* :data:`PRETRAINED`: ``{base}/pretrained_models/{name}.pth``, saved as
-  ``<checkpoints_dir>/<name>_pretrained/latest_net_G.pth`` so that
-  ``cyclegan test --name <name>_pretrained --model test --no_dropout`` loads it (weights only).
-* :data:`CUT_PRETRAINED` (CUT's README): one tar of every published CUT / FastCUT generator,
-  ``{CUT base}/pretrained_models.tar``, unpacked to ``<checkpoints_dir>/<name>_pretrained/latest_net_G.pth``
-  so that ``cyclegan test --name horse2zebra_cut_pretrained --model cut --CUT_mode CUT`` loads it.
-* the Inception-v3 weights of torch-fidelity, into ``<cache>/inception/`` (see :func:`cache_dir`).
-
-``base`` is :data:`DEFAULT_BASE_URL` unless the ``base_url`` argument or the environment variable
-``CYCLEGAN_DOWNLOAD_BASE`` says otherwise (a mirror, or a local server in the tests); for the pix2pix
-sets :data:`DEFAULT_PIX2PIX_BASE_URL` or ``CYCLEGAN_PIX2PIX_DOWNLOAD_BASE``; for CUT's
-:data:`DEFAULT_CUT_BASE_URL` or ``CYCLEGAN_CUT_DOWNLOAD_BASE``.
+Registries (the reference's ``datasets/download_*_dataset.sh`` and ``scripts/download_cyclegan_model.sh``,
+and CUT's README): :data:`DATASETS`, :data:`PIX2PIX_DATASETS` (``facades``, ``cityscapes`` and ``maps``
+are in both: ``paired=True`` / ``--paired`` picks this one), :data:`PRETRAINED`, :data:`CUT_PRETRAINED`;
+each ``download_*`` function says where its files go. Mirrors: the ``base`` argument, else
+``$CYCLEGAN_DOWNLOAD_BASE`` (``CYCLEGAN_PIX2PIX_DOWNLOAD_BASE``, ``CYCLEGAN_CUT_DOWNLOAD_BASE``).
 """
 
 from __future__ import annotations

@@ -17,10 +17,7 @@ up. Every file is written to a temporary name and renamed, so a reader never see
 ``--quantize int8`` adds an int8 ONNX file per generator (:mod:`cyclegan.quantize`), calibrated on
 the run's training images, for CPUs without native bf16.
 
-``run_export_model`` is the engine of ``cyclegan export``: it loads the generators the run's recipe
-translates with (``G_A`` / ``G_B`` for CycleGAN, ``G`` for pix2pix), writes ``<name>.onnx`` (or ``.pt2``), and measures each file against the torch network at the
-export size and at a second size and batch (which proves the dynamic axes), as the max absolute
-difference in the images' [-1, 1] units.
+``run_export_model`` is the engine of ``cyclegan export``; it checks each file against the torch network.
 """
 
 from __future__ import annotations
@@ -293,10 +290,12 @@ def run_export_model(
 
     ``fmt``: ``onnx`` (``<name>.onnx``), ``torch_export`` (``<name>.pt2``), or ``reference`` (every
     network as the reference's ``latest_net_<name>.pth``, plus ``config.json``). For onnx /
-    torch_export the generators (``names``, default the recipe's translators) come from :func:`cyclegan.translate.load_generators` (our
+    torch_export the generators (``names``, default the recipe's translators: ``G_A`` / ``G_B`` for
+    CycleGAN, ``G`` for pix2pix) come from :func:`cyclegan.translate.load_generators` (our
     checkpoint or the reference's .pth files), and the result holds per generator the max
-    absolute difference to torch at ``1×C×height×width`` (``parity``) and at batch 2 of another
-    size (``parity_dynamic``). Print it with :func:`format_export_summary`.
+    absolute difference to torch, in the images' [-1, 1] units, at ``1×C×height×width``
+    (``parity``) and at batch 2 of another size (``parity_dynamic``, which proves the dynamic
+    axes). Print it with :func:`format_export_summary`.
 
     ``quantize="int8"`` (onnx only): each generator is also written as ``<name>.int8.onnx``, statically
     quantised with activation ranges calibrated on up to ``calibration_images`` crops of its training
