@@ -85,9 +85,7 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, klass: type, skip: tupl
             continue
         optional_kinds = {"float | None": float, "str | None": str}
         kind = type(default) if default is not None else optional_kinds.get(str(f.type), int)
-        if f.name == "checkpoint_every":
-            kind = float
-        if f.name in ("checkpoint_every", "save_latest_freq"):
+        if f.name in ("checkpoint_every", "save_latest_freq"):  # a count or a duration such as 10m
             kind = str
         group.add_argument(f"--{f.name}", type=kind, default=argparse.SUPPRESS, help=help_text)
 
