@@ -19,12 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..config import DataConfig
 from ..registry import Registry
-from .images import list_images, load_image, scan_images
+from .images import list_images, load_image, scan_images, split_aligned
 from .transforms import get_params, get_transform
 
 DATASETS: Registry[type[BaseDataset]] = Registry("dataset mode")
@@ -169,13 +168,7 @@ class AlignedDataset(BaseDataset):
 
     def get(self, epoch: int, index: int) -> dict[str, Any]:
         path = self.AB_paths[index]
-        ab = load_image(path, 3)
-        w, h = ab.size
-        if w < 2:
-            raise ValueError(f"{path} is {w} pixel wide; aligned images hold A|B side by side")
-        w2 = w // 2
-        a: Image.Image = ab.crop((0, 0, w2, h))
-        b: Image.Image = ab.crop((w2, 0, w, h))
+        a, b = split_aligned(path)
         params = get_params(self.cfg, a.size, random.Random(item_seed(self.seed, epoch, index, "params")))
         self._seed_torch(epoch, index, "AB")  # nothing random is left, but keep transforms deterministic
         a_t = get_transform(self.cfg, grayscale=self.nc_A == 1, params=params)(a)

@@ -176,6 +176,15 @@ def load_image(path: str | os.PathLike[str], channels: int = 3) -> Image.Image:
     return img
 
 
+def split_aligned(path: str | os.PathLike[str]) -> tuple[Image.Image, Image.Image]:
+    """An aligned file's A (left) and B (right) halves, in RGB."""
+    image = load_image(path, 3)
+    width, height = image.size
+    if width < 2:
+        raise ValueError(f"{path} is {width} pixel wide; aligned images hold A|B side by side")
+    return image.crop((0, 0, width // 2, height)), image.crop((width // 2, 0, width, height))
+
+
 def _check(path: Path) -> tuple[str | None, tuple[int, int]]:
     """(why the file is bad or None, its decoded size). The same code path as training, so a file
     that passes here also loads there."""
