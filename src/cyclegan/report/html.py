@@ -84,15 +84,9 @@ def epoch_images(img_dir: Path) -> dict[int, dict[str, str]]:
 
 
 def _fmt_number(value: Any) -> str:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if not isinstance(value, float):  # ints, bools, text as they are
         return str(value)
-    if isinstance(value, int):
-        return str(value)
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    if math.isnan(value):
-        return "nan"
-    return f"{value:.2f}" if abs(value) >= 1 else f"{value:.4f}"
+    return f"{value:.2f}" if abs(value) >= 1 else f"{value:.4f}"  # inf, -inf, nan print as such
 
 
 def _score_items(scores: Mapping[str, Any] | None, skip: Sequence[str] = ()) -> list[tuple[str, str]]:
