@@ -240,17 +240,14 @@ def add_test_parser(subparsers) -> None:
     parser.add_argument("--crop_size", type=int, default=256)
     # Architecture flags: only used for reference .pth weights without a saved config (the defaults
     # are the recipe's, as the reference's test.py takes them from modify_commandline_options).
-    for flag in ("--netG", "--norm", "--init_type"):
-        parser.add_argument(flag, default=argparse.SUPPRESS)
-    parser.add_argument("--ngf", type=int, default=argparse.SUPPRESS)
-    parser.add_argument("--input_nc", type=int, default=argparse.SUPPRESS)
-    parser.add_argument("--output_nc", type=int, default=argparse.SUPPRESS)
-    parser.add_argument("--no_dropout", action="store_true", default=argparse.SUPPRESS)
-    # CUT's test flags (--model cut with its latest_net_G.pth): the generator's norm and anti-aliasing.
+    # CUT's (--model cut with its latest_net_G.pth): --CUT_mode, --normG and the anti-aliasing switches.
+    for flag, kind in (("netG", str), ("norm", str), ("init_type", str), ("ngf", int), ("input_nc", int),
+                       ("output_nc", int)):
+        parser.add_argument(f"--{flag}", type=kind, default=argparse.SUPPRESS)
+    for flag in ("--no_dropout", "--no_antialias", "--no_antialias_up"):
+        parser.add_argument(flag, action="store_true", default=argparse.SUPPRESS)
     parser.add_argument("--CUT_mode", default=argparse.SUPPRESS, choices=("CUT", "cut", "FastCUT", "fastcut"))
     parser.add_argument("--normG", default=argparse.SUPPRESS, choices=("instance", "batch", "none"))
-    parser.add_argument("--no_antialias", action="store_true", default=argparse.SUPPRESS)
-    parser.add_argument("--no_antialias_up", action="store_true", default=argparse.SUPPRESS)
     parser.add_argument("--no_flip", action="store_true")
     parser.add_argument("--serial_batches", action="store_true")
     parser.add_argument("--batch_size", type=int, default=1)
