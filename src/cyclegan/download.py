@@ -159,14 +159,6 @@ def base_url(
 # ------------------------------------------------------------------------------------ downloader
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _check_digest(expected: str | None) -> str | None:
     if expected is None:
         return None
@@ -177,7 +169,11 @@ def _check_digest(expected: str | None) -> str | None:
 
 
 def _digest_ok(path: Path, expected: str) -> tuple[bool, str]:
-    actual = _sha256(path)
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    actual = digest.hexdigest()
     # A prefix is accepted because some files are only published with one (torch.hub file names).
     return actual.startswith(expected), actual
 

@@ -95,17 +95,13 @@ def _plain_generator(net: nn.Module) -> nn.Module:
     return plain.to(memory_format=torch.contiguous_format)
 
 
-def _round_up(value: int, multiple: int) -> int:
-    return max(multiple, -(-value // multiple) * multiple)
-
-
 def example_size(multiple: int, height: int, width: int, dynamic: bool) -> tuple[int, int]:
     """H, W of the example input: rounded up to the multiple, and at least twice it when dynamic.
 
     torch.export specialises a dimension whose example value is 1 (here: H / multiple == 1), so a
     dynamic export traces with at least two multiples per side.
     """
-    height, width = _round_up(height, multiple), _round_up(width, multiple)
+    height, width = (max(multiple, -(-side // multiple) * multiple) for side in (height, width))
     if dynamic:
         height, width = max(height, 2 * multiple), max(width, 2 * multiple)
     return height, width

@@ -165,7 +165,9 @@ class Trainer:
         self.stop_signal: str | None = None
         self.progress = Progress(epoch=config.optim.epoch_count)
 
-        existing = self._existing_checkpoint(resume_label) if resume != "never" else None
+        existing = None
+        if resume != "never" and self.run_dir.is_dir():
+            existing = load_latest_good(self.run_dir, preferred=resume_label)
         if resume == "required" and existing is None:
             raise CheckpointError(f"--continue_train: no checkpoint to resume in {self.run_dir}")
         if existing is not None:
@@ -242,11 +244,6 @@ class Trainer:
         return compiled
 
     # --- checkpoints ------------------------------------------------------------------------
-
-    def _existing_checkpoint(self, label: str) -> tuple[Path, dict[str, Any]] | None:
-        if not self.run_dir.is_dir():
-            return None
-        return load_latest_good(self.run_dir, preferred=label)
 
     def _check_same_architecture(self, saved: dict[str, Any], path: Path) -> None:
         saved_config = TrainConfig.from_dict(saved)

@@ -125,10 +125,6 @@ def _select_real(files: list[Path], fake_label: str | None) -> list[Path]:
     return unlabelled if unlabelled else [f for f in labelled if split_label(f.stem)[1].startswith("real")]
 
 
-def _to_float(img: torch.Tensor) -> torch.Tensor:
-    return TF.to_dtype(img, torch.float32, scale=True)
-
-
 def _fmt(value: float) -> str:
     return "inf" if math.isinf(value) else f"{value:.4f}"
 
@@ -229,7 +225,7 @@ def _paired_scores(fake_files: list[Path], real_files: list[Path], metrics: Sequ
             fake = TF.resize(
                 fake, list(real.shape[-2:]), interpolation=InterpolationMode.BICUBIC, antialias=True
             )
-        x, y = _to_float(fake), _to_float(real)
+        x, y = (TF.to_dtype(image, torch.float32, scale=True) for image in (fake, real))
         rec: dict[str, Any] = {"name": stem}
         if "psnr" in metrics:
             rec["psnr"] = float(psnr(x, y))

@@ -41,10 +41,10 @@ _TEMPLATES = Path(__file__).resolve().parent / "templates"
 _EPOCH_FILE_RE = re.compile(r"^epoch(?P<epoch>\d+)_(?P<name>.+)\.png$")
 
 
-def _env() -> jinja2.Environment:
+def _render(template: str, **context: Any) -> str:
     # autoescape=True rather than select_autoescape(): the templates end in .j2, which extension-based
     # selection would not escape. StrictUndefined turns template typos into errors, not blank output.
-    return jinja2.Environment(
+    environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(_TEMPLATES)),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
@@ -52,10 +52,7 @@ def _env() -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-
-
-def _render(template: str, **context: Any) -> str:
-    return _env().get_template(template).render(**context)
+    return environment.get_template(template).render(**context)
 
 
 def _src(rel_path: str | Path) -> str:
