@@ -364,14 +364,11 @@ def cut_generator_losses(
             generator, projector, sources, targets, config, forward.flipped, forward.input_features, groups=2
         )
     else:
-        keys_A = None
-        if forward.input_features is not None:
-            keys_A = [f[: forward.real_A.shape[0]] for f in forward.input_features]
+        n, features = forward.real_A.shape[0], forward.input_features or []  # [real_A, real_B]'s
+        keys_A = [f[:n] for f in features] if features else None
+        keys_B = [f[n:] for f in features] if features else None
         losses["NCE"] = nce_loss(generator, projector, forward.real_A, forward.fake_B, config, forward.flipped, keys_A)
         if use_idt:
-            keys_B = None
-            if forward.input_features is not None:
-                keys_B = [f[forward.real_A.shape[0]:] for f in forward.input_features]
             losses["NCE_Y"] = nce_loss(
                 generator, projector, forward.real_B, forward.idt_B, config, forward.flipped, keys_B
             )
