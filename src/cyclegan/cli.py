@@ -291,17 +291,27 @@ def run_test_command(args: argparse.Namespace) -> int:
     print(f"translated {summary.count} image(s) into {summary.images_dir}")
     print(f"results page: {summary.page}")
     if summary.scores:
-        from cyclegan.metrics import format_table, to_json
-
-        print(to_json(summary.scores) if args.format == "json" else format_table(summary.scores, max_rows=10))
-        comparison = summary.scores.get("baselines")
-        if comparison and args.format != "json":
-            from cyclegan.metrics.baselines import format_comparison
-
-            print(f"\nagainst the trivial baselines on the same images (colour statistics: "
-                  f"{comparison['target_statistics']}):")
-            print(format_comparison(summary.scores, comparison["baselines"], label="fake_B"))
+        print_scores(summary.scores, args.format, label="fake_B", max_rows=10)
     return 0
+
+
+def print_scores(result: dict[str, Any], fmt: str, label: str, max_rows: int | None = 50,
+                 no_baselines: str | None = None) -> None:
+    """Scores as JSON, or as the table followed by the trivial baselines' (else the ``no_baselines`` note)."""
+    from cyclegan.metrics import format_table, to_json
+    from cyclegan.metrics.baselines import format_comparison
+
+    if fmt == "json":
+        print(to_json(result))
+        return
+    print(format_table(result, max_rows=max_rows))
+    comparison = result.get("baselines")
+    if comparison:
+        print(f"\nagainst the trivial baselines on the same {comparison['count']} image(s) "
+              f"(target colour statistics: {comparison['target_statistics']}):")
+        print(format_comparison(result, comparison["baselines"], label=label))
+    elif "psnr" in result and no_baselines:
+        print(f"\n({no_baselines})")
 
 
 # --- translate, serve ----------------------------------------------------------------------------
@@ -450,15 +460,14 @@ def add_eval_parser(subparsers) -> None:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from cyclegan.metrics import evaluate_folders, format_table, to_json
+    from cyclegan.metrics import evaluate_folders
 
     metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
     result = evaluate_folders(args.fake, args.real, metrics=metrics, fake_label=args.fake_label,
                               inception_weights=args.inception_weights, lpips_weights=args.lpips_weights,
                               device=args.device)
-    comparison = None
     if "psnr" in result and "ssim" in result:
-        from cyclegan.metrics.baselines import folder_baselines, format_comparison, margins
+        from cyclegan.metrics.baselines import folder_baselines, margins
 
         comparison = folder_baselines({r["name"] for r in result["per_image"]}, args.source or args.fake, args.real,
                                       target_domain=args.target_domain, source_domain=args.source_domain,
@@ -466,16 +475,8 @@ def run_eval(args: argparse.Namespace) -> int:
         if comparison is not None:
             result["baselines"] = comparison
             result.update(margins(result, comparison["baselines"]))
-    if args.format == "json":
-        print(to_json(result))
-        return 0
-    print(format_table(result))
-    if comparison is not None:
-        print(f"\nagainst the trivial baselines on the same {comparison['count']} image(s) "
-              f"(target colour statistics: {comparison['target_statistics']}):")
-        print(format_comparison(result, comparison["baselines"], label="fake"))
-    elif "psnr" in result:
-        print("\n(no baselines: pass --source with the inputs to compare with doing nothing, a constant image ...)")
+    print_scores(result, args.format, label="fake", no_baselines="no baselines: pass --source with the inputs to "
+                 "compare with doing nothing, a constant image ...")
     return 0
 
 
