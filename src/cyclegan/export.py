@@ -211,18 +211,6 @@ def load_program(path: str | Path) -> tuple[nn.Module, dict[str, str]]:
     return program.module(), json.loads(extra[PT2_METADATA] or "{}")
 
 
-def _backend_for(path: Path, backend: str | None) -> str:
-    if backend is not None:
-        return backend
-    if path.suffix == ".onnx":
-        return "onnxruntime"
-    if path.suffix == ".pt2":
-        return "torch_export"
-    raise ExportError(
-        f"cannot tell the backend of {path} from its suffix: pass backend='onnxruntime' or 'torch_export'"
-    )
-
-
 @torch.no_grad()
 def check_parity(
     net: nn.Module,
@@ -237,7 +225,10 @@ def check_parity(
     default one random image at twice the generator's multiple.
     """
     exported_path = Path(exported_path)
-    backend = _backend_for(exported_path, backend)
+    backend = backend or {".onnx": "onnxruntime", ".pt2": "torch_export"}.get(exported_path.suffix)
+    if backend is None:
+        raise ExportError(f"cannot tell the backend of {exported_path} from its suffix: pass "
+                          f"backend='onnxruntime' or 'torch_export'")
     generator = _plain_generator(net)
     generator.pad_to_multiple = True
     if input is None:
