@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from cyclegan.checkpoint import load_reference_weights
+from cyclegan.config import CUTOptions
 from cyclegan.losses import gan_loss
 from cyclegan.networks import define_cut_D, define_cut_G, define_F, load_reference_state_dict
 from cyclegan.networks.compat import strip_module_prefix
@@ -53,21 +54,12 @@ def parse_nce_layers(value: str | Sequence[int]) -> list[int]:
 
 
 @dataclass
-class CUTConfig:
-    """CUT's options with its flag names and defaults. ``None`` means "the --CUT_mode default"."""
+class CUTConfig(CUTOptions):
+    """CUT's options with its flag names and defaults: the ``cut`` section's (``None`` means "the
+    --CUT_mode default", ``nce_layers`` is parsed into a list) and the network and training options
+    CUT's own base options give (its defaults differ from CycleGAN's: xavier, no image pool)."""
 
-    CUT_mode: str = "CUT"  # CUT | FastCUT (case-insensitive, as in CUT)
-    lambda_GAN: float = 1.0
-    lambda_NCE: float | None = None  # CUT 1, FastCUT 10
-    nce_idt: bool | None = None  # CUT on, FastCUT off
-    nce_layers: list[int] = field(default_factory=lambda: [0, 4, 8, 12, 16])
-    nce_includes_all_negatives_from_minibatch: bool = False
-    netF: str = "mlp_sample"  # mlp_sample | sample | reshape
-    netF_nc: int = 256
-    nce_T: float = 0.07
-    num_patches: int = 256
-    flip_equivariance: bool | None = None  # FastCUT on
-    # Networks: CUT's base options (its defaults differ from CycleGAN's: xavier, instance norm).
+    nce_layers: str | list[int] = "0,4,8,12,16"
     input_nc: int = 3
     output_nc: int = 3
     netG: str = "resnet_9blocks"
@@ -75,14 +67,9 @@ class CUTConfig:
     ngf: int = 64
     ndf: int = 64
     n_layers_D: int = 3
-    normG: str = "instance"
-    normD: str = "instance"
     init_type: str = "xavier"
     init_gain: float = 0.02
     no_dropout: bool = True
-    no_antialias: bool = False
-    no_antialias_up: bool = False
-    # Training options CUT changes or relies on.
     gan_mode: str = "lsgan"
     pool_size: int = 0  # CUT keeps no image pool
     n_epochs: int | None = None  # CUT 200, FastCUT 150
