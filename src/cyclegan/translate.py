@@ -64,12 +64,9 @@ def _build_generators(names: tuple[str, ...], config: TrainConfig) -> dict[str, 
 
 def train_mode_matters(net: nn.Module) -> bool:
     """Whether ``net`` computes something else in train mode: dropout, or a norm with running stats."""
-    for module in net.modules():
-        if isinstance(module, nn.modules.dropout._DropoutNd) and module.p > 0:
-            return True
-        if isinstance(module, nn.modules.batchnorm._NormBase) and module.track_running_stats:
-            return True
-    return False
+    return any((isinstance(module, nn.modules.dropout._DropoutNd) and module.p > 0)
+               or (isinstance(module, nn.modules.batchnorm._NormBase) and module.track_running_stats)
+               for module in net.modules())
 
 
 def load_generators(
