@@ -132,11 +132,9 @@ def translate_video(translator: Translator, source: str | os.PathLike[str], targ
                                  f"duration {duration}s)")
         os.replace(tmp_name, target)
     except av.error.FFmpegError as error:
-        Path(tmp_name).unlink(missing_ok=True)
         raise TranslateError(f"cannot decode video {source}: {error} (the file may be truncated or damaged)") from None
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    finally:
+        Path(tmp_name).unlink(missing_ok=True)  # gone already when the video was complete
     return VideoSummary(target, frames, Fraction(rate), width, height, codec, out_audio is not None)
 
 
