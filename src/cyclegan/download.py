@@ -311,8 +311,8 @@ def _member_target(root: Path, name: str) -> Path:
     return target
 
 
-def safe_extract(zip_path: str | Path, root: str | Path) -> list[Path]:
-    """Unpack ``zip_path`` into ``root`` and return the top-level entries created.
+def safe_extract(zip_path: str | Path, root: str | Path) -> None:
+    """Unpack ``zip_path`` into ``root``.
 
     Every member is checked before anything is written: absolute paths, ``..`` components, drive
     letters and symbolic links are refused (:class:`DownloadError`), so a hostile archive cannot write
@@ -328,18 +328,13 @@ def safe_extract(zip_path: str | Path, root: str | Path) -> list[Path]:
             if stat.S_ISLNK(info.external_attr >> 16):
                 raise DownloadError(f"refusing to unpack {info.filename!r}: symbolic links are not allowed")
             members.append((info, _member_target(root, info.filename)))
-        tops: list[Path] = []
         for info, target in members:
-            rel = target.relative_to(root.resolve())
-            if rel.parts and (root / rel.parts[0]) not in tops:
-                tops.append(root / rel.parts[0])
             if info.is_dir():
                 target.mkdir(parents=True, exist_ok=True)
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
             with archive.open(info) as src, open(target, "wb") as out:
                 shutil.copyfileobj(src, out, _CHUNK)
-    return tops
 
 
 # ----------------------------------------------------------------------------------- registries
