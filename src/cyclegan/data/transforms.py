@@ -124,31 +124,13 @@ def _crop_steps(cfg: DataConfig, params: dict[str, Any] | None, method: Interpol
     return steps
 
 
-@PREPROCESS.register("resize_and_crop")
-def _resize_and_crop(cfg: DataConfig, params: dict[str, Any] | None, method: InterpolationMode) -> list:
-    return [v2.Resize([cfg.load_size, cfg.load_size], interpolation=method, antialias=True)] + _crop_steps(
-        cfg, params, method
-    )
-
-
-@PREPROCESS.register("crop")
-def _crop(cfg: DataConfig, params: dict[str, Any] | None, method: InterpolationMode) -> list:
-    return _crop_steps(cfg, params, method)
-
-
-@PREPROCESS.register("scale_width")
-def _scale_width(cfg: DataConfig, params: dict[str, Any] | None, method: InterpolationMode) -> list:
-    return [ScaleWidth(cfg.load_size, cfg.crop_size, method)]
-
-
-@PREPROCESS.register("scale_width_and_crop")
-def _scale_width_and_crop(cfg: DataConfig, params: dict[str, Any] | None, method: InterpolationMode) -> list:
-    return [ScaleWidth(cfg.load_size, cfg.crop_size, method)] + _crop_steps(cfg, params, method)
-
-
-@PREPROCESS.register("none")
-def _none(cfg: DataConfig, params: dict[str, Any] | None, method: InterpolationMode) -> list:
-    return [MakeMultiple(4, method)]
+PREPROCESS.add("resize_and_crop", lambda cfg, params, method: [
+    v2.Resize([cfg.load_size, cfg.load_size], interpolation=method, antialias=True), *_crop_steps(cfg, params, method)])
+PREPROCESS.add("crop", _crop_steps)
+PREPROCESS.add("scale_width", lambda cfg, params, method: [ScaleWidth(cfg.load_size, cfg.crop_size, method)])
+PREPROCESS.add("scale_width_and_crop", lambda cfg, params, method: [
+    ScaleWidth(cfg.load_size, cfg.crop_size, method), *_crop_steps(cfg, params, method)])
+PREPROCESS.add("none", lambda cfg, params, method: [MakeMultiple(4, method)])
 
 
 def _size_before_crop(cfg: DataConfig, size: tuple[int, int]) -> tuple[int, int]:
