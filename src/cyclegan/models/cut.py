@@ -185,8 +185,11 @@ class CUTModel(TrainingRecipe):
         generator_optimizers = [self.optimizers[name] for name in ("G", "F") if name in self.optimizers]
         for optimizer in generator_optimizers:
             optimizer.zero_grad(set_to_none=True)
+        # The images in fp32 for the losses (autocast may have produced bf16).
+        forward = dataclasses.replace(forward, fake_B=forward.fake_B.float(),
+                                      idt_B=None if forward.idt_B is None else forward.idt_B.float())
         with precision.autocast():
-            g_losses = cut_generator_losses(G, self.step_modules.get("F", F), D, _float_images(forward), o,
+            g_losses = cut_generator_losses(G, self.step_modules.get("F", F), D, forward, o,
                                             batch_nce_calls=self.batch_nce_calls)
         losses.update(g_losses)
         if not all_ranks(bool(torch.isfinite(g_losses["G"]))):
@@ -206,11 +209,3 @@ class CUTModel(TrainingRecipe):
     def load_extra_state(self, state: dict[str, Any]) -> None:
         if self.is_train and state:
             self.flip_rng.set_state(state["flip_rng"])
-
-
-def _float_images(forward):
-    """The step's images in fp32 for the losses (autocast may have produced bf16)."""
-    forward.fake_B = forward.fake_B.float()
-    if forward.idt_B is not None:
-        forward.idt_B = forward.idt_B.float()
-    return forward

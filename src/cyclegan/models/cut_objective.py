@@ -203,11 +203,6 @@ def draw_flip(generator: torch.Generator | None = None, probability: float = 0.5
     return bool(torch.rand((), generator=generator).item() < probability)
 
 
-def flip_horizontally(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    """Mirror N×C×H×W images or feature maps along the width (CUT's ``torch.flip(x, [3])``)."""
-    return [t.flip(3) for t in tensors]
-
-
 @dataclass
 class CUTForward:
     """G's outputs for one step. ``fake_B`` (and ``idt_B``) are in the flipped frame when ``flipped``."""
@@ -299,7 +294,7 @@ def _nce_per_image_group(
     layers = config.nce_layers
     queries = generator(target, layers=layers, encode_only=True)
     if flipped:
-        queries = flip_horizontally(queries)
+        queries = [query.flip(3) for query in queries]  # back to the input's frame (CUT's torch.flip(x, [3]))
     with torch.no_grad():  # PatchNCE detaches the keys: no graph is needed for them
         if source_features is None:
             source_features = generator(source, layers=layers, encode_only=True)
