@@ -298,11 +298,12 @@ def test_registries(monkeypatch: pytest.MonkeyPatch) -> None:
     assert dl.base_url(None).startswith("http://efrosgans.eecs.berkeley.edu/cyclegan")
 
 
-def _tar_gz(entries: dict[str, bytes]) -> bytes:
+def _tar(entries: dict[str, bytes], mode: str = "w:gz") -> bytes:
+    """A tar archive (gzipped; ``mode="w"``: plain, as CUT's pretrained_models.tar is)."""
     import tarfile
 
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+    with tarfile.open(fileobj=buffer, mode=mode) as archive:
         for name, data in entries.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
@@ -313,7 +314,7 @@ def _tar_gz(entries: dict[str, bytes]) -> bytes:
 def test_pix2pix_dataset_layout(server: FileServer, tmp_path: Path) -> None:
     """The reference's download_pix2pix_dataset.sh: <base>/datasets/<name>.tar.gz → <root>/<name>/train ..."""
     entries = {f"facades/{split}/{i}.jpg": b"jpeg%d" % i for split in ("train", "val", "test") for i in range(2)}
-    server.add("/datasets/facades.tar.gz", _tar_gz(entries))
+    server.add("/datasets/facades.tar.gz", _tar(entries))
     root = tmp_path / "datasets"
     out = dl.download_pix2pix_dataset("facades", root, base=server.url, progress=False)
     assert out == root / "facades"
@@ -329,33 +330,20 @@ def test_pix2pix_dataset_layout(server: FileServer, tmp_path: Path) -> None:
 def test_pix2pix_cli_picks_the_paired_archive(server: FileServer, tmp_path: Path) -> None:
     from cyclegan.cli import main
 
-    server.add("/datasets/edges2shoes.tar.gz", _tar_gz({"edges2shoes/train/1.jpg": b"x"}))
+    server.add("/datasets/edges2shoes.tar.gz", _tar({"edges2shoes/train/1.jpg": b"x"}))
     assert main(["download", "dataset", "edges2shoes", "--root", str(tmp_path), "--base", server.url]) == 0
     assert (tmp_path / "edges2shoes" / "train" / "1.jpg").read_bytes() == b"x"
-    server.add("/datasets/maps.tar.gz", _tar_gz({"maps/train/1.jpg": b"y"}))
+    server.add("/datasets/maps.tar.gz", _tar({"maps/train/1.jpg": b"y"}))
     assert main(["download", "dataset", "maps", "--paired", "--root", str(tmp_path), "--base", server.url]) == 0
     assert server.requests[-1]["path"] == "/datasets/maps.tar.gz" and (tmp_path / "maps" / "train").is_dir()
 
 
 @pytest.mark.parametrize("bad", ["../evil.jpg", "/abs/evil.jpg"])
 def test_tar_path_traversal_rejected(tmp_path: Path, bad: str) -> None:
-    (tmp_path / "bad.tar.gz").write_bytes(_tar_gz({bad: b"x"}))
+    (tmp_path / "bad.tar.gz").write_bytes(_tar({bad: b"x"}))
     with pytest.raises(DownloadError, match="leaves the destination"):
         dl.safe_extract_tar(tmp_path / "bad.tar.gz", tmp_path / "out")
     assert not (tmp_path / "evil.jpg").exists()
-
-
-def _plain_tar(entries: dict[str, bytes]) -> bytes:
-    """An uncompressed tar, as CUT's pretrained_models.tar is."""
-    import tarfile
-
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as archive:
-        for name, data in entries.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
 
 
 def test_cut_pretrained_tar_unpacks_every_generator_where_cyclegan_test_finds_it(
@@ -375,7 +363,7 @@ def test_cut_pretrained_tar_unpacks_every_generator_where_cyclegan_test_finds_it
         buffer = io.BytesIO()
         torch.save(net.state_dict(), buffer)
         entries[f"checkpoints/{name}_pretrained/latest_net_G.pth"] = buffer.getvalue()
-    server.add("/CUT/pretrained_models.tar", _plain_tar(entries))
+    server.add("/CUT/pretrained_models.tar", _tar(entries, mode="w"))
     ckpt = tmp_path / "checkpoints"
     assert main(["download", "pretrained", "horse2zebra_fastcut", "--checkpoints_dir", str(ckpt),
                  "--base", f"{server.url}/CUT"]) == 0
@@ -398,7 +386,7 @@ def test_cut_pretrained_tar_unpacks_every_generator_where_cyclegan_test_finds_it
 
 def test_cut_pretrained_refuses_pickled_code_and_a_tar_without_the_model(server: FileServer, tmp_path: Path) -> None:
     marker = tmp_path / "executed"
-    server.add("/CUT/pretrained_models.tar", _plain_tar({
+    server.add("/CUT/pretrained_models.tar", _tar(mode="w", entries={
         "checkpoints/cat2dog_cut_pretrained/latest_net_G.pth": code_pickle(marker)}))
     with pytest.raises(DownloadError, match="not a usable state dict"):
         dl.download_cut_pretrained("cat2dog_cut", tmp_path / "a", base=f"{server.url}/CUT", progress=False)

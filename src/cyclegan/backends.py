@@ -20,7 +20,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -52,18 +52,22 @@ CACHE_VERSION = 1  # bump when the exported graph changes, to invalidate cached 
 # --- a run's generators for a backend ------------------------------------------------------------
 
 
-def _fingerprint(sources: Iterable[Path], name: str, opset: int) -> dict[str, Any]:
-    files = []
-    for path in sources:
-        stat = path.stat()
-        files.append({"file": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns})
-    return {
-        "cache_version": CACHE_VERSION,
-        "torch": torch.__version__,
-        "opset": opset,
-        "name": name,
-        "sources": files,
-    }
+def _stamp(path: Path) -> dict[str, Any]:
+    stat = path.stat()
+    return {"file": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _cached(path: Path, fingerprint: dict[str, Any], build: Callable[[], object]) -> Path:
+    """``path``, built again (``build()``) unless its ``.json`` sidecar records the same fingerprint."""
+    sidecar = path.with_suffix(".onnx.json")
+    try:
+        if path.exists() and json.loads(sidecar.read_text()) == fingerprint:
+            return path
+    except (OSError, ValueError):
+        pass  # no or unreadable sidecar: build again
+    build()
+    atomic_write(sidecar, json.dumps(fingerprint, indent=2))
+    return path
 
 
 def _cache_dir(run_dir: Path) -> Path:
@@ -80,19 +84,15 @@ def _cache_dir(run_dir: Path) -> Path:
 
 def cached_onnx(net: nn.Module, run_dir: Path, epoch: str, name: str, sources: Iterable[Path]) -> Path:
     """``<run_dir>/<epoch>_net_<name>.onnx`` for ``net``, exported again only when stale."""
-    folder = _cache_dir(run_dir)
-    path = folder / f"{epoch}_net_{name}.onnx"
-    sidecar = path.with_suffix(".onnx.json")
-    fingerprint = _fingerprint(sources, name, DEFAULT_OPSET)
-    try:
-        if path.exists() and json.loads(sidecar.read_text()) == fingerprint:
-            return path
-    except (OSError, ValueError):
-        pass  # no or unreadable sidecar: export again
-    log.info("exporting %s to %s for onnxruntime", name, path)
-    export_onnx(net, path, net.input_nc, 1, 1, dynamic=True, metadata={"name": name})  # example: 2 multiples
-    atomic_write(sidecar, json.dumps(fingerprint, indent=2))
-    return path
+    path = _cache_dir(run_dir) / f"{epoch}_net_{name}.onnx"
+    fingerprint = {"cache_version": CACHE_VERSION, "torch": torch.__version__, "opset": DEFAULT_OPSET,
+                   "name": name, "sources": [_stamp(source) for source in sources]}
+
+    def build() -> None:
+        log.info("exporting %s to %s for onnxruntime", name, path)
+        export_onnx(net, path, net.input_nc, 1, 1, dynamic=True, metadata={"name": name})  # example: 2 multiples
+
+    return _cached(path, fingerprint, build)
 
 
 def cached_int8(
@@ -103,25 +103,20 @@ def cached_int8(
     data = config.data
     folder = training_folder(dataroot or data.dataroot, name, data.direction)
     path = int8_path(fp32_path)
-    sidecar = path.with_suffix(".onnx.json")
-    stat = fp32_path.stat()
     fingerprint = {
         "cache_version": CACHE_VERSION,
         "quantization": "int8",
-        "fp32": {"file": str(fp32_path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns},
+        "fp32": _stamp(fp32_path),
         "calibration": {"folder": str(folder.resolve()), "images": DEFAULT_CALIBRATION_IMAGES,
                         "crop_size": data.crop_size, "load_size": data.load_size},
     }
-    try:
-        if path.exists() and json.loads(sidecar.read_text()) == fingerprint:
-            return path
-    except (OSError, ValueError):
-        pass  # no or unreadable sidecar: quantise again
-    log.info("quantising %s to int8 in %s, calibrated on %s", name, path, folder)
-    crops = training_crops(folder, data.crop_size, data.load_size, net.input_nc, DEFAULT_CALIBRATION_IMAGES)
-    quantize_int8(fp32_path, calibration_batches(crops, net.size_multiple), path)
-    atomic_write(sidecar, json.dumps(fingerprint, indent=2))
-    return path
+
+    def build() -> None:
+        log.info("quantising %s to int8 in %s, calibrated on %s", name, path, folder)
+        crops = training_crops(folder, data.crop_size, data.load_size, net.input_nc, DEFAULT_CALIBRATION_IMAGES)
+        quantize_int8(fp32_path, calibration_batches(crops, net.size_multiple), path)
+
+    return _cached(path, fingerprint, build)
 
 
 def load_backend_generators(

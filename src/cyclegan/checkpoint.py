@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save
 from torch import nn
 
 from cyclegan.fileio import atomic_write
@@ -112,16 +112,6 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     return atomic_write(path, payload)
 
 
-def read_metadata(path: Path) -> dict[str, str]:
-    """The safetensors header's metadata, read without loading tensors."""
-    with open(path, "rb") as handle:
-        header_size = int.from_bytes(handle.read(8), "little")
-        if header_size <= 0 or header_size > 100_000_000:
-            raise CheckpointError(f"{path}: not a safetensors file (bad header size)")
-        header = json.loads(handle.read(header_size))
-    return header.get("__metadata__", {})
-
-
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load and verify one checkpoint; raises CheckpointError naming the file on any defect."""
     path = Path(path)
@@ -131,8 +121,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             f"with `cyclegan test` (weights only)"
         )
     try:
-        metadata = read_metadata(path)
-        tensors = load_file(path)
+        with safe_open(path, framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such checkpoint") from None
     except (SafetensorError, json.JSONDecodeError, UnicodeDecodeError, OSError, ValueError) as error:

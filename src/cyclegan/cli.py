@@ -23,6 +23,7 @@ from cyclegan.config import (
     preset_config,
 )
 from cyclegan.models import MODELS
+from cyclegan.models.cut_objective import str2bool
 from cyclegan.runtime import parse_duration
 
 log = logging.getLogger("cyclegan")
@@ -79,24 +80,14 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, klass: type, skip: tupl
                 group.add_argument(f"--{f.name}", action="store_true", help=help_text)
             continue
         if f.type == "bool | None":  # CUT's str2bool flags: --nce_idt, --nce_idt False (absent: the mode's)
-            group.add_argument(f"--{f.name}", type=_str2bool, nargs="?", const=True, default=argparse.SUPPRESS,
+            group.add_argument(f"--{f.name}", type=str2bool, nargs="?", const=True, default=argparse.SUPPRESS,
                                help=help_text)
             continue
         optional_kinds = {"float | None": float, "str | None": str}
         kind = type(default) if default is not None else optional_kinds.get(str(f.type), int)
-        if f.name == "checkpoint_every":
-            kind = float
-        if f.name in ("checkpoint_every", "save_latest_freq"):
+        if f.name in ("checkpoint_every", "save_latest_freq"):  # a count or a duration such as 10m
             kind = str
         group.add_argument(f"--{f.name}", type=kind, default=argparse.SUPPRESS, help=help_text)
-
-
-def _str2bool(value: str) -> bool:
-    if value.lower() in ("yes", "true", "t", "y", "1"):
-        return True
-    if value.lower() in ("no", "false", "f", "n", "0"):
-        return False
-    raise argparse.ArgumentTypeError(f"a boolean is expected (true / false), got {value!r}")
 
 
 def add_ignored_reference_flags(parser: argparse.ArgumentParser) -> None:
@@ -249,17 +240,14 @@ def add_test_parser(subparsers) -> None:
     parser.add_argument("--crop_size", type=int, default=256)
     # Architecture flags: only used for reference .pth weights without a saved config (the defaults
     # are the recipe's, as the reference's test.py takes them from modify_commandline_options).
-    for flag in ("--netG", "--norm", "--init_type"):
-        parser.add_argument(flag, default=argparse.SUPPRESS)
-    parser.add_argument("--ngf", type=int, default=argparse.SUPPRESS)
-    parser.add_argument("--input_nc", type=int, default=argparse.SUPPRESS)
-    parser.add_argument("--output_nc", type=int, default=argparse.SUPPRESS)
-    parser.add_argument("--no_dropout", action="store_true", default=argparse.SUPPRESS)
-    # CUT's test flags (--model cut with its latest_net_G.pth): the generator's norm and anti-aliasing.
+    # CUT's (--model cut with its latest_net_G.pth): --CUT_mode, --normG and the anti-aliasing switches.
+    for flag, kind in (("netG", str), ("norm", str), ("init_type", str), ("ngf", int), ("input_nc", int),
+                       ("output_nc", int)):
+        parser.add_argument(f"--{flag}", type=kind, default=argparse.SUPPRESS)
+    for flag in ("--no_dropout", "--no_antialias", "--no_antialias_up"):
+        parser.add_argument(flag, action="store_true", default=argparse.SUPPRESS)
     parser.add_argument("--CUT_mode", default=argparse.SUPPRESS, choices=("CUT", "cut", "FastCUT", "fastcut"))
     parser.add_argument("--normG", default=argparse.SUPPRESS, choices=("instance", "batch", "none"))
-    parser.add_argument("--no_antialias", action="store_true", default=argparse.SUPPRESS)
-    parser.add_argument("--no_antialias_up", action="store_true", default=argparse.SUPPRESS)
     parser.add_argument("--no_flip", action="store_true")
     parser.add_argument("--serial_batches", action="store_true")
     parser.add_argument("--batch_size", type=int, default=1)
@@ -303,17 +291,27 @@ def run_test_command(args: argparse.Namespace) -> int:
     print(f"translated {summary.count} image(s) into {summary.images_dir}")
     print(f"results page: {summary.page}")
     if summary.scores:
-        from cyclegan.metrics import format_table, to_json
-
-        print(to_json(summary.scores) if args.format == "json" else format_table(summary.scores, max_rows=10))
-        comparison = summary.scores.get("baselines")
-        if comparison and args.format != "json":
-            from cyclegan.metrics.baselines import format_comparison
-
-            print(f"\nagainst the trivial baselines on the same images (colour statistics: "
-                  f"{comparison['target_statistics']}):")
-            print(format_comparison(summary.scores, comparison["baselines"], label="fake_B"))
+        print_scores(summary.scores, args.format, label="fake_B", max_rows=10)
     return 0
+
+
+def print_scores(result: dict[str, Any], fmt: str, label: str, max_rows: int | None = 50,
+                 no_baselines: str | None = None) -> None:
+    """Scores as JSON, or as the table followed by the trivial baselines' (else the ``no_baselines`` note)."""
+    from cyclegan.metrics import format_table, to_json
+    from cyclegan.metrics.baselines import format_comparison
+
+    if fmt == "json":
+        print(to_json(result))
+        return
+    print(format_table(result, max_rows=max_rows))
+    comparison = result.get("baselines")
+    if comparison:
+        print(f"\nagainst the trivial baselines on the same {comparison['count']} image(s) "
+              f"(target colour statistics: {comparison['target_statistics']}):")
+        print(format_comparison(result, comparison["baselines"], label=label))
+    elif "psnr" in result and no_baselines:
+        print(f"\n({no_baselines})")
 
 
 # --- translate, serve ----------------------------------------------------------------------------
@@ -462,15 +460,14 @@ def add_eval_parser(subparsers) -> None:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from cyclegan.metrics import evaluate_folders, format_table, to_json
+    from cyclegan.metrics import evaluate_folders
 
     metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
     result = evaluate_folders(args.fake, args.real, metrics=metrics, fake_label=args.fake_label,
                               inception_weights=args.inception_weights, lpips_weights=args.lpips_weights,
                               device=args.device)
-    comparison = None
     if "psnr" in result and "ssim" in result:
-        from cyclegan.metrics.baselines import folder_baselines, format_comparison, margins
+        from cyclegan.metrics.baselines import folder_baselines, margins
 
         comparison = folder_baselines({r["name"] for r in result["per_image"]}, args.source or args.fake, args.real,
                                       target_domain=args.target_domain, source_domain=args.source_domain,
@@ -478,16 +475,8 @@ def run_eval(args: argparse.Namespace) -> int:
         if comparison is not None:
             result["baselines"] = comparison
             result.update(margins(result, comparison["baselines"]))
-    if args.format == "json":
-        print(to_json(result))
-        return 0
-    print(format_table(result))
-    if comparison is not None:
-        print(f"\nagainst the trivial baselines on the same {comparison['count']} image(s) "
-              f"(target colour statistics: {comparison['target_statistics']}):")
-        print(format_comparison(result, comparison["baselines"], label="fake"))
-    elif "psnr" in result:
-        print("\n(no baselines: pass --source with the inputs to compare with doing nothing, a constant image ...)")
+    print_scores(result, args.format, label="fake", no_baselines="no baselines: pass --source with the inputs to "
+                 "compare with doing nothing, a constant image ...")
     return 0
 
 

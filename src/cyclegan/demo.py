@@ -33,43 +33,28 @@ class DemoInterrupted(RuntimeError):
 
 
 def demo_config(dataroot: Path, checkpoints_dir: Path, iters: int | None, device: str, seed: int,
-                precision: str) -> TrainConfig:
+                precision: str, model: str = "cycle_gan") -> TrainConfig:
+    """The quick preset's CycleGAN, or pix2pix / CUT at the same size: each with its own defaults
+    (pix2pix: batch norm, dropout, vanilla GAN, L1 × 100; CUT: --CUT_mode CUT, xavier init, no image
+    pool) but resnet_6blocks with ngf / ndf 32 (unet_256 would need 256-pixel crops)."""
     config = preset_config(DEMO_PRESET)
     optim = config.optim if iters is None else dataclasses.replace(config.optim, max_iters=iters)
-    return dataclasses.replace(
+    config = dataclasses.replace(
         config,
         data=dataclasses.replace(config.data, dataroot=str(dataroot)),
         optim=fit_epochs_to_iterations(optim, DEMO_DATA["n"]),
         runtime=dataclasses.replace(
-            config.runtime, name="synthetic_cyclegan", checkpoints_dir=str(checkpoints_dir), device=device,
-            seed=seed, print_freq=100, display_freq=200, save_latest_freq=500, save_epoch_freq=1, precision=precision,
+            config.runtime, name=f"synthetic_{model.replace('_', '')}", checkpoints_dir=str(checkpoints_dir),
+            device=device, seed=seed, print_freq=100, display_freq=200, save_latest_freq=500, save_epoch_freq=1,
+            precision=precision,
         ),
     )
-
-
-def pix2pix_demo_config(dataroot: Path, checkpoints_dir: Path, iters: int | None, device: str, seed: int,
-                        precision: str) -> TrainConfig:
-    """The same size for pix2pix on the paired set: its own defaults (batch norm, dropout, vanilla
-    GAN, L1 × 100) but resnet_6blocks, as unet_256 needs 256-pixel crops."""
+    if model == "cycle_gan":
+        return config
     from cyclegan.models import default_config
 
-    cyclegan = demo_config(dataroot, checkpoints_dir, iters, device, seed, precision)
-    config = default_config("pix2pix", data=cyclegan.data, optim=cyclegan.optim, runtime=cyclegan.runtime)
+    config = default_config(model, data=config.data, optim=config.optim, runtime=config.runtime)
     config.model.netG, config.model.ngf, config.model.ndf = "resnet_6blocks", 32, 32
-    config.runtime.name = "synthetic_pix2pix"
-    return config
-
-
-def cut_demo_config(dataroot: Path, checkpoints_dir: Path, iters: int | None, device: str, seed: int,
-                    precision: str) -> TrainConfig:
-    """The same size for CUT on the unpaired set: CUT's own defaults (--CUT_mode CUT: identity NCE,
-    xavier init, no image pool) at the quick preset's resnet_6blocks, ngf / ndf 32, 64 px."""
-    from cyclegan.models import default_config
-
-    cyclegan = demo_config(dataroot, checkpoints_dir, iters, device, seed, precision)
-    config = default_config("cut", data=cyclegan.data, optim=cyclegan.optim, runtime=cyclegan.runtime)
-    config.model.netG, config.model.ngf, config.model.ndf = "resnet_6blocks", 32, 32
-    config.runtime.name = "synthetic_cut"
     return config
 
 
@@ -122,11 +107,7 @@ def run_demo(out: str | Path = "./demo", iters: int | None = None, device: str =
         test_root = out / "data_paired"
         if not (test_root / "train").is_dir():
             write_paired_synthetic_dataset(test_root, seed=seed, **DEMO_DATA)
-        config = pix2pix_demo_config(test_root, out / "checkpoints", iters, device, seed, precision or "auto")
-    elif model == "cut":
-        config = cut_demo_config(dataroot, out / "checkpoints", iters, device, seed, precision or "auto")
-    else:
-        config = demo_config(dataroot, out / "checkpoints", iters, device, seed, precision or "auto")
+    config = demo_config(test_root, out / "checkpoints", iters, device, seed, precision or "auto", model)
     start = time.perf_counter()
     result = Trainer(config, resume="auto").fit()
     seconds = time.perf_counter() - start

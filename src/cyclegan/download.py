@@ -9,25 +9,11 @@ names the URL and says where to put the file by hand.
 Nothing here runs at import time and nothing else in the package downloads: the FID code reads the
 Inception weights from a path or from the cache that :func:`download_inception` fills.
 
-Registries (the reference's ``datasets/download_cyclegan_dataset.sh`` and
-``scripts/download_cyclegan_model.sh``):
-
-* :data:`DATASETS`: ``{base}/datasets/{name}.zip``, unzipped to ``<root>/<name>/trainA ...``.
-* :data:`PIX2PIX_DATASETS` (the reference's ``download_pix2pix_dataset.sh``): paired A|B sets,
-  ``{pix2pix base}/datasets/{name}.tar.gz``, unpacked to ``<root>/<name>/train ...`` (``facades``,
-  ``cityscapes`` and ``maps`` exist in both lists: ``paired=True`` / ``--paired`` picks this one).
-* :data:`PRETRAINED`: ``{base}/pretrained_models/{name}.pth``, saved as
-  ``<checkpoints_dir>/<name>_pretrained/latest_net_G.pth`` so that
-  ``cyclegan test --name <name>_pretrained --model test --no_dropout`` loads it (weights only).
-* :data:`CUT_PRETRAINED` (CUT's README): one tar of every published CUT / FastCUT generator,
-  ``{CUT base}/pretrained_models.tar``, unpacked to ``<checkpoints_dir>/<name>_pretrained/latest_net_G.pth``
-  so that ``cyclegan test --name horse2zebra_cut_pretrained --model cut --CUT_mode CUT`` loads it.
-* the Inception-v3 weights of torch-fidelity, into ``<cache>/inception/`` (see :func:`cache_dir`).
-
-``base`` is :data:`DEFAULT_BASE_URL` unless the ``base_url`` argument or the environment variable
-``CYCLEGAN_DOWNLOAD_BASE`` says otherwise (a mirror, or a local server in the tests); for the pix2pix
-sets :data:`DEFAULT_PIX2PIX_BASE_URL` or ``CYCLEGAN_PIX2PIX_DOWNLOAD_BASE``; for CUT's
-:data:`DEFAULT_CUT_BASE_URL` or ``CYCLEGAN_CUT_DOWNLOAD_BASE``.
+Registries (the reference's ``datasets/download_*_dataset.sh`` and ``scripts/download_cyclegan_model.sh``,
+and CUT's README): :data:`DATASETS`, :data:`PIX2PIX_DATASETS` (``facades``, ``cityscapes`` and ``maps``
+are in both: ``paired=True`` / ``--paired`` picks this one), :data:`PRETRAINED`, :data:`CUT_PRETRAINED`;
+each ``download_*`` function says where its files go. Mirrors: the ``base`` argument, else
+``$CYCLEGAN_DOWNLOAD_BASE`` (``CYCLEGAN_PIX2PIX_DOWNLOAD_BASE``, ``CYCLEGAN_CUT_DOWNLOAD_BASE``).
 """
 
 from __future__ import annotations
@@ -44,7 +30,7 @@ import urllib.request
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from cyclegan.fileio import fsync_directory
+from cyclegan.fileio import fsync_directory, load_tensor_dict
 
 __all__ = [
     "CUT_PRETRAINED",
@@ -163,20 +149,14 @@ def inception_cache_path(cache: str | Path | None = None) -> Path:
     return (Path(cache).expanduser() if cache is not None else cache_dir()) / "inception" / INCEPTION_FILENAME
 
 
-def base_url(base: str | None = None) -> str:
-    """The argument, else ``$CYCLEGAN_DOWNLOAD_BASE``, else :data:`DEFAULT_BASE_URL` (no trailing slash)."""
-    return (base or os.environ.get("CYCLEGAN_DOWNLOAD_BASE") or DEFAULT_BASE_URL).rstrip("/")
+def base_url(
+    base: str | None = None, env: str = "CYCLEGAN_DOWNLOAD_BASE", default: str = DEFAULT_BASE_URL
+) -> str:
+    """The argument, else ``$<env>``, else ``default``, without a trailing slash."""
+    return (base or os.environ.get(env) or default).rstrip("/")
 
 
 # ------------------------------------------------------------------------------------ downloader
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _check_digest(expected: str | None) -> str | None:
@@ -189,7 +169,11 @@ def _check_digest(expected: str | None) -> str | None:
 
 
 def _digest_ok(path: Path, expected: str) -> tuple[bool, str]:
-    actual = _sha256(path)
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    actual = digest.hexdigest()
     # A prefix is accepted because some files are only published with one (torch.hub file names).
     return actual.startswith(expected), actual
 
@@ -327,8 +311,8 @@ def _member_target(root: Path, name: str) -> Path:
     return target
 
 
-def safe_extract(zip_path: str | Path, root: str | Path) -> list[Path]:
-    """Unpack ``zip_path`` into ``root`` and return the top-level entries created.
+def safe_extract(zip_path: str | Path, root: str | Path) -> None:
+    """Unpack ``zip_path`` into ``root``.
 
     Every member is checked before anything is written: absolute paths, ``..`` components, drive
     letters and symbolic links are refused (:class:`DownloadError`), so a hostile archive cannot write
@@ -344,18 +328,13 @@ def safe_extract(zip_path: str | Path, root: str | Path) -> list[Path]:
             if stat.S_ISLNK(info.external_attr >> 16):
                 raise DownloadError(f"refusing to unpack {info.filename!r}: symbolic links are not allowed")
             members.append((info, _member_target(root, info.filename)))
-        tops: list[Path] = []
         for info, target in members:
-            rel = target.relative_to(root.resolve())
-            if rel.parts and (root / rel.parts[0]) not in tops:
-                tops.append(root / rel.parts[0])
             if info.is_dir():
                 target.mkdir(parents=True, exist_ok=True)
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
             with archive.open(info) as src, open(target, "wb") as out:
                 shutil.copyfileobj(src, out, _CHUNK)
-    return tops
 
 
 # ----------------------------------------------------------------------------------- registries
@@ -377,30 +356,49 @@ def download_dataset(
     hold ``<name>/``, moved into place and deleted. An existing ``<root>/<name>/`` is returned as is.
     """
     _check_name(name, DATASETS, "data set")
-    root = Path(root)
+    return _download_folder(name, Path(root), f"{base_url(base)}/datasets/{name}.zip", sha256, progress)
+
+
+def download_pix2pix_dataset(
+    name: str, root: str | Path = "./datasets", base: str | None = None, progress: bool = True,
+    sha256: str | None = None,
+) -> Path:
+    """Download and unpack one of the reference's pix2pix data sets into ``<root>/<name>/`` (``train/``,
+    ``val/`` ... of A|B files for ``--model pix2pix``) and return that folder.
+
+    As :func:`download_dataset`, from ``<base>/datasets/<name>.tar.gz`` (base: ``base``, else
+    ``$CYCLEGAN_PIX2PIX_DOWNLOAD_BASE``, else :data:`DEFAULT_PIX2PIX_BASE_URL`).
+    """
+    _check_name(name, PIX2PIX_DATASETS, "pix2pix data set")
+    pix2pix_base = base_url(base, "CYCLEGAN_PIX2PIX_DOWNLOAD_BASE", DEFAULT_PIX2PIX_BASE_URL)
+    return _download_folder(name, Path(root), f"{pix2pix_base}/datasets/{name}.tar.gz", sha256, progress)
+
+
+def _download_folder(name: str, root: Path, url: str, sha256: str | None, progress: bool) -> Path:
+    """Download the archive at ``url`` into ``root``; unpack its ``<name>/`` folder to ``<root>/<name>``."""
     target = root / name
     if target.is_dir():
         return target
-    url = f"{base_url(base)}/datasets/{name}.zip"
-    zip_path = root / f"{name}.zip"
-    download(
-        url, zip_path, sha256=sha256, progress=progress,
-        manual=f"download {url} elsewhere and unzip it into {root} (it holds {name}/trainA, {name}/trainB, ...)",
-    )
-    # Unpack beside the target and move it into place, so an interrupted unzip leaves no half data set
+    archive = root / url.rsplit("/", 1)[-1]
+    download(url, archive, sha256=sha256, progress=progress,
+             manual=f"download {url} elsewhere and unpack it into {root} (it holds the {name}/ folder)")
+    # Unpack beside the target and move it into place, so an interrupted unpack leaves no half data set
     # that a later call would take for a complete one.
     with tempfile.TemporaryDirectory(prefix=f".{name}.", dir=root) as tmp:
         try:
-            safe_extract(zip_path, tmp)
+            (safe_extract if archive.suffix == ".zip" else safe_extract_tar)(archive, tmp)
         except zipfile.BadZipFile as error:
-            zip_path.unlink(missing_ok=True)
+            archive.unlink(missing_ok=True)
             raise DownloadError(f"{url} is not a valid zip ({error}); it was deleted, run again") from None
+        except DownloadError:
+            archive.unlink(missing_ok=True)  # a bad archive must not be "resumed" by the next try
+            raise
         unpacked = Path(tmp) / name
         if not unpacked.is_dir():
             found = sorted(p.name for p in Path(tmp).iterdir())
-            raise DownloadError(f"{zip_path} does not hold a {name}/ folder (it holds: {', '.join(found)})")
+            raise DownloadError(f"{archive} does not hold a {name}/ folder (it holds: {', '.join(found)})")
         os.replace(unpacked, target)
-    zip_path.unlink(missing_ok=True)
+    archive.unlink(missing_ok=True)
     return target
 
 
@@ -419,42 +417,6 @@ def safe_extract_tar(tar_path: str | Path, root: str | Path) -> None:
             archive.extractall(root, members=members, filter="data")
     except (tarfile.TarError, EOFError, OSError) as error:
         raise DownloadError(f"{tar_path} is not a valid .tar.gz ({error})") from None
-
-
-def download_pix2pix_dataset(
-    name: str, root: str | Path = "./datasets", base: str | None = None, progress: bool = True,
-    sha256: str | None = None,
-) -> Path:
-    """Download and unpack one of the reference's pix2pix data sets into ``<root>/<name>/`` (``train/``,
-    ``val/`` ... of A|B files for ``--model pix2pix``) and return that folder.
-
-    ``<base>/datasets/<name>.tar.gz`` (base: ``base``, else ``$CYCLEGAN_PIX2PIX_DOWNLOAD_BASE``, else
-    :data:`DEFAULT_PIX2PIX_BASE_URL`) is downloaded (resumable), unpacked beside the target, checked
-    to hold ``<name>/``, moved into place and deleted. An existing ``<root>/<name>/`` is returned as is.
-    """
-    _check_name(name, PIX2PIX_DATASETS, "pix2pix data set")
-    root = Path(root)
-    target = root / name
-    if target.is_dir():
-        return target
-    pix2pix_base = (base or os.environ.get("CYCLEGAN_PIX2PIX_DOWNLOAD_BASE") or DEFAULT_PIX2PIX_BASE_URL).rstrip("/")
-    url = f"{pix2pix_base}/datasets/{name}.tar.gz"
-    archive = root / f"{name}.tar.gz"
-    download(url, archive, sha256=sha256, progress=progress,
-             manual=f"download {url} elsewhere and unpack it into {root} (it holds {name}/train, {name}/val, ...)")
-    with tempfile.TemporaryDirectory(prefix=f".{name}.", dir=root) as tmp:
-        try:
-            safe_extract_tar(archive, tmp)
-        except DownloadError:
-            archive.unlink(missing_ok=True)
-            raise
-        unpacked = Path(tmp) / name
-        if not unpacked.is_dir():
-            found = sorted(p.name for p in Path(tmp).iterdir())
-            raise DownloadError(f"{archive} does not hold a {name}/ folder (it holds: {', '.join(found)})")
-        os.replace(unpacked, target)
-    archive.unlink(missing_ok=True)
-    return target
 
 
 def download_pretrained(
@@ -501,8 +463,7 @@ def download_cut_pretrained(
     dest = checkpoints_dir / f"{name}_pretrained" / "latest_net_G.pth"
     if dest.exists():
         return dest
-    cut_base = (base or os.environ.get("CYCLEGAN_CUT_DOWNLOAD_BASE") or DEFAULT_CUT_BASE_URL).rstrip("/")
-    url = f"{cut_base}/{CUT_PRETRAINED_ARCHIVE}"
+    url = f"{base_url(base, 'CYCLEGAN_CUT_DOWNLOAD_BASE', DEFAULT_CUT_BASE_URL)}/{CUT_PRETRAINED_ARCHIVE}"
     archive = checkpoints_dir / f"CUT_{CUT_PRETRAINED_ARCHIVE}"
     download(url, archive, sha256=sha256, progress=progress,
              manual=f"download {url} elsewhere and unpack it so that {dest} exists")
@@ -556,14 +517,10 @@ def download_inception(
     staging = dest.with_name(f".{dest.name}.download")
     download(url, staging, sha256=sha256, progress=progress,
              manual=f"download {url} elsewhere and copy it to {dest}")
-    import torch
-
     try:
-        state = torch.load(staging, map_location="cpu", weights_only=True)
-        missing = [k for k in _INCEPTION_KEYS if not isinstance(state, dict) or k not in state]
-    except Exception as error:  # noqa: BLE001 - any load failure means the same: not usable weights
-        missing, state = [f"unreadable: {str(error).splitlines()[0] if str(error) else type(error).__name__}"], None
-    del state
+        missing = [k for k in _INCEPTION_KEYS if k not in load_tensor_dict(staging, "the Inception weights")]
+    except ValueError as error:
+        missing = [f"unreadable: {error}"]
     if missing:
         staging.unlink(missing_ok=True)
         raise DownloadError(f"{url} is not the FID Inception-v3 state dict (missing {missing}); it was deleted")

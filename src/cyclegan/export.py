@@ -17,10 +17,7 @@ up. Every file is written to a temporary name and renamed, so a reader never see
 ``--quantize int8`` adds an int8 ONNX file per generator (:mod:`cyclegan.quantize`), calibrated on
 the run's training images, for CPUs without native bf16.
 
-``run_export_model`` is the engine of ``cyclegan export``: it loads the generators the run's recipe
-translates with (``G_A`` / ``G_B`` for CycleGAN, ``G`` for pix2pix), writes ``<name>.onnx`` (or ``.pt2``), and measures each file against the torch network at the
-export size and at a second size and batch (which proves the dynamic axes), as the max absolute
-difference in the images' [-1, 1] units.
+``run_export_model`` is the engine of ``cyclegan export``; it checks each file against the torch network.
 """
 
 from __future__ import annotations
@@ -98,17 +95,13 @@ def _plain_generator(net: nn.Module) -> nn.Module:
     return plain.to(memory_format=torch.contiguous_format)
 
 
-def _round_up(value: int, multiple: int) -> int:
-    return max(multiple, -(-value // multiple) * multiple)
-
-
 def example_size(multiple: int, height: int, width: int, dynamic: bool) -> tuple[int, int]:
     """H, W of the example input: rounded up to the multiple, and at least twice it when dynamic.
 
     torch.export specialises a dimension whose example value is 1 (here: H / multiple == 1), so a
     dynamic export traces with at least two multiples per side.
     """
-    height, width = _round_up(height, multiple), _round_up(width, multiple)
+    height, width = (max(multiple, -(-side // multiple) * multiple) for side in (height, width))
     if dynamic:
         height, width = max(height, 2 * multiple), max(width, 2 * multiple)
     return height, width
@@ -218,18 +211,6 @@ def load_program(path: str | Path) -> tuple[nn.Module, dict[str, str]]:
     return program.module(), json.loads(extra[PT2_METADATA] or "{}")
 
 
-def _backend_for(path: Path, backend: str | None) -> str:
-    if backend is not None:
-        return backend
-    if path.suffix == ".onnx":
-        return "onnxruntime"
-    if path.suffix == ".pt2":
-        return "torch_export"
-    raise ExportError(
-        f"cannot tell the backend of {path} from its suffix: pass backend='onnxruntime' or 'torch_export'"
-    )
-
-
 @torch.no_grad()
 def check_parity(
     net: nn.Module,
@@ -244,7 +225,10 @@ def check_parity(
     default one random image at twice the generator's multiple.
     """
     exported_path = Path(exported_path)
-    backend = _backend_for(exported_path, backend)
+    backend = backend or {".onnx": "onnxruntime", ".pt2": "torch_export"}.get(exported_path.suffix)
+    if backend is None:
+        raise ExportError(f"cannot tell the backend of {exported_path} from its suffix: pass "
+                          f"backend='onnxruntime' or 'torch_export'")
     generator = _plain_generator(net)
     generator.pad_to_multiple = True
     if input is None:
@@ -293,10 +277,12 @@ def run_export_model(
 
     ``fmt``: ``onnx`` (``<name>.onnx``), ``torch_export`` (``<name>.pt2``), or ``reference`` (every
     network as the reference's ``latest_net_<name>.pth``, plus ``config.json``). For onnx /
-    torch_export the generators (``names``, default the recipe's translators) come from :func:`cyclegan.translate.load_generators` (our
+    torch_export the generators (``names``, default the recipe's translators: ``G_A`` / ``G_B`` for
+    CycleGAN, ``G`` for pix2pix) come from :func:`cyclegan.translate.load_generators` (our
     checkpoint or the reference's .pth files), and the result holds per generator the max
-    absolute difference to torch at ``1×C×height×width`` (``parity``) and at batch 2 of another
-    size (``parity_dynamic``). Print it with :func:`format_export_summary`.
+    absolute difference to torch, in the images' [-1, 1] units, at ``1×C×height×width``
+    (``parity``) and at batch 2 of another size (``parity_dynamic``, which proves the dynamic
+    axes). Print it with :func:`format_export_summary`.
 
     ``quantize="int8"`` (onnx only): each generator is also written as ``<name>.int8.onnx``, statically
     quantised with activation ranges calibrated on up to ``calibration_images`` crops of its training

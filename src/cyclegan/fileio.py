@@ -50,10 +50,7 @@ def atomic_write(path: str | Path, write: Callable[[Any], None] | bytes | str) -
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
     except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
+        Path(tmp_name).unlink(missing_ok=True)
         raise
     fsync_directory(path.parent)
     return path

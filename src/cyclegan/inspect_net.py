@@ -158,10 +158,6 @@ def _expected_conv(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool = 
     return out
 
 
-def _expected_transposed(size: int, k: int, s: int, p: int, d: int, op: int) -> int:
-    return (size - 1) * s - 2 * p + d * (k - 1) + op + 1
-
-
 def _check(name: str, formula: str, expected: Pair, observed: Pair | None) -> None:
     # An explicit raise, not `assert`, so the check survives `python -O`.
     if observed is not None and expected != observed:
@@ -257,12 +253,8 @@ def inspect_network(
             kernel, stride, dilation = _pair(module.kernel_size), _pair(module.stride), _pair(module.dilation)
             padding, output_padding = _pair(module.padding), _pair(module.output_padding)
             if hw_in is not None:
-                expected = tuple(
-                    _expected_transposed(
-                        hw_in[a], kernel[a], stride[a], padding[a], dilation[a], output_padding[a]
-                    )
-                    for a in range(2)
-                )
+                expected = tuple((hw_in[a] - 1) * stride[a] - 2 * padding[a] + dilation[a] * (kernel[a] - 1)
+                                 + output_padding[a] + 1 for a in range(2))
                 _check(name, "O = (I−1)s − 2p + d(k−1) + output_padding + 1", expected, hw_out)
             for a in range(2):
                 taps = math.ceil((dilation[a] * (kernel[a] - 1) + 1) / stride[a])
@@ -459,16 +451,7 @@ def format_table(report: NetworkReport) -> str:
 
 def report_to_json(report: NetworkReport) -> dict[str, Any]:
     """JSON-ready dict: the layers as dicts plus the totals."""
-    return {
-        "network": report.network,
-        "input_shape": list(report.input_shape),
-        "layers": [dataclasses.asdict(layer) for layer in report.layers],
-        "receptive_field": report.receptive_field,
-        "output_shape": list(report.output_shape),
-        "parameters": report.parameters,
-        "macs": report.macs,
-        "effective_receptive_field": report.effective_receptive_field,
-    }
+    return dataclasses.asdict(report)
 
 
 # --- building and the CLI --------------------------------------------------------------------

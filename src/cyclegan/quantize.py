@@ -51,15 +51,9 @@ def calibration_batches(
     images: Iterable[torch.Tensor], size_multiple: int, batch_size: int = 1
 ) -> list[torch.Tensor]:
     """N×C×H×W fp32 batches in [-1, 1], reflect-padded to the graph's multiple (as the backend does)."""
-    batches, pending = [], []
-    for image in images:
-        pending.append(image.float())
-        if len(pending) == batch_size:
-            batches.append(pad_to_multiple(torch.stack(pending), size_multiple)[0])
-            pending = []
-    if pending:
-        batches.append(pad_to_multiple(torch.stack(pending), size_multiple)[0])
-    return batches
+    images = [image.float() for image in images]
+    return [pad_to_multiple(torch.stack(images[start : start + batch_size]), size_multiple)[0]
+            for start in range(0, len(images), batch_size)]
 
 
 def training_crops(

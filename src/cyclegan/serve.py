@@ -8,6 +8,7 @@ the app makes no request outside the machine (system fonts, analytics off).
 
 from __future__ import annotations
 
+import functools
 import html
 import logging
 import tempfile
@@ -48,25 +49,13 @@ def describe(info: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-class TranslatorCache:
-    """One translator per direction, loaded on first use (a reference run may have only one)."""
-
-    def __init__(self, load: Callable[[str], Translator]) -> None:
-        self.load, self.loaded = load, {}
-
-    def __call__(self, direction: str) -> Translator:
-        if direction not in self.loaded:
-            self.loaded[direction] = self.load(direction)
-        return self.loaded[direction]
-
-
 def build_app(load: Callable[[str], Translator], work_dir: str | Path | None = None):
     """The Gradio ``Blocks`` app; ``load(direction)`` returns the :class:`Translator` for a direction."""
     gr = _import_gradio()
     from cyclegan.data.images import BadImageError
     from cyclegan.video import translate_video
 
-    translators = TranslatorCache(load)
+    translators = functools.cache(load)  # one per direction, on first use (a reference run may have one)
     first = translators("AtoB")
     out_root = Path(work_dir or tempfile.mkdtemp(prefix="cyclegan-serve-"))
     out_root.mkdir(parents=True, exist_ok=True)

@@ -105,20 +105,17 @@ def run_test(
     mode_eval = eval_mode or backend != "torch"
     calibration_dataroot = dataroot if any((dataroot / f"train{side}").is_dir() for side in "AB") else None
 
+    if model == "test" and dataset_mode not in (None, "single"):
+        raise ValueError("--model test translates one folder: use --dataset_mode single")
+    suffix_name = f"G{model_suffix}"  # --model test: the lone generator <epoch>_net_G<suffix>.pth
+    loaded = load_backend_generators(run_dir, epoch, names=(suffix_name,) if model == "test" else None,
+                                     backend=backend, flags=flags, device=torch_device, eval_mode=mode_eval,
+                                     quantize=quantize, calibration_dataroot=calibration_dataroot)
     read = None
     if model == "test":
-        suffix_name = f"G{model_suffix}"
-        loaded = load_backend_generators(run_dir, epoch, names=(suffix_name,), backend=backend, flags=flags,
-                                         device=torch_device, eval_mode=mode_eval, quantize=quantize,
-                                         calibration_dataroot=calibration_dataroot)
-        if dataset_mode not in (None, "single"):
-            raise ValueError("--model test translates one folder: use --dataset_mode single")
         jobs = [(dataroot, loaded.nets[suffix_name], None, ("real", "fake", "rec"), loaded.config.data.input_nc)]
         recipe = None
     else:
-        loaded = load_backend_generators(run_dir, epoch, backend=backend, flags=flags, device=torch_device,
-                                         eval_mode=mode_eval, quantize=quantize,
-                                         calibration_dataroot=calibration_dataroot)
         config = loaded.config
         if model is not None and model != config.model.model:
             raise ValueError(f"{run_dir} holds a {config.model.model} run, not {model}: use --model "

@@ -66,9 +66,7 @@ def default_margin(net: nn.Module) -> int:
 
 def normalises_with_input_stats(module: nn.Module) -> bool:
     """True for norm layers whose output depends on the statistics of their own input."""
-    if isinstance(module, nn.InstanceNorm2d):
-        return not module.track_running_stats or module.training
-    if isinstance(module, nn.BatchNorm2d):
+    if isinstance(module, (nn.InstanceNorm2d, nn.BatchNorm2d)):
         return module.training or not module.track_running_stats
     return False
 
@@ -96,19 +94,18 @@ class _Moments:
     """Per-channel sums of x and x² in float64 (so E[x²] − E[x]² does not cancel badly)."""
 
     def __init__(self) -> None:
-        self.total: torch.Tensor | None = None
-        self.total_sq: torch.Tensor | None = None
+        self.total: torch.Tensor | float = 0.0
+        self.total_sq: torch.Tensor | float = 0.0
         self.count = 0
 
     def add(self, x: torch.Tensor) -> None:  # x: N×C×h×w
         values = x.detach().double()
-        total, total_sq = values.sum(dim=(0, 2, 3)), values.square().sum(dim=(0, 2, 3))
-        self.total = total if self.total is None else self.total + total
-        self.total_sq = total_sq if self.total_sq is None else self.total_sq + total_sq
+        self.total = self.total + values.sum(dim=(0, 2, 3))
+        self.total_sq = self.total_sq + values.square().sum(dim=(0, 2, 3))
         self.count += x.shape[0] * x.shape[2] * x.shape[3]
 
     def mean_var(self) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.total is None or self.count == 0:
+        if self.count == 0:
             raise RuntimeError("no values were gathered for this norm layer")
         mean = self.total / self.count
         var = (self.total_sq / self.count - mean.square()).clamp_min(0)  # biased, as instance norm uses
@@ -390,13 +387,6 @@ class TiledGenerator:
         session.region = None
         session.finish()
         return output
-
-    @property
-    def passes(self) -> int:
-        """Tiled passes per image (the output pass included)."""
-        if self.stats in ("exact", "sampled") and self.n_norms:
-            return 1 + self.n_norms
-        return 1
 
 
 __all__ = [

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import hashlib
 import logging
 import math
 import os
@@ -37,6 +36,7 @@ from cyclegan.checkpoint import (
     atomic_write,
     load_latest_good,
     save_checkpoint,
+    tensor_checksum,
 )
 from cyclegan.config import CONFIG_FILENAME, TrainConfig
 from cyclegan.data import create_dataloader, create_dataset
@@ -130,6 +130,20 @@ def channels_last_weights(device: torch.device) -> bool:
     return device.type == "cuda"
 
 
+def batch_to_device(batch: dict[str, Any], config: TrainConfig, device: torch.device) -> dict[str, Any]:
+    """A loader batch on ``device`` (channels-last with ``--channels_last``), A and B swapped for BtoA."""
+    moved = {}
+    for key, value in batch.items():
+        if isinstance(value, torch.Tensor):
+            value = value.to(device, non_blocking=True)
+            if config.runtime.channels_last:
+                value = value.contiguous(memory_format=torch.channels_last)
+        moved[key] = value
+    if config.data.direction == "BtoA":  # the folders stay A / B; the roles swap (reference)
+        moved["A"], moved["B"] = moved["B"], moved["A"]
+    return moved
+
+
 class Trainer:
     """Build everything from a TrainConfig, optionally resume, and run ``fit``."""
 
@@ -149,10 +163,11 @@ class Trainer:
         # gives each its own dropout masks.
         seed_everything(self.seed + self.dist.rank, config.runtime.deterministic)
         self.stop_signal: str | None = None
-        self.terminal_lost = False
         self.progress = Progress(epoch=config.optim.epoch_count)
 
-        existing = self._existing_checkpoint(resume_label) if resume != "never" else None
+        existing = None
+        if resume != "never" and self.run_dir.is_dir():
+            existing = load_latest_good(self.run_dir, preferred=resume_label)
         if resume == "required" and existing is None:
             raise CheckpointError(f"--continue_train: no checkpoint to resume in {self.run_dir}")
         if existing is not None:
@@ -193,7 +208,7 @@ class Trainer:
         first = EpochSampler(len(self.dataset), seed=self.seed, shuffle=self.sampler.shuffle, epoch=self.progress.epoch)
         count = max(self.config.data.batch_size, self.model.first_batch_images)
         indices = list(first)[:count]
-        return self._to_device(default_collate([self.dataset[index] for index in indices]))
+        return batch_to_device(default_collate([self.dataset[index] for index in indices]), self.config, self.device)
 
     def _prepare_networks(self) -> None:
         """Device, memory format, SyncBatchNorm, gradient checkpointing: decided once, here."""
@@ -229,11 +244,6 @@ class Trainer:
         return compiled
 
     # --- checkpoints ------------------------------------------------------------------------
-
-    def _existing_checkpoint(self, label: str) -> tuple[Path, dict[str, Any]] | None:
-        if not self.run_dir.is_dir():
-            return None
-        return load_latest_good(self.run_dir, preferred=label)
 
     def _check_same_architecture(self, saved: dict[str, Any], path: Path) -> None:
         saved_config = TrainConfig.from_dict(saved)
@@ -333,7 +343,6 @@ class Trainer:
         def terminal_closed(signum, frame):
             # The SSH session is gone: writing to its terminal would fail (EIO) or block. Point
             # stdout / stderr at /dev/null and keep training; the log files keep being written.
-            self.terminal_lost = True
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, 1)
             os.dup2(devnull, 2)
@@ -351,18 +360,6 @@ class Trainer:
                 signal.signal(sig, handler)
 
     # --- the loop ---------------------------------------------------------------------------
-
-    def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
-        moved = {}
-        for key, value in batch.items():
-            if isinstance(value, torch.Tensor):
-                value = value.to(self.device, non_blocking=True)
-                if self.config.runtime.channels_last:
-                    value = value.contiguous(memory_format=torch.channels_last)
-            moved[key] = value
-        if self.config.data.direction == "BtoA":  # the folders stay A / B; the roles swap (reference)
-            moved["A"], moved["B"] = moved["B"], moved["A"]
-        return moved
 
     @property
     def last_epoch(self) -> int:
@@ -432,7 +429,7 @@ class Trainer:
         data_start = time.perf_counter()
         for batch in self.loader:
             data_time = time.perf_counter() - data_start
-            self._train_step(self._to_device(batch), data_time, logger)
+            self._train_step(batch_to_device(batch, self.config, self.device), data_time, logger)
             epoch_finished = progress.items_in_epoch >= len(self.dataset)
             if self._agree_to_stop() or (self._done() and not epoch_finished):
                 return False  # else the loop ends by itself and the epoch's end is processed
@@ -506,12 +503,9 @@ class Trainer:
 
     def _check_ranks_agree(self, logger) -> None:
         """DDP keeps replicas equal; verify it once at the end instead of trusting it."""
-        digest = hashlib.sha256()
-        for name, net in self.model.nets.items():
-            for key, tensor in net.state_dict().items():
-                digest.update(f"{name}.{key}".encode())
-                digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-        digests = self.dist.gather(digest.hexdigest())
+        weights = {f"{name}.{key}": tensor.detach().cpu() for name, net in self.model.nets.items()
+                   for key, tensor in net.state_dict().items()}
+        digests = self.dist.gather(tensor_checksum(weights))
         if len(set(digests)) == 1:
             logger.info(f"weights identical on all {self.dist.world_size} ranks")
         else:

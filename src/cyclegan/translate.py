@@ -27,7 +27,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from cyclegan.checkpoint import CHECKPOINT_SUFFIX, CheckpointError, load_checkpoint, load_reference_weights
 from cyclegan.config import CONFIG_FILENAME, DataConfig, ModelConfig, TrainConfig
-from cyclegan.data import get_transform, list_images, load_image, scan_images
+from cyclegan.data import get_transform, list_images, load_image, scan_images, split_aligned
 from cyclegan.fileio import atomic_write
 from cyclegan.models import MODELS, create_model
 from cyclegan.networks import define_G, load_reference_state_dict
@@ -64,12 +64,9 @@ def _build_generators(names: tuple[str, ...], config: TrainConfig) -> dict[str, 
 
 def train_mode_matters(net: nn.Module) -> bool:
     """Whether ``net`` computes something else in train mode: dropout, or a norm with running stats."""
-    for module in net.modules():
-        if isinstance(module, nn.modules.dropout._DropoutNd) and module.p > 0:
-            return True
-        if isinstance(module, nn.modules.batchnorm._NormBase) and module.track_running_stats:
-            return True
-    return False
+    return any((isinstance(module, nn.modules.dropout._DropoutNd) and module.p > 0)
+               or (isinstance(module, nn.modules.batchnorm._NormBase) and module.track_running_stats)
+               for module in net.modules())
 
 
 def load_generators(
@@ -141,9 +138,13 @@ def unit_image_tensor(path: Path, channels: int) -> torch.Tensor:
 
 def image_tensor(path: Path, channels: int, data: DataConfig | None = None) -> torch.Tensor:
     """An image as a 1×C×H×W tensor in [-1, 1]; ``data`` (if given) applies its preprocessing."""
+    return _pil_tensor(load_image(path, channels), channels, data)
+
+
+def _pil_tensor(image, channels: int, data: DataConfig | None) -> torch.Tensor:
     if data is not None and data.preprocess != "none":
-        return get_transform(data, grayscale=channels == 1)(load_image(path, channels)).unsqueeze(0)
-    return unit_image_tensor(path, channels) * 2 - 1
+        return get_transform(data, grayscale=channels == 1)(image).unsqueeze(0)
+    return TF.to_dtype(TF.to_image(image), torch.float32, scale=True).unsqueeze(0) * 2 - 1
 
 
 def save_tensor_image(tensor: torch.Tensor, path: Path) -> None:
@@ -165,20 +166,8 @@ def aligned_halves(path: Path, channels: tuple[int, int], direction: str = "AtoB
     ``direction=BtoA``: the right half is the source, as the reference's aligned data set does.
     ``channels``: of the A and B halves. ``data`` (if given) applies its preprocessing to both halves.
     """
-    image = load_image(path, 3)
-    width, height = image.size
-    if width < 2:
-        raise ValueError(f"{path} is {width} pixel wide; aligned images hold A|B side by side")
-    halves = [image.crop((0, 0, width // 2, height)), image.crop((width // 2, 0, width, height))]
-    tensors = []
-    for half, nc in zip(halves, channels, strict=True):
-        if nc == 1:
-            half = half.convert("L")
-        if data is not None and data.preprocess != "none":
-            tensors.append(get_transform(data, grayscale=nc == 1)(half).unsqueeze(0))
-        else:
-            tensors.append(TF.to_dtype(TF.to_image(half), torch.float32, scale=True).unsqueeze(0) * 2 - 1)
-    source, target = tensors
+    source, target = (_pil_tensor(half.convert("L") if nc == 1 else half, nc, data)
+                      for half, nc in zip(split_aligned(path), channels, strict=True))
     return (target, source) if direction == "BtoA" else (source, target)
 
 

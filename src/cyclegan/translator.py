@@ -216,16 +216,12 @@ class Translator:
 
 def validation_scores(run_dir: Path) -> dict[str, Any]:
     """The run's last validation scores (``val_scores.json``), prefixed ``val_``; {} when absent."""
-    import json
+    from cyclegan.report.run_report import read_val_scores
 
-    path = run_dir / "val_scores.json"
     try:
-        records = json.loads(path.read_text())
-    except (OSError, ValueError):
+        last = read_val_scores(run_dir / "val_scores.json")[-1]
+    except (OSError, ValueError, IndexError):
         return {}
-    if not isinstance(records, list) or not records or not isinstance(records[-1], dict):
-        return {}
-    last = records[-1]
     return {f"val_{key}" if not key.startswith("val_") else key: value for key, value in last.items()
             if isinstance(value, (int, float)) and key not in ("iter",)}
 

@@ -211,6 +211,7 @@ def measure(config: TrainConfig, candidate: Candidate, steps: int = 3, warmup: i
     from cyclegan.data import create_dataset
     from cyclegan.models import create_model
     from cyclegan.runtime import resolve_device
+    from cyclegan.trainer import batch_to_device
 
     device = resolve_device(config.runtime.device)
     threads_before = torch.get_num_threads()
@@ -223,15 +224,7 @@ def measure(config: TrainConfig, candidate: Candidate, steps: int = 3, warmup: i
         model.to(device)
         dataset = create_dataset(config.data, seed=0)
         batch = default_collate([dataset[index] for index in range(min(len(dataset), config.data.batch_size))])
-        batch = {
-            key: value.to(device) if isinstance(value, torch.Tensor) else value for key, value in batch.items()
-        }
-        if candidate.channels_last:
-            batch = {
-                key: value.contiguous(memory_format=torch.channels_last)
-                if isinstance(value, torch.Tensor) and value.dim() == 4 else value
-                for key, value in batch.items()
-            }
+        batch = batch_to_device(batch, apply(config, candidate), device)
         precision = Precision(candidate.precision, device)
         if model.needs_first_batch:
             model.data_dependent_init(batch, precision, fresh=True)

@@ -132,19 +132,10 @@ def translate_video(translator: Translator, source: str | os.PathLike[str], targ
                                  f"duration {duration}s)")
         os.replace(tmp_name, target)
     except av.error.FFmpegError as error:
-        _remove(tmp_name)
         raise TranslateError(f"cannot decode video {source}: {error} (the file may be truncated or damaged)") from None
-    except BaseException:
-        _remove(tmp_name)
-        raise
+    finally:
+        Path(tmp_name).unlink(missing_ok=True)  # gone already when the video was complete
     return VideoSummary(target, frames, Fraction(rate), width, height, codec, out_audio is not None)
-
-
-def _remove(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 def _pixel_format(codec: str, width: int, height: int) -> str:
@@ -202,7 +193,7 @@ def _translate_frames(translator, container, in_video, output, out_video, rate, 
 
 def _copy_audio(source: Path, output, out_audio, start: float, end: float | None) -> None:
     """Copy the audio packets of [start, end) unchanged (no re-encoding), from a second reader."""
-    with _open_audio(source) as container:
+    with _import_av().open(str(source)) as container:
         in_audio = container.streams.audio[0]
         first_pts = None
         for packet in container.demux(in_audio):
@@ -217,10 +208,6 @@ def _copy_audio(source: Path, output, out_audio, start: float, end: float | None
             packet.dts -= first_pts
             packet.stream = out_audio
             output.mux(packet)
-
-
-def _open_audio(source: Path) -> Any:
-    return _import_av().open(str(source))
 
 
 def probe(path: str | os.PathLike[str]) -> dict[str, Any]:

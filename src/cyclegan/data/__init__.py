@@ -20,6 +20,7 @@ from .images import (
     list_images,
     load_image,
     scan_images,
+    split_aligned,
 )
 from .synthetic import (
     PALETTE_A,
@@ -55,6 +56,7 @@ __all__ = [
     "list_images",
     "load_image",
     "scan_images",
+    "split_aligned",
     "synthetic_inverse_map",
     "synthetic_map",
     "write_synthetic_dataset",

@@ -14,17 +14,16 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..config import DataConfig
 from ..registry import Registry
-from .images import list_images, load_image, scan_images
+from .images import list_images, load_image, scan_images, split_aligned
 from .transforms import get_params, get_transform
 
 DATASETS: Registry[type[BaseDataset]] = Registry("dataset mode")
@@ -48,15 +47,6 @@ def epoch_order(n: int, seed: int, epoch: int, shuffle: bool) -> list[int]:
     return torch.randperm(n, generator=generator).tolist()
 
 
-def _check_channels(cfg: DataConfig) -> None:
-    for name in ("input_nc", "output_nc"):
-        value = getattr(cfg, name)
-        if value not in (1, 3):
-            raise ValueError(
-                f"{name}={value} is not supported: images are loaded with 1 (gray) or 3 (RGB) channels"
-            )
-
-
 def _domain_channels(cfg: DataConfig) -> tuple[int, int]:
     """Channels of the A and B folders: ``direction=BtoA`` swaps input_nc and output_nc, as in the reference."""
     if cfg.direction not in ("AtoB", "BtoA"):
@@ -77,7 +67,10 @@ class BaseDataset(Dataset):
     """Common epoch / seed handling. An index is an ``int`` (uses ``set_epoch``) or ``(epoch, index)``."""
 
     def __init__(self, cfg: DataConfig, seed: int = 0) -> None:
-        _check_channels(cfg)
+        for name in ("input_nc", "output_nc"):
+            if getattr(cfg, name) not in (1, 3):
+                raise ValueError(f"{name}={getattr(cfg, name)} is not supported: images are loaded with 1 (gray) "
+                                 f"or 3 (RGB) channels")
         self.cfg = cfg
         self.seed = int(seed)
         self.epoch = 0
@@ -88,17 +81,11 @@ class BaseDataset(Dataset):
         """Select the epoch used for plain integer indices."""
         self.epoch = int(epoch)
 
-    def _split_index(self, index: int | tuple[int, int] | Sequence[int]) -> tuple[int, int]:
-        if isinstance(index, (tuple, list)):
-            epoch, i = index
-            return int(epoch), int(i)
-        return self.epoch, int(index)
-
     def _seed_torch(self, epoch: int, index: int, stream: str) -> None:
         torch.manual_seed(item_seed(self.seed, epoch, index, stream))
 
     def __getitem__(self, index: Any) -> dict[str, Any]:
-        epoch, i = self._split_index(index)
+        epoch, i = (int(v) for v in index) if isinstance(index, (tuple, list)) else (self.epoch, int(index))
         if not 0 <= i < len(self):
             raise IndexError(f"index {i} out of range for a data set of {len(self)} items")
         # fork_rng keeps the caller's RNG untouched; devices=[] avoids touching CUDA in workers.
@@ -169,13 +156,7 @@ class AlignedDataset(BaseDataset):
 
     def get(self, epoch: int, index: int) -> dict[str, Any]:
         path = self.AB_paths[index]
-        ab = load_image(path, 3)
-        w, h = ab.size
-        if w < 2:
-            raise ValueError(f"{path} is {w} pixel wide; aligned images hold A|B side by side")
-        w2 = w // 2
-        a: Image.Image = ab.crop((0, 0, w2, h))
-        b: Image.Image = ab.crop((w2, 0, w, h))
+        a, b = split_aligned(path)
         params = get_params(self.cfg, a.size, random.Random(item_seed(self.seed, epoch, index, "params")))
         self._seed_torch(epoch, index, "AB")  # nothing random is left, but keep transforms deterministic
         a_t = get_transform(self.cfg, grayscale=self.nc_A == 1, params=params)(a)

@@ -115,10 +115,8 @@ def _to_rgb_or_l(img: Image.Image, path: str) -> Image.Image:
         return img
     if mode in _SIXTEEN_BIT_MODES:
         return _sixteen_to_eight(img)
-    if mode == "F":
+    if mode in ("F", "1"):
         return img.convert("L")  # float images: PIL clips to 0..255
-    if mode == "1":
-        return img.convert("L")
     if mode == "P":
         # A palette with a transparent entry expands to RGBA; that alpha is dropped like any other.
         if "transparency" in img.info:
@@ -178,6 +176,15 @@ def load_image(path: str | os.PathLike[str], channels: int = 3) -> Image.Image:
     return img
 
 
+def split_aligned(path: str | os.PathLike[str]) -> tuple[Image.Image, Image.Image]:
+    """An aligned file's A (left) and B (right) halves, in RGB."""
+    image = load_image(path, 3)
+    width, height = image.size
+    if width < 2:
+        raise ValueError(f"{path} is {width} pixel wide; aligned images hold A|B side by side")
+    return image.crop((0, 0, width // 2, height)), image.crop((width // 2, 0, width, height))
+
+
 def _check(path: Path) -> tuple[str | None, tuple[int, int]]:
     """(why the file is bad or None, its decoded size). The same code path as training, so a file
     that passes here also loads there."""
@@ -199,12 +206,8 @@ def scan_images(paths: Sequence[Path], max_bad_fraction: float = 0.1, min_side: 
     if not paths:
         return []
     # Decoding releases the GIL, so a few threads shorten the one-time check on large folders.
-    workers = min(8, os.cpu_count() or 1, len(paths))
-    if workers > 1:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            checks = list(pool.map(_check, paths))
-    else:
-        checks = [_check(p) for p in paths]
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1, len(paths))) as pool:
+        checks = list(pool.map(_check, paths))
     good = [p for p, (reason, _) in zip(paths, checks, strict=True) if reason is None]
     bad = [(p, reason) for p, (reason, _) in zip(paths, checks, strict=True) if reason is not None]
     for p, reason in bad:

@@ -62,6 +62,13 @@ def min_size_upscale(w: int, h: int, min_size: int) -> tuple[int, int]:
     return max(min_size, math.ceil(w * scale)), max(min_size, math.ceil(h * scale))
 
 
+def _resize_warned(img: Image.Image, w: int, h: int, method: InterpolationMode, why: str) -> Image.Image:
+    if (w, h) == img.size:
+        return img
+    warnings.warn(f"{why}; resized to {w}x{h}", UserWarning, stacklevel=3)
+    return _resize(img, w, h, method)
+
+
 class EnsureMinSize:
     """Upscale (keeping aspect) an image with a side under ``min_size``, with a warning, so a crop fits."""
 
@@ -69,16 +76,9 @@ class EnsureMinSize:
         self.min_size, self.method = min_size, method
 
     def __call__(self, img: Image.Image) -> Image.Image:
-        ow, oh = img.size
-        w, h = min_size_upscale(ow, oh, self.min_size)
-        if (w, h) == (ow, oh):
-            return img
-        warnings.warn(
-            f"image of {ow}x{oh} is smaller than crop_size={self.min_size}; upscaled to {w}x{h}",
-            UserWarning,
-            stacklevel=2,
-        )
-        return _resize(img, w, h, self.method)
+        w, h = min_size_upscale(*img.size, self.min_size)
+        why = f"image of {img.width}x{img.height} is smaller than crop_size={self.min_size}"
+        return _resize_warned(img, w, h, self.method, why)
 
 
 class MakeMultiple:
@@ -88,18 +88,10 @@ class MakeMultiple:
         self.base, self.method = base, method
 
     def __call__(self, img: Image.Image) -> Image.Image:
-        ow, oh = img.size
         # At least one base unit: the reference would resize a 1-pixel-high image to height 0.
-        w = max(self.base, int(round(ow / self.base) * self.base))
-        h = max(self.base, int(round(oh / self.base) * self.base))
-        if (w, h) == (ow, oh):
-            return img
-        warnings.warn(
-            f"image size {ow}x{oh} is not a multiple of {self.base}; resized to {w}x{h}",
-            UserWarning,
-            stacklevel=2,
-        )
-        return _resize(img, w, h, self.method)
+        w, h = (max(self.base, int(round(side / self.base) * self.base)) for side in img.size)
+        why = f"image size {img.width}x{img.height} is not a multiple of {self.base}"
+        return _resize_warned(img, w, h, self.method, why)
 
 
 class FixedCrop:
@@ -132,31 +124,13 @@ def _crop_steps(cfg: DataConfig, params: dict[str, Any] | None, method: Interpol
     return steps
 
 
-@PREPROCESS.register("resize_and_crop")
-def _resize_and_crop(cfg: DataConfig, params: dict[str, Any] | None, method: InterpolationMode) -> list:
-    return [v2.Resize([cfg.load_size, cfg.load_size], interpolation=method, antialias=True)] + _crop_steps(
-        cfg, params, method
-    )
-
-
-@PREPROCESS.register("crop")
-def _crop(cfg: DataConfig, params: dict[str, Any] | None, method: InterpolationMode) -> list:
-    return _crop_steps(cfg, params, method)
-
-
-@PREPROCESS.register("scale_width")
-def _scale_width(cfg: DataConfig, params: dict[str, Any] | None, method: InterpolationMode) -> list:
-    return [ScaleWidth(cfg.load_size, cfg.crop_size, method)]
-
-
-@PREPROCESS.register("scale_width_and_crop")
-def _scale_width_and_crop(cfg: DataConfig, params: dict[str, Any] | None, method: InterpolationMode) -> list:
-    return [ScaleWidth(cfg.load_size, cfg.crop_size, method)] + _crop_steps(cfg, params, method)
-
-
-@PREPROCESS.register("none")
-def _none(cfg: DataConfig, params: dict[str, Any] | None, method: InterpolationMode) -> list:
-    return [MakeMultiple(4, method)]
+PREPROCESS.add("resize_and_crop", lambda cfg, params, method: [
+    v2.Resize([cfg.load_size, cfg.load_size], interpolation=method, antialias=True), *_crop_steps(cfg, params, method)])
+PREPROCESS.add("crop", _crop_steps)
+PREPROCESS.add("scale_width", lambda cfg, params, method: [ScaleWidth(cfg.load_size, cfg.crop_size, method)])
+PREPROCESS.add("scale_width_and_crop", lambda cfg, params, method: [
+    ScaleWidth(cfg.load_size, cfg.crop_size, method), *_crop_steps(cfg, params, method)])
+PREPROCESS.add("none", lambda cfg, params, method: [MakeMultiple(4, method)])
 
 
 def _size_before_crop(cfg: DataConfig, size: tuple[int, int]) -> tuple[int, int]:

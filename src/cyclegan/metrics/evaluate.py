@@ -65,17 +65,16 @@ def split_label(stem: str) -> tuple[str, str | None]:
     return m.group("base"), m.group("label")
 
 
-def _list_images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p))
-
-
-def _check_folder(folder: str | Path, side: str) -> Path:
+def _folder_images(folder: str | Path, side: str) -> tuple[Path, list[Path]]:
     path = Path(folder)
     if not path.exists():
         raise FileNotFoundError(f"{side} folder does not exist: {path}")
     if not path.is_dir():
         raise NotADirectoryError(f"{side} path is not a folder: {path}")
-    return path
+    files = sorted(p for p in path.iterdir() if p.is_file() and is_image_file(p))
+    if not files:
+        raise ValueError(f"no images ({', '.join(IMG_EXTENSIONS)}) in {side} folder {path}")
+    return path, files
 
 
 def _index(files: Iterable[Path], side: str) -> dict[str, Path]:
@@ -124,10 +123,6 @@ def _select_real(files: list[Path], fake_label: str | None) -> list[Path]:
     if same_domain:
         return same_domain
     return unlabelled if unlabelled else [f for f in labelled if split_label(f.stem)[1].startswith("real")]
-
-
-def _to_float(img: torch.Tensor) -> torch.Tensor:
-    return TF.to_dtype(img, torch.float32, scale=True)
 
 
 def _fmt(value: float) -> str:
@@ -180,26 +175,23 @@ def evaluate_folders(
     unknown = [m for m in metrics if m not in SUPPORTED_METRICS]
     if unknown or not metrics:
         raise ValueError(f"unknown metric(s) {unknown}; choose from {list(SUPPORTED_METRICS)}")
-    fake_path = _check_folder(fake_dir, "fake")
-    real_path = _check_folder(real_dir, "real")
-
-    fake_files_all = _list_images(fake_path)
-    real_files_all = _list_images(real_path)
-    if not fake_files_all:
-        raise ValueError(f"no images ({', '.join(IMG_EXTENSIONS)}) in fake folder {fake_path}")
-    if not real_files_all:
-        raise ValueError(f"no images ({', '.join(IMG_EXTENSIONS)}) in real folder {real_path}")
-
+    fake_path, fake_files_all = _folder_images(fake_dir, "fake")
+    real_path, real_files_all = _folder_images(real_dir, "real")
     fake_files, label = _select_fake(fake_files_all, fake_label)
     real_files = _select_real(real_files_all, label)
     result: dict[str, Any] = {}
-    if not any(m in PAIRED_METRICS for m in metrics):
-        result.update(_distribution_scores(real_files, fake_files, metrics, inception_weights, device))
-        result["fake_label"] = label
-        result["fake_dir"] = str(fake_path)
-        result["real_dir"] = str(real_path)
-        return result
+    if any(m in PAIRED_METRICS for m in metrics):
+        result.update(_paired_scores(fake_files, real_files, metrics, lpips_weights, device, fake_path, real_path))
+    # After the pairing checks, so a pairing error does not wait for the Inception network first.
+    result.update(_distribution_scores(real_files, fake_files, metrics, inception_weights, device))
+    result.update(fake_label=label, fake_dir=str(fake_path), real_dir=str(real_path))
+    return result
 
+
+def _paired_scores(fake_files: list[Path], real_files: list[Path], metrics: Sequence[str],
+                   lpips_weights: str | Path | None, device: str, fake_path: Path, real_path: Path) -> dict[str, Any]:
+    """PSNR / SSIM / LPIPS of each fake against the real of the same stem, and their means."""
+    result: dict[str, Any] = {}
     fakes = _index(fake_files, "fake")
     reals = _index(real_files, "real")
 
@@ -233,7 +225,7 @@ def evaluate_folders(
             fake = TF.resize(
                 fake, list(real.shape[-2:]), interpolation=InterpolationMode.BICUBIC, antialias=True
             )
-        x, y = _to_float(fake), _to_float(real)
+        x, y = (TF.to_dtype(image, torch.float32, scale=True) for image in (fake, real))
         rec: dict[str, Any] = {"name": stem}
         if "psnr" in metrics:
             rec["psnr"] = float(psnr(x, y))
@@ -258,11 +250,6 @@ def evaluate_folders(
     result["unmatched"] = [
         {"name": fakes[s].name, "side": "fake"} for s in sorted(set(fakes) - set(reals))
     ] + [{"name": reals[s].name, "side": "real"} for s in sorted(set(reals) - set(fakes))]
-    # After the pairing checks, so a pairing error does not wait for the Inception network first.
-    result.update(_distribution_scores(real_files, fake_files, metrics, inception_weights, device))
-    result["fake_label"] = label
-    result["fake_dir"] = str(fake_path)
-    result["real_dir"] = str(real_path)
     return result
 
 

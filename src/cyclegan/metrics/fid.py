@@ -166,14 +166,6 @@ def clean_resize(image: torch.Tensor | np.ndarray, size: int = INCEPTION_SIZE) -
     return out
 
 
-def _candidate_weight_paths() -> list[Path]:
-    paths = [inception_cache_path()]
-    # A torch-fidelity / pytorch-fid user may already have the same file in torch.hub's cache.
-    hub = Path(torch.hub.get_dir()) / "checkpoints"
-    paths += [hub / "weights-inception-2015-12-05-6726825d.pth", hub / INCEPTION_FILENAME]
-    return paths
-
-
 def resolve_inception_weights(weights_path: str | Path | None = None) -> Path:
     """The weights file to use: ``weights_path`` if given, else the first present of the cache
     (``$CYCLEGAN_CACHE/inception/...`` or ``~/.cache/cyclegan/inception/...``) and torch.hub's cache.
@@ -188,7 +180,9 @@ def resolve_inception_weights(weights_path: str | Path | None = None) -> Path:
                 f"`cyclegan download inception` or copy {INCEPTION_FILENAME} there."
             )
         return path
-    for path in _candidate_weight_paths():
+    # A torch-fidelity / pytorch-fid user may already have the same file in torch.hub's cache.
+    hub = Path(torch.hub.get_dir()) / "checkpoints"
+    for path in (inception_cache_path(), hub / "weights-inception-2015-12-05-6726825d.pth", hub / INCEPTION_FILENAME):
         if path.is_file():
             return path
     target = inception_cache_path()

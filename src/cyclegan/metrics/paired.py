@@ -4,15 +4,8 @@ Both take tensors with values in ``[0, data_range]`` shaped ``(N, C, H, W)`` or 
 return one value per image (a ``(N,)`` float64 tensor, or a 0-dim tensor for a single ``(C, H, W)``
 image). They are pure functions: no state, no device or dtype changes to the inputs.
 
-* :func:`psnr` is ``10 log10(data_range^2 / MSE)`` with the MSE averaged over every pixel and
-  channel. Identical images give ``inf``; callers that average over a folder should cap it (see
-  :data:`PSNR_CAP_DB`, 100 dB) so one perfect image does not make the mean
-  infinite.
-* :func:`ssim` is Wang et al. 2004 SSIM with an 11x11 Gaussian window (sigma 1.5), K1=0.01,
-  K2=0.03, population (not sample) covariances, computed per channel on the valid region (the
-  window never leaves the image; no padding) and averaged over channels. This is what
-  ``skimage.metrics.structural_similarity(x, y, gaussian_weights=True, sigma=1.5,
-  use_sample_covariance=False, data_range=..., channel_axis=...)`` returns.
+:func:`psnr` (identical images give ``inf``: folder means cap it at :data:`PSNR_CAP_DB`) and
+:func:`ssim` (what skimage's ``structural_similarity`` with Gaussian weights returns) say how.
 """
 
 from __future__ import annotations
@@ -38,13 +31,11 @@ def _as_batch(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
         raise TypeError(f"expected torch tensors, got {type(x).__name__} and {type(y).__name__}")
     if x.shape != y.shape:
         raise ValueError(f"images must have the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
-    if x.dim() == 3:
-        single = True
-        x, y = x.unsqueeze(0), y.unsqueeze(0)
-    elif x.dim() == 4:
-        single = False
-    else:
+    if x.dim() not in (3, 4):
         raise ValueError(f"expected (N, C, H, W) or (C, H, W) tensors, got shape {tuple(x.shape)}")
+    single = x.dim() == 3
+    if single:
+        x, y = x.unsqueeze(0), y.unsqueeze(0)
     # float64 because SSIM subtracts nearly equal numbers (E[x^2] - E[x]^2); float32 loses ~1e-4.
     return x.detach().to(torch.float64), y.detach().to(torch.float64), single
 

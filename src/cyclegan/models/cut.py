@@ -20,6 +20,7 @@ every rank builds them from the same seed, so they start equal.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -47,17 +48,10 @@ from cyclegan.precision import Precision
 
 
 def cut_config(config: TrainConfig) -> CUTConfig:
-    """CUT's options from the ``cut`` section and the shared ``model`` / ``data`` options."""
-    c, m, d = config.cut, config.model, config.data
-    return CUTConfig(
-        CUT_mode=c.CUT_mode, lambda_GAN=c.lambda_GAN, lambda_NCE=c.lambda_NCE, nce_idt=c.nce_idt,
-        nce_layers=c.nce_layers, nce_includes_all_negatives_from_minibatch=c.nce_includes_all_negatives_from_minibatch,
-        netF=c.netF, netF_nc=c.netF_nc, nce_T=c.nce_T, num_patches=c.num_patches,
-        flip_equivariance=c.flip_equivariance, input_nc=d.input_nc, output_nc=d.output_nc, netG=m.netG,
-        netD=m.netD, ngf=m.ngf, ndf=m.ndf, n_layers_D=m.n_layers_D, normG=c.normG, normD=c.normD,
-        init_type=m.init_type, init_gain=m.init_gain, no_dropout=m.no_dropout, no_antialias=c.no_antialias,
-        no_antialias_up=c.no_antialias_up, gan_mode=m.gan_mode, pool_size=m.pool_size,
-    )
+    """CUT's options from the ``cut`` section and the shared ``model`` / ``data`` options (by name;
+    the epoch counts stay None: the --CUT_mode's)."""
+    shared = {**dataclasses.asdict(config.data), **dataclasses.asdict(config.model), **dataclasses.asdict(config.cut)}
+    return CUTConfig(**{f.name: shared[f.name] for f in dataclasses.fields(CUTConfig) if f.name in shared})
 
 
 class CUTDiscriminatorLoss(nn.Module):
@@ -141,15 +135,11 @@ class CUTModel(TrainingRecipe):
             F.create_mlp_for_channels(mlp_channels_in_state_dict(nets["F"]))
 
     def build_optimizers(self) -> None:
-        options = {"lr": self.lr, "betas": self.betas, "fused": True}  # fused: see cycle_gan.py
-        self.optimizers = {"G": torch.optim.Adam(self.nets["G"].parameters(), **options),
-                           "D": torch.optim.Adam(self.nets["D"].parameters(), **options)}
-        f_params = list(self.nets["F"].parameters())
-        if f_params:  # mlp_sample; sample / reshape have no weights (CUT makes no optimizer then)
-            self.optimizers["F"] = torch.optim.Adam(f_params, **options)
+        self.optimizers = {"G": self.adam(self.nets["G"]), "D": self.adam(self.nets["D"])}
+        if any(True for _ in self.nets["F"].parameters()):  # mlp_sample; sample / reshape have no weights
+            self.optimizers["F"] = self.adam(self.nets["F"])  # (CUT makes no optimizer for those)
 
     def rebuild_step_modules(self) -> None:
-        # A plain dict, not registered: the networks already are, under their own names.
         self.step_modules = {
             "G": self.nets["G"],
             "D": CUTDiscriminatorLoss(self.nets["D"], self.options.gan_mode, self.batch_discriminator_calls),
@@ -186,7 +176,7 @@ class CUTModel(TrainingRecipe):
             losses = dict(self.step_modules["D"](forward.fake_B, real_B))
         loss_D = losses.pop("D")
         if not all_ranks(bool(torch.isfinite(loss_D))):
-            return StepResult(self._ordered(losses), skipped=True)
+            return StepResult(self.ordered_losses(losses), skipped=True)
         precision.backward(loss_D)
         precision.step(opt_D)
 
@@ -195,23 +185,23 @@ class CUTModel(TrainingRecipe):
         generator_optimizers = [self.optimizers[name] for name in ("G", "F") if name in self.optimizers]
         for optimizer in generator_optimizers:
             optimizer.zero_grad(set_to_none=True)
+        # The images in fp32 for the losses (autocast may have produced bf16).
+        forward = dataclasses.replace(forward, fake_B=forward.fake_B.float(),
+                                      idt_B=None if forward.idt_B is None else forward.idt_B.float())
         with precision.autocast():
-            g_losses = cut_generator_losses(G, self.step_modules.get("F", F), D, _float_images(forward), o,
+            g_losses = cut_generator_losses(G, self.step_modules.get("F", F), D, forward, o,
                                             batch_nce_calls=self.batch_nce_calls)
         losses.update(g_losses)
         if not all_ranks(bool(torch.isfinite(g_losses["G"]))):
             set_requires_grad([D], True)
             precision.update()
-            return StepResult(self._ordered(losses), skipped=True)
+            return StepResult(self.ordered_losses(losses), skipped=True)
         precision.backward(g_losses["G"])
         set_requires_grad([D], True)
         for optimizer in generator_optimizers:
             precision.step(optimizer)
         precision.update()
-        return StepResult(self._ordered(losses))
-
-    def _ordered(self, losses: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {name: losses[name].detach().float() for name in self.loss_names if name in losses}
+        return StepResult(self.ordered_losses(losses))
 
     def extra_state(self) -> dict[str, Any]:
         return {"flip_rng": self.flip_rng.get_state()} if self.is_train else {}
@@ -219,11 +209,3 @@ class CUTModel(TrainingRecipe):
     def load_extra_state(self, state: dict[str, Any]) -> None:
         if self.is_train and state:
             self.flip_rng.set_state(state["flip_rng"])
-
-
-def _float_images(forward):
-    """The step's images in fp32 for the losses (autocast may have produced bf16)."""
-    forward.fake_B = forward.fake_B.float()
-    if forward.idt_B is not None:
-        forward.idt_B = forward.idt_B.float()
-    return forward

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from cyclegan.checkpoint import load_reference_weights
+from cyclegan.config import CUTOptions
 from cyclegan.losses import gan_loss
 from cyclegan.networks import define_cut_D, define_cut_G, define_F, load_reference_state_dict
 from cyclegan.networks.compat import strip_module_prefix
@@ -53,21 +54,12 @@ def parse_nce_layers(value: str | Sequence[int]) -> list[int]:
 
 
 @dataclass
-class CUTConfig:
-    """CUT's options with its flag names and defaults. ``None`` means "the --CUT_mode default"."""
+class CUTConfig(CUTOptions):
+    """CUT's options with its flag names and defaults: the ``cut`` section's (``None`` means "the
+    --CUT_mode default", ``nce_layers`` is parsed into a list) and the network and training options
+    CUT's own base options give (its defaults differ from CycleGAN's: xavier, no image pool)."""
 
-    CUT_mode: str = "CUT"  # CUT | FastCUT (case-insensitive, as in CUT)
-    lambda_GAN: float = 1.0
-    lambda_NCE: float | None = None  # CUT 1, FastCUT 10
-    nce_idt: bool | None = None  # CUT on, FastCUT off
-    nce_layers: list[int] = field(default_factory=lambda: [0, 4, 8, 12, 16])
-    nce_includes_all_negatives_from_minibatch: bool = False
-    netF: str = "mlp_sample"  # mlp_sample | sample | reshape
-    netF_nc: int = 256
-    nce_T: float = 0.07
-    num_patches: int = 256
-    flip_equivariance: bool | None = None  # FastCUT on
-    # Networks: CUT's base options (its defaults differ from CycleGAN's: xavier, instance norm).
+    nce_layers: str | list[int] = "0,4,8,12,16"
     input_nc: int = 3
     output_nc: int = 3
     netG: str = "resnet_9blocks"
@@ -75,14 +67,9 @@ class CUTConfig:
     ngf: int = 64
     ndf: int = 64
     n_layers_D: int = 3
-    normG: str = "instance"
-    normD: str = "instance"
     init_type: str = "xavier"
     init_gain: float = 0.02
     no_dropout: bool = True
-    no_antialias: bool = False
-    no_antialias_up: bool = False
-    # Training options CUT changes or relies on.
     gan_mode: str = "lsgan"
     pool_size: int = 0  # CUT keeps no image pool
     n_epochs: int | None = None  # CUT 200, FastCUT 150
@@ -103,63 +90,31 @@ class CUTConfig:
         if self.nce_T <= 0:
             raise ValueError(f"--nce_T must be > 0, got {self.nce_T}")
 
-    @property
-    def is_fastcut(self) -> bool:
-        return self.CUT_mode.lower() == "fastcut"
-
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def add_cut_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """CUT's own flags, spelled and parsed as CUT does (str2bool flags take an optional true/false)."""
-
-    def str2bool(value: str) -> bool:
-        if value.lower() in ("yes", "true", "t", "y", "1"):
-            return True
-        if value.lower() in ("no", "false", "f", "n", "0"):
-            return False
-        raise argparse.ArgumentTypeError(f"a boolean is expected, got {value!r}")
-
-    def optional_bool(flag: str, default: bool | None) -> None:
-        parser.add_argument(flag, type=str2bool, nargs="?", const=True, default=default)
-
-    defaults = CUTConfig()
-    parser.add_argument("--CUT_mode", default="CUT", choices=["CUT", "cut", "FastCUT", "fastcut"])
-    parser.add_argument("--lambda_GAN", type=float, default=defaults.lambda_GAN)
-    parser.add_argument("--lambda_NCE", type=float, default=None)
-    optional_bool("--nce_idt", None)
-    parser.add_argument("--nce_layers", default=",".join(map(str, defaults.nce_layers)))
-    optional_bool("--nce_includes_all_negatives_from_minibatch", False)
-    parser.add_argument("--netF", default=defaults.netF, choices=list(NETF_CHOICES))
-    parser.add_argument("--netF_nc", type=int, default=defaults.netF_nc)
-    parser.add_argument("--nce_T", type=float, default=defaults.nce_T)
-    parser.add_argument("--num_patches", type=int, default=defaults.num_patches)
-    optional_bool("--flip_equivariance", None)
-    parser.add_argument("--input_nc", type=int, default=defaults.input_nc)
-    parser.add_argument("--output_nc", type=int, default=defaults.output_nc)
-    parser.add_argument("--netG", default=defaults.netG)
-    parser.add_argument("--netD", default=defaults.netD)
-    parser.add_argument("--ngf", type=int, default=defaults.ngf)
-    parser.add_argument("--ndf", type=int, default=defaults.ndf)
-    parser.add_argument("--n_layers_D", type=int, default=defaults.n_layers_D)
-    parser.add_argument("--normG", default=defaults.normG, choices=["instance", "batch", "none"])
-    parser.add_argument("--normD", default=defaults.normD, choices=["instance", "batch", "none"])
-    parser.add_argument("--init_type", default=defaults.init_type)
-    parser.add_argument("--init_gain", type=float, default=defaults.init_gain)
-    optional_bool("--no_dropout", True)
-    parser.add_argument("--no_antialias", action="store_true")
-    parser.add_argument("--no_antialias_up", action="store_true")
-    parser.add_argument("--gan_mode", default=defaults.gan_mode)
-    parser.add_argument("--pool_size", type=int, default=defaults.pool_size)
-    parser.add_argument("--n_epochs", type=int, default=None)
-    parser.add_argument("--n_epochs_decay", type=int, default=None)
-    return parser
+def str2bool(value: str) -> bool:
+    """CUT's boolean flags: ``--nce_idt``, ``--nce_idt false`` ..."""
+    if value.lower() in ("yes", "true", "t", "y", "1"):
+        return True
+    if value.lower() in ("no", "false", "f", "n", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"a boolean is expected (true / false), got {value!r}")
 
 
 def cut_config_from_flags(argv: Sequence[str]) -> CUTConfig:
-    """A CUTConfig from a CUT command line (``train.py`` / ``test.py`` flags); other flags are ignored."""
-    namespace, _ = add_cut_arguments(argparse.ArgumentParser(add_help=False)).parse_known_args(list(argv))
+    """A CUTConfig from a CUT command line (``train.py`` / ``test.py`` flags); other flags are ignored.
+
+    One flag per CUTConfig field, spelled as CUT's; booleans take an optional true/false as CUT's do.
+    """
+    parser = argparse.ArgumentParser(add_help=False)
+    kinds = {"bool": str2bool, "float": float, "int": int}
+    for f in fields(CUTConfig):
+        kind = kinds.get(str(f.type).split(" |")[0], str)  # nce_layers: CUT's comma-separated string
+        nargs = {"nargs": "?", "const": True} if kind is str2bool else {}
+        parser.add_argument(f"--{f.name}", type=kind, default=argparse.SUPPRESS, **nargs)
+    namespace, _ = parser.parse_known_args(list(argv))
     return CUTConfig(**vars(namespace))
 
 
@@ -246,11 +201,6 @@ def load_cut_generator(path: str | Path, config: CUTConfig) -> nn.Module:
 def draw_flip(generator: torch.Generator | None = None, probability: float = 0.5) -> bool:
     """FastCUT's coin: flip this step's input horizontally (from torch's RNG, so resume replays it)."""
     return bool(torch.rand((), generator=generator).item() < probability)
-
-
-def flip_horizontally(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    """Mirror N×C×H×W images or feature maps along the width (CUT's ``torch.flip(x, [3])``)."""
-    return [t.flip(3) for t in tensors]
 
 
 @dataclass
@@ -344,7 +294,7 @@ def _nce_per_image_group(
     layers = config.nce_layers
     queries = generator(target, layers=layers, encode_only=True)
     if flipped:
-        queries = flip_horizontally(queries)
+        queries = [query.flip(3) for query in queries]  # back to the input's frame (CUT's torch.flip(x, [3]))
     with torch.no_grad():  # PatchNCE detaches the keys: no graph is needed for them
         if source_features is None:
             source_features = generator(source, layers=layers, encode_only=True)
@@ -396,14 +346,11 @@ def cut_generator_losses(
             generator, projector, sources, targets, config, forward.flipped, forward.input_features, groups=2
         )
     else:
-        keys_A = None
-        if forward.input_features is not None:
-            keys_A = [f[: forward.real_A.shape[0]] for f in forward.input_features]
+        n, features = forward.real_A.shape[0], forward.input_features or []  # [real_A, real_B]'s
+        keys_A = [f[:n] for f in features] if features else None
+        keys_B = [f[n:] for f in features] if features else None
         losses["NCE"] = nce_loss(generator, projector, forward.real_A, forward.fake_B, config, forward.flipped, keys_A)
         if use_idt:
-            keys_B = None
-            if forward.input_features is not None:
-                keys_B = [f[forward.real_A.shape[0]:] for f in forward.input_features]
             losses["NCE_Y"] = nce_loss(
                 generator, projector, forward.real_B, forward.idt_B, config, forward.flipped, keys_B
             )

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from cyclegan.config import TrainConfig
-from cyclegan.losses import cycle_loss, gan_loss, gradient_penalty, identity_loss
+from cyclegan.losses import cycle_loss, gan_loss, identity_loss
 from cyclegan.models.base import MODELS, StepResult, TrainingRecipe, Translator, set_requires_grad
 from cyclegan.models.warm_start import identity_warm_start
 from cyclegan.networks import define_D, define_G
@@ -141,16 +141,11 @@ class CycleGANModel(TrainingRecipe):
             identity_warm_start(self.nets[name], images, steps, precision, seed=self.seed + offset)
 
     def build_optimizers(self) -> None:
-        # The fused kernel updates each parameter in one pass (CPU and CUDA); the per-op loop it
-        # replaces took 16 % of a 64 px bf16 step on CPU. Same update rule, same state keys.
-        options = {"lr": self.lr, "betas": self.betas, "fused": True}
-        generators = [*self.nets["G_A"].parameters(), *self.nets["G_B"].parameters()]
-        discriminators = [*self.nets["D_A"].parameters(), *self.nets["D_B"].parameters()]
-        self.optimizers = {"G": torch.optim.Adam(generators, **options), "D": torch.optim.Adam(discriminators, **options)}
+        self.optimizers = {"G": self.adam(self.nets["G_A"], self.nets["G_B"]),
+                           "D": self.adam(self.nets["D_A"], self.nets["D_B"])}
 
     def rebuild_step_modules(self) -> None:
         """(Re)pair the networks, e.g. after SyncBatchNorm conversion replaced some of them."""
-        # Kept in a plain dict, not registered: the networks already are (under their own names).
         per_sample_norm = self.cfg.norm in ("instance", "none")
         self._batch_discriminator_calls = per_sample_norm and self.options.batch_discriminator_calls
         self.step_modules = {
@@ -159,30 +154,10 @@ class CycleGANModel(TrainingRecipe):
             "D": DiscriminatorPair(self.nets["D_A"], self.nets["D_B"], self.discriminator_loss),
         }
 
-    def wrap_step_modules(self, wrap: Callable[[nn.Module], nn.Module]) -> None:
-        """Let the trainer wrap the step's modules (DistributedDataParallel, torch.compile)."""
-        self.step_modules = {name: wrap(module) for name, module in self.step_modules.items()}
-
     # --- the step -------------------------------------------------------------------------
 
-    def adversarial(self, prediction: torch.Tensor, target_is_real: bool, for_discriminator: bool) -> torch.Tensor:
-        m = self.cfg
-        # Losses in fp32: autocast may hand us bf16 / fp16 prediction maps.
-        return self.gan(prediction.float(), target_is_real, real_label=m.real_label, fake_label=m.fake_label,
-                        for_discriminator=for_discriminator)
-
     def discriminator_loss(self, net: torch.nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-        if self._batch_discriminator_calls:
-            # One call of batch 2n instead of two of n: images are normalised each on its own, so
-            # the scores are the same. Small maps use the CPU poorly: at 64 px the 7×7-map layer
-            # took 961 µs for two images against 761 µs for one (bf16); the step ran ~5 % faster.
-            pred_real, pred_fake = net(torch.cat([real, fake])).split(real.shape[0])
-        else:
-            pred_real, pred_fake = net(real), net(fake)
-        loss = 0.5 * (self.adversarial(pred_real, True, True) + self.adversarial(pred_fake, False, True))
-        if self.cfg.gan_mode == "wgangp":  # the reference defines the penalty but never applies it
-            loss = loss + gradient_penalty(net, real, fake, self.cfg.gp_type, self.cfg.gp_constant, self.cfg.lambda_gp)
-        return loss
+        return self.discriminator_terms(net, real, fake, batch_calls=self._batch_discriminator_calls)[2]
 
     def training_step(self, batch: dict[str, Any], precision: Precision,
                       all_ranks: Callable[[bool], bool] = bool) -> StepResult:

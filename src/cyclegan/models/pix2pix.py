@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from cyclegan.config import TrainConfig
-from cyclegan.losses import gan_loss, gradient_penalty
+from cyclegan.losses import gan_loss
 from cyclegan.models.base import MODELS, StepResult, TrainingRecipe, Translator, set_requires_grad
 from cyclegan.networks import define_D, define_G
 from cyclegan.precision import Precision
@@ -83,33 +83,14 @@ class Pix2PixModel(TrainingRecipe):
             self.rebuild_step_modules()
 
     def build_optimizers(self) -> None:
-        options = {"lr": self.lr, "betas": self.betas, "fused": True}  # fused: see cycle_gan.py
-        self.optimizers = {"G": torch.optim.Adam(self.nets["G"].parameters(), **options),
-                           "D": torch.optim.Adam(self.nets["D"].parameters(), **options)}
+        self.optimizers = {"G": self.adam(self.nets["G"]), "D": self.adam(self.nets["D"])}
 
     def rebuild_step_modules(self) -> None:
-        # A plain dict, not registered: the networks already are, under their own names.
-        self.step_modules = {"G": self.nets["G"], "D": ConditionalDiscriminatorLoss(self.nets["D"], self._d_loss)}
-
-    def wrap_step_modules(self, wrap: Callable[[nn.Module], nn.Module]) -> None:
-        self.step_modules = {name: wrap(module) for name, module in self.step_modules.items()}
+        # Two D calls, not one batch: with batch norm (the default) one call would mix the statistics.
+        D_loss = ConditionalDiscriminatorLoss(self.nets["D"], self.discriminator_terms)
+        self.step_modules = {"G": self.nets["G"], "D": D_loss}
 
     # --- the step -------------------------------------------------------------------------
-
-    def _adversarial(self, prediction: torch.Tensor, target_is_real: bool, for_discriminator: bool) -> torch.Tensor:
-        m = self.cfg
-        return self.gan(prediction.float(), target_is_real, real_label=m.real_label, fake_label=m.fake_label,
-                        for_discriminator=for_discriminator)
-
-    def _d_loss(self, D: nn.Module, real_pair: torch.Tensor, fake_pair: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """(real term, fake term, total with the 0.5 and any gradient penalty)."""
-        # Two calls, not one batch: with batch norm (the default) one call would mix the statistics.
-        real, fake = self._adversarial(D(real_pair), True, True), self._adversarial(D(fake_pair), False, True)
-        loss = 0.5 * (real + fake)
-        if self.cfg.gan_mode == "wgangp":
-            m = self.cfg
-            loss = loss + gradient_penalty(D, real_pair, fake_pair, m.gp_type, m.gp_constant, m.lambda_gp)
-        return real, fake, loss
 
     def training_step(self, batch: dict[str, Any], precision: Precision,
                       all_ranks: Callable[[bool], bool] = bool) -> StepResult:
@@ -127,7 +108,7 @@ class Pix2PixModel(TrainingRecipe):
                                                             torch.cat([real_A, fake_B.detach()], 1))
         losses = {"D_real": d_real, "D_fake": d_fake}
         if not all_ranks(bool(torch.isfinite(loss_D))):
-            return StepResult(self._ordered(losses), skipped=True)
+            return StepResult(self.ordered_losses(losses), skipped=True)
         precision.backward(loss_D)
         precision.step(opt_D)
 
@@ -135,18 +116,15 @@ class Pix2PixModel(TrainingRecipe):
         set_requires_grad([D], False)
         opt_G.zero_grad(set_to_none=True)
         with precision.autocast():
-            losses["G_GAN"] = self._adversarial(D(torch.cat([real_A, fake_B], 1)), True, False)
+            losses["G_GAN"] = self.adversarial(D(torch.cat([real_A, fake_B], 1)), True, False)
             losses["G_L1"] = (fake_B.float() - real_B.float()).abs().mean() * self.options.lambda_L1
         loss_G = losses["G_GAN"] + losses["G_L1"]
         if not all_ranks(bool(torch.isfinite(loss_G))):
             set_requires_grad([D], True)
             precision.update()
-            return StepResult(self._ordered(losses), skipped=True)
+            return StepResult(self.ordered_losses(losses), skipped=True)
         precision.backward(loss_G)
         set_requires_grad([D], True)
         precision.step(opt_G)
         precision.update()
-        return StepResult(self._ordered(losses))
-
-    def _ordered(self, losses: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {name: losses[name].detach().float() for name in self.loss_names if name in losses}
+        return StepResult(self.ordered_losses(losses))

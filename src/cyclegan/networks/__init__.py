@@ -66,13 +66,14 @@ def define_G(
     init_type: str = "normal",
     init_gain: float = 0.02,
     padding_type: str = "reflect",
+    **extra,
 ) -> nn.Module:
     """Build and initialise a generator: resnet_9blocks | resnet_6blocks | unet_128 | unet_256."""
     builder = GENERATORS.get(netG)
     kwargs = {"norm_layer": get_norm_layer(norm), "use_dropout": use_dropout, "use_bias": conv_bias_for(norm)}
     if "resnet" in netG:
         kwargs["padding_type"] = padding_type
-    net = builder(input_nc, output_nc, ngf=ngf, **kwargs)
+    net = builder(input_nc, output_nc, ngf=ngf, **kwargs, **extra)
     return init_weights(net, init_type, init_gain)
 
 
@@ -84,13 +85,14 @@ def define_D(
     norm: str = "batch",
     init_type: str = "normal",
     init_gain: float = 0.02,
+    **extra,
 ) -> nn.Module:
     """Build and initialise a discriminator: basic (70×70 PatchGAN) | n_layers | pixel."""
     builder = DISCRIMINATORS.get(netD)
     kwargs = {"norm_layer": get_norm_layer(norm), "use_bias": conv_bias_for(norm)}
     if netD.endswith("n_layers"):
         kwargs["n_layers"] = n_layers_D
-    net = builder(input_nc, ndf=ndf, **kwargs)
+    net = builder(input_nc, ndf=ndf, **kwargs, **extra)
     return init_weights(net, init_type, init_gain)
 
 
@@ -111,17 +113,8 @@ def define_cut_G(
     if name not in GENERATORS:
         known = ", ".join(n.removeprefix(CUT_GENERATOR_PREFIX) for n in GENERATORS if n.startswith(CUT_GENERATOR_PREFIX))
         raise ValueError(f"unknown CUT generator (netG) {netG!r}; known: {known}")
-    net = GENERATORS.get(name)(
-        input_nc,
-        output_nc,
-        ngf=ngf,
-        norm_layer=get_norm_layer(norm),
-        use_dropout=use_dropout,
-        use_bias=conv_bias_for(norm),
-        no_antialias=no_antialias,
-        no_antialias_up=no_antialias_up,
-    )
-    return init_weights(net, init_type, init_gain)
+    return define_G(input_nc, output_nc, ngf, name, norm, use_dropout, init_type, init_gain,
+                    no_antialias=no_antialias, no_antialias_up=no_antialias_up)
 
 
 def define_cut_D(
@@ -140,11 +133,7 @@ def define_cut_D(
     name = CUT_GENERATOR_PREFIX + netD
     if name not in DISCRIMINATORS:
         raise ValueError(f"unknown CUT discriminator (netD) {netD!r}; known: basic, n_layers, pixel")
-    kwargs = {"norm_layer": get_norm_layer(norm), "use_bias": conv_bias_for(norm), "no_antialias": no_antialias}
-    if netD == "n_layers":
-        kwargs["n_layers"] = n_layers_D
-    net = DISCRIMINATORS.get(name)(input_nc, ndf=ndf, **kwargs)
-    return init_weights(net, init_type, init_gain)
+    return define_D(input_nc, ndf, name, n_layers_D, norm, init_type, init_gain, no_antialias=no_antialias)
 
 
 def define_F(netF: str = "mlp_sample", init_type: str = "xavier", init_gain: float = 0.02, netF_nc: int = 256) -> nn.Module:

@@ -15,16 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# Rows of Pascal's triangle: the 1-D binomial filters CUT uses, by length.
-BINOMIAL_ROWS: dict[int, tuple[float, ...]] = {
-    1: (1.0,),
-    2: (1.0, 1.0),
-    3: (1.0, 2.0, 1.0),
-    4: (1.0, 3.0, 3.0, 1.0),
-    5: (1.0, 4.0, 6.0, 4.0, 1.0),
-    6: (1.0, 5.0, 10.0, 10.0, 5.0, 1.0),
-    7: (1.0, 6.0, 15.0, 20.0, 15.0, 6.0, 1.0),
-}
+MAX_FILTER_SIZE = 7  # CUT's filters: rows 1 to 7 of Pascal's triangle
 
 PAD_LAYERS: dict[str, type[nn.Module]] = {
     "reflect": nn.ReflectionPad2d,
@@ -37,9 +28,9 @@ PAD_LAYERS: dict[str, type[nn.Module]] = {
 
 def binomial_filter(size: int) -> torch.Tensor:
     """The normalised 2-D binomial blur (outer product of a Pascal row), size×size, summing to 1."""
-    if size not in BINOMIAL_ROWS:
-        raise ValueError(f"blur filter size must be one of {sorted(BINOMIAL_ROWS)}, got {size}")
-    row = torch.tensor(BINOMIAL_ROWS[size], dtype=torch.float64)
+    if not 1 <= size <= MAX_FILTER_SIZE:
+        raise ValueError(f"blur filter size must be one of {list(range(1, MAX_FILTER_SIZE + 1))}, got {size}")
+    row = torch.tensor([math.comb(size - 1, k) for k in range(size)], dtype=torch.float64)
     kernel = (row[:, None] * row[None, :]).to(torch.float32)
     return kernel / kernel.sum()
 

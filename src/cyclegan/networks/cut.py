@@ -19,23 +19,20 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from cyclegan.networks.antialias import Downsample, Upsample
-from cyclegan.networks.discriminators import check_discriminator_input
-from cyclegan.networks.generators import ImageSizeError, ResnetBlock, SizeCheckedGenerator
+from cyclegan.networks.discriminators import NLayerDiscriminator
+from cyclegan.networks.generators import ImageSizeError, ResnetGenerator
 from cyclegan.networks.layers import NormFactory, init_weights
 
 Features = list[torch.Tensor]
 
 
-class CUTResnetGenerator(SizeCheckedGenerator):
-    """c7s1-ngf, two down-samplings, ``n_blocks`` ResNet blocks, two up-samplings, c7s1-out, tanh.
+class CUTResnetGenerator(ResnetGenerator):
+    """The anti-aliased ResNet generator with CUT's defaults (instance norm, 9 blocks, conv biases).
 
     ``forward(x)`` translates; ``forward(x, layers=[...])`` also returns the outputs of the
     ``self.model`` entries at those indices (CUT's ``nce_layers``, e.g. 0, 4, 8, 12, 16), and with
     ``encode_only=True`` stops after the last of them and returns the features alone.
     """
-
-    n_downsampling = 2
 
     def __init__(
         self,
@@ -50,55 +47,8 @@ class CUTResnetGenerator(SizeCheckedGenerator):
         no_antialias: bool = False,
         no_antialias_up: bool = False,
     ):
-        if n_blocks < 0:
-            raise ValueError(f"n_blocks must be >= 0, got {n_blocks}")
-        super().__init__()
-        self.input_nc = input_nc
-        self.size_multiple = 2**self.n_downsampling
-        model: list[nn.Module] = [
-            nn.ReflectionPad2d(3),
-            nn.Conv2d(input_nc, ngf, kernel_size=7, padding=0, bias=use_bias),
-            norm_layer(ngf),
-            nn.ReLU(True),
-        ]
-        for i in range(self.n_downsampling):
-            channels_in, channels_out = ngf * 2**i, ngf * 2 ** (i + 1)
-            if no_antialias:
-                model += [
-                    nn.Conv2d(channels_in, channels_out, kernel_size=3, stride=2, padding=1, bias=use_bias),
-                    norm_layer(channels_out),
-                    nn.ReLU(True),
-                ]
-            else:  # full-resolution conv, then blur and subsample
-                model += [
-                    nn.Conv2d(channels_in, channels_out, kernel_size=3, stride=1, padding=1, bias=use_bias),
-                    norm_layer(channels_out),
-                    nn.ReLU(True),
-                    Downsample(channels_out),
-                ]
-        bottleneck = ngf * 2**self.n_downsampling
-        for _ in range(n_blocks):
-            model.append(ResnetBlock(bottleneck, padding_type, norm_layer, use_dropout, use_bias))
-        for i in range(self.n_downsampling):
-            channels_in = ngf * 2 ** (self.n_downsampling - i)
-            channels_out = channels_in // 2
-            if no_antialias_up:
-                model += [
-                    nn.ConvTranspose2d(
-                        channels_in, channels_out, kernel_size=3, stride=2, padding=1, output_padding=1, bias=use_bias
-                    ),
-                    norm_layer(channels_out),
-                    nn.ReLU(True),
-                ]
-            else:  # blur-upsample, then a full-resolution conv
-                model += [
-                    Upsample(channels_in),
-                    nn.Conv2d(channels_in, channels_out, kernel_size=3, stride=1, padding=1, bias=use_bias),
-                    norm_layer(channels_out),
-                    nn.ReLU(True),
-                ]
-        model += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, kernel_size=7, padding=0), nn.Tanh()]
-        self.model = nn.Sequential(*model)
+        super().__init__(input_nc, output_nc, ngf, norm_layer, use_dropout, n_blocks, padding_type, use_bias,
+                         antialias=not no_antialias, antialias_up=not no_antialias_up)
 
     def forward(
         self, x: torch.Tensor, layers: Sequence[int] | None = None, encode_only: bool = False
@@ -134,11 +84,8 @@ class CUTResnetGenerator(SizeCheckedGenerator):
         return feature, features
 
 
-class CUTNLayerDiscriminator(nn.Module):
-    """PatchGAN whose down-samplings are conv (stride 1), norm, LeakyReLU, then blur-and-subsample.
-
-    With ``no_antialias`` it is the reference's stride-2 PatchGAN, key for key.
-    """
+class CUTNLayerDiscriminator(NLayerDiscriminator):
+    """The anti-aliased PatchGAN with CUT's defaults; with ``no_antialias`` the reference's, key for key."""
 
     def __init__(
         self,
@@ -149,68 +96,7 @@ class CUTNLayerDiscriminator(nn.Module):
         use_bias: bool = True,
         no_antialias: bool = False,
     ):
-        if n_layers < 1:
-            raise ValueError(f"n_layers_D must be >= 1, got {n_layers}")
-        super().__init__()
-        self.input_nc = input_nc
-        self.n_layers = n_layers
-        self.no_antialias = no_antialias
-        kernel, pad = 4, 1
-        if no_antialias:
-            sequence: list[nn.Module] = [
-                nn.Conv2d(input_nc, ndf, kernel_size=kernel, stride=2, padding=pad),
-                nn.LeakyReLU(0.2, True),
-            ]
-        else:
-            sequence = [
-                nn.Conv2d(input_nc, ndf, kernel_size=kernel, stride=1, padding=pad),
-                nn.LeakyReLU(0.2, True),
-                Downsample(ndf),
-            ]
-        mult = 1
-        for n in range(1, n_layers):
-            prev, mult = mult, min(2**n, 8)
-            stride = 2 if no_antialias else 1
-            sequence += [
-                nn.Conv2d(ndf * prev, ndf * mult, kernel_size=kernel, stride=stride, padding=pad, bias=use_bias),
-                norm_layer(ndf * mult),
-                nn.LeakyReLU(0.2, True),
-            ]
-            if not no_antialias:
-                sequence.append(Downsample(ndf * mult))
-        prev, mult = mult, min(2**n_layers, 8)
-        sequence += [
-            nn.Conv2d(ndf * prev, ndf * mult, kernel_size=kernel, stride=1, padding=pad, bias=use_bias),
-            norm_layer(ndf * mult),
-            nn.LeakyReLU(0.2, True),
-            nn.Conv2d(ndf * mult, 1, kernel_size=kernel, stride=1, padding=pad),
-        ]
-        self.model = nn.Sequential(*sequence)
-        self.min_size = self._smallest_input()
-
-    def output_size(self, size: int) -> int:
-        """Side of the output map for an input side ``size`` (0 when too small for some layer)."""
-        for _ in range(self.n_layers):
-            if self.no_antialias:
-                size = (size - 2) // 2 + 1  # 4×4 conv, stride 2, padding 1
-            else:
-                size -= 1  # 4×4 conv, stride 1, padding 1
-                if size < 2:  # the blur's reflection padding needs 2 pixels
-                    return 0
-                size = (size + 1) // 2  # 3×3 blur, padding 1, stride 2
-            if size < 1:
-                return 0
-        return max(size - 2, 0)  # the two final 4×4 stride-1 convs
-
-    def _smallest_input(self) -> int:
-        size = 1
-        while self.output_size(size) < 1:
-            size += 1
-        return size
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_discriminator_input(self, x)
-        return self.model(x)
+        super().__init__(input_nc, ndf, n_layers, norm_layer, use_bias, antialias=not no_antialias)
 
 
 def l2_normalize(x: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:

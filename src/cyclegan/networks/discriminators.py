@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from cyclegan.networks.antialias import Downsample
 from cyclegan.networks.layers import NormFactory
 
 
@@ -15,30 +16,37 @@ class NLayerDiscriminator(nn.Module):
     """PatchGAN: ``n_layers`` stride-2 4×4 convs, one stride-1 conv, then a 1-channel stride-1 conv.
 
     With n_layers=3 each output unit sees a 70×70 input patch (``cyclegan inspect`` shows the
-    arithmetic per layer); at 256×256 the output is 30×30.
+    arithmetic per layer); at 256×256 the output is 30×30. ``antialias`` gives CUT's variant: each
+    down-sampling is a stride-1 conv, norm, LeakyReLU, then blur-and-subsample.
     """
 
     def __init__(
         self, input_nc: int, ndf: int = 64, n_layers: int = 3, norm_layer: NormFactory = nn.BatchNorm2d,
-        use_bias: bool = False,
+        use_bias: bool = False, antialias: bool = False,
     ):
         if n_layers < 1:
             raise ValueError(f"n_layers_D must be >= 1, got {n_layers}")
         super().__init__()
         self.input_nc = input_nc
-        kernel, pad = 4, 1
+        self.n_layers = n_layers
+        self.antialias = antialias
+        kernel, pad, stride = 4, 1, 1 if antialias else 2
         sequence: list[nn.Module] = [
-            nn.Conv2d(input_nc, ndf, kernel_size=kernel, stride=2, padding=pad),
+            nn.Conv2d(input_nc, ndf, kernel_size=kernel, stride=stride, padding=pad),
             nn.LeakyReLU(0.2, True),
         ]
+        if antialias:
+            sequence.append(Downsample(ndf))
         mult = 1
         for n in range(1, n_layers):
             prev, mult = mult, min(2**n, 8)
             sequence += [
-                nn.Conv2d(ndf * prev, ndf * mult, kernel_size=kernel, stride=2, padding=pad, bias=use_bias),
+                nn.Conv2d(ndf * prev, ndf * mult, kernel_size=kernel, stride=stride, padding=pad, bias=use_bias),
                 norm_layer(ndf * mult),
                 nn.LeakyReLU(0.2, True),
             ]
+            if antialias:
+                sequence.append(Downsample(ndf * mult))
         prev, mult = mult, min(2**n_layers, 8)
         sequence += [
             nn.Conv2d(ndf * prev, ndf * mult, kernel_size=kernel, stride=1, padding=pad, bias=use_bias),
@@ -47,9 +55,22 @@ class NLayerDiscriminator(nn.Module):
             nn.Conv2d(ndf * mult, 1, kernel_size=kernel, stride=1, padding=pad),
         ]
         self.model = nn.Sequential(*sequence)
-        # The smallest input that still gives a 1×1 output map (each stride-2 4×4 conv halves, the
-        # two stride-1 4×4 convs with padding 1 each take one pixel).
-        self.min_size = 2 ** n_layers * 3
+        # The smallest input that still gives a 1×1 output map.
+        self.min_size = next(size for size in range(1, 10**6) if self.output_size(size) >= 1)
+
+    def output_size(self, size: int) -> int:
+        """Side of the output map for an input side ``size`` (0 when too small for some layer)."""
+        for _ in range(self.n_layers):
+            if not self.antialias:
+                size = (size - 2) // 2 + 1  # 4×4 conv, stride 2, padding 1
+            else:
+                size -= 1  # 4×4 conv, stride 1, padding 1
+                if size < 2:  # the blur's reflection padding needs 2 pixels
+                    return 0
+                size = (size + 1) // 2  # 3×3 blur, padding 1, stride 2
+            if size < 1:
+                return 0
+        return max(size - 2, 0)  # the two final 4×4 stride-1 convs
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_discriminator_input(self, x)

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from cyclegan.networks.antialias import Downsample, Upsample
 from cyclegan.networks.layers import NormFactory, padding_layer
 
 
@@ -111,7 +112,11 @@ class ResnetBlock(nn.Module):
 
 
 class ResnetGenerator(SizeCheckedGenerator):
-    """c7s1-ngf, two stride-2 downsamplings, ``n_blocks`` ResNet blocks, two upsamplings, c7s1-out, tanh."""
+    """c7s1-ngf, two stride-2 downsamplings, ``n_blocks`` ResNet blocks, two upsamplings, c7s1-out, tanh.
+
+    ``antialias`` / ``antialias_up`` give CUT's variant (networks/cut.py): a full-resolution conv, then
+    blur-and-subsample down; blur-upsample, then a full-resolution conv up (key ``model.N.filt``).
+    """
 
     n_downsampling = 2
 
@@ -125,6 +130,8 @@ class ResnetGenerator(SizeCheckedGenerator):
         n_blocks: int = 6,
         padding_type: str = "reflect",
         use_bias: bool = False,
+        antialias: bool = False,
+        antialias_up: bool = False,
     ):
         if n_blocks < 0:
             raise ValueError(f"n_blocks must be >= 0, got {n_blocks}")
@@ -139,23 +146,26 @@ class ResnetGenerator(SizeCheckedGenerator):
         ]
         for i in range(self.n_downsampling):
             mult = 2**i
+            stride = 1 if antialias else 2
             model += [
-                nn.Conv2d(ngf * mult, ngf * mult * 2, kernel_size=3, stride=2, padding=1, bias=use_bias),
+                nn.Conv2d(ngf * mult, ngf * mult * 2, kernel_size=3, stride=stride, padding=1, bias=use_bias),
                 norm_layer(ngf * mult * 2),
                 nn.ReLU(True),
             ]
+            if antialias:
+                model.append(Downsample(ngf * mult * 2))
         mult = 2**self.n_downsampling
         for _ in range(n_blocks):
             model.append(ResnetBlock(ngf * mult, padding_type, norm_layer, use_dropout, use_bias))
         for i in range(self.n_downsampling):
             mult = 2 ** (self.n_downsampling - i)
-            model += [
-                nn.ConvTranspose2d(
+            if antialias_up:
+                up = [Upsample(ngf * mult), nn.Conv2d(ngf * mult, ngf * mult // 2, 3, padding=1, bias=use_bias)]
+            else:
+                up = [nn.ConvTranspose2d(
                     ngf * mult, ngf * mult // 2, kernel_size=3, stride=2, padding=1, output_padding=1, bias=use_bias
-                ),
-                norm_layer(ngf * mult // 2),
-                nn.ReLU(True),
-            ]
+                )]
+            model += [*up, norm_layer(ngf * mult // 2), nn.ReLU(True)]
         model += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, kernel_size=7, padding=0), nn.Tanh()]
         self.model = nn.Sequential(*model)
 

@@ -61,28 +61,12 @@ def padding_layer(padding_type: str, amount: int) -> tuple[list[nn.Module], int]
     return [layer(amount)], 0
 
 
-def _init_normal(weight: torch.Tensor, gain: float) -> None:
-    init.normal_(weight, 0.0, gain)
-
-
-def _init_xavier(weight: torch.Tensor, gain: float) -> None:
-    init.xavier_normal_(weight, gain=gain)
-
-
-def _init_kaiming(weight: torch.Tensor, gain: float) -> None:
+WEIGHT_INITS: dict[str, Callable[[torch.Tensor, float], object]] = {
+    "normal": lambda weight, gain: init.normal_(weight, 0.0, gain),
+    "xavier": lambda weight, gain: init.xavier_normal_(weight, gain=gain),
     # The reference ignores the gain here; so do we, for identical weights from the same seed.
-    init.kaiming_normal_(weight, a=0, mode="fan_in")
-
-
-def _init_orthogonal(weight: torch.Tensor, gain: float) -> None:
-    init.orthogonal_(weight, gain=gain)
-
-
-WEIGHT_INITS: dict[str, Callable[[torch.Tensor, float], None]] = {
-    "normal": _init_normal,
-    "xavier": _init_xavier,
-    "kaiming": _init_kaiming,
-    "orthogonal": _init_orthogonal,
+    "kaiming": lambda weight, gain: init.kaiming_normal_(weight, a=0, mode="fan_in"),
+    "orthogonal": lambda weight, gain: init.orthogonal_(weight, gain=gain),
 }
 
 

@@ -17,7 +17,7 @@ import datetime as _dt
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,10 +41,10 @@ _TEMPLATES = Path(__file__).resolve().parent / "templates"
 _EPOCH_FILE_RE = re.compile(r"^epoch(?P<epoch>\d+)_(?P<name>.+)\.png$")
 
 
-def _env() -> jinja2.Environment:
+def _render(template: str, **context: Any) -> str:
     # autoescape=True rather than select_autoescape(): the templates end in .j2, which extension-based
     # selection would not escape. StrictUndefined turns template typos into errors, not blank output.
-    return jinja2.Environment(
+    environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(_TEMPLATES)),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
@@ -52,10 +52,7 @@ def _env() -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-
-
-def _render(template: str, **context: Any) -> str:
-    return _env().get_template(template).render(**context)
+    return environment.get_template(template).render(**context)
 
 
 def _src(rel_path: str | Path) -> str:
@@ -84,15 +81,9 @@ def epoch_images(img_dir: Path) -> dict[int, dict[str, str]]:
 
 
 def _fmt_number(value: Any) -> str:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if not isinstance(value, float):  # ints, bools, text as they are
         return str(value)
-    if isinstance(value, int):
-        return str(value)
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    if math.isnan(value):
-        return "nan"
-    return f"{value:.2f}" if abs(value) >= 1 else f"{value:.4f}"
+    return f"{value:.2f}" if abs(value) >= 1 else f"{value:.4f}"  # inf, -inf, nan print as such
 
 
 def _score_items(scores: Mapping[str, Any] | None, skip: Sequence[str] = ()) -> list[tuple[str, str]]:
@@ -288,15 +279,9 @@ class ResultsPage:
 
     def write(self) -> Path:
         """Render the page atomically and return its path."""
-        columns: list[str] = []
-        for _, images, _ in self.rows:
-            for k in images:
-                if k not in columns:
-                    columns.append(k)
-        rows = []
-        for name, images, scores in self.rows:
-            cells = [{"col": c, "src": _src(images[c])} if c in images else None for c in columns]
-            rows.append({"name": name, "cells": cells, "scores": _score_items(scores, skip=("resized",))})
+        columns, rows = result_table([{"name": name, **images} for name, images, _ in self.rows], _src)
+        for row, (_, _, scores) in zip(rows, self.rows, strict=True):
+            row["scores"] = _score_items(scores, skip=("resized",))
         html = _render(
             "results.html.j2",
             title=self.title,
@@ -342,6 +327,18 @@ def write_results_page(
             if s is not None:
                 page.rows[-1] = (label, page.rows[-1][1], {k: v for k, v in s.items() if k != "name"})
     return page.write()
+
+
+def result_table(rows: Sequence[Mapping[str, str]], src: Callable[[str], str]) -> tuple[list[str], list[dict]]:
+    """The columns (union of the rows' image keys, first-seen order) and the template's rows:
+    ``{"name", "cells": [{"col", "src"} or None per column]}``; ``src`` maps a row's path to a URL."""
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k != "name" and k not in columns]
+    return columns, [
+        {"name": row["name"], "cells": [{"col": c, "src": src(row[c])} if c in row else None for c in columns]}
+        for row in rows
+    ]
 
 
 def collect_result_rows(results_dir: str | Path, images_subdir: str = "images") -> list[dict[str, str]]:

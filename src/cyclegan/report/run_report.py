@@ -37,6 +37,7 @@ from cyclegan.report.html import (
     _src,
     collect_result_rows,
     epoch_images,
+    result_table,
     visual_order_key,
 )
 from cyclegan.report.plots import _is_number, plot_losses, plot_scores, val_metrics
@@ -52,10 +53,6 @@ _SCORE_LABELS = {"fid": "FID", "kid": "KID", "kid_std": "KID std"}
 _LOG_META = ("epoch", "iters", "time", "data")
 
 
-def _number(text: str) -> float:
-    return float(text)  # float() reads "nan", "inf", "-inf" too
-
-
 def parse_loss_log(path: str | Path) -> list[dict[str, float]]:
     """Parse a reference-format ``loss_log.txt`` into records ``{"epoch", "iters", "time", "data", <losses>}``.
 
@@ -69,11 +66,11 @@ def parse_loss_log(path: str | Path) -> list[dict[str, float]]:
             m = _LOSS_LINE_RE.match(line.strip())
             if not m:
                 continue
-            head = {k: _number(v) for k, v in _PAIR_RE.findall(m.group("head"))}
+            head = {k: float(v) for k, v in _PAIR_RE.findall(m.group("head"))}
             if "epoch" not in head or "iters" not in head:
                 continue
             rec = dict(head)
-            rec.update({k: _number(v) for k, v in _PAIR_RE.findall(m.group("tail"))})
+            rec.update({k: float(v) for k, v in _PAIR_RE.findall(m.group("tail"))})
             records.append(rec)
     epoch_size = max((r["iters"] for r in records), default=0.0)
     for r in records:
@@ -189,18 +186,8 @@ def write_run_report(
             except FileNotFoundError:
                 rows = []
                 notes.append(f"no images/ folder in {results_path}")
-            for row in rows[:max_result_rows]:
-                for k in row:
-                    if k != "name" and k not in result_columns:
-                        result_columns.append(k)
-            for row in rows[:max_result_rows]:
-                result_rows.append({
-                    "name": row["name"],
-                    "cells": [
-                        {"col": c, "src": _rel(results_path / row[c], page_dir)} if c in row else None
-                        for c in result_columns
-                    ],
-                })
+            result_columns, result_rows = result_table(
+                rows[:max_result_rows], lambda path: _rel(results_path / path, page_dir))
             if len(rows) > max_result_rows:
                 notes.append(f"results: {max_result_rows} of {len(rows)} rows shown (all on the results page)")
 
