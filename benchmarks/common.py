@@ -44,7 +44,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from cyclegan.config import CycleGANConfig, DataConfig, ModelConfig, OptimConfig, RuntimeConfig, TrainConfig
+from cyclegan.config import (
+    CycleGANConfig,
+    DataConfig,
+    ModelConfig,
+    OptimConfig,
+    RuntimeConfig,
+    TrainConfig,
+    preset_config,
+)
 from cyclegan.models.base import set_requires_grad
 from cyclegan.networks import define_D, define_G
 from cyclegan.pool import ImagePool
@@ -77,10 +85,17 @@ class BenchConfig:
         )
 
 
-# The CPU preset (README: 64×64 crops, ngf/ndf 32, resnet_6blocks, no identity loss) and
-# the paper's setting (256×256, ngf/ndf 64, resnet_9blocks, 70×70 PatchGAN, λ_identity 0.5).
+def _preset_bench(name: str) -> BenchConfig:
+    preset = preset_config(name)
+    return BenchConfig("cpu", size=preset.data.crop_size, ngf=preset.model.ngf, ndf=preset.model.ndf,
+                       netG=preset.model.netG, netD=preset.model.netD, batch_size=preset.data.batch_size,
+                       lambda_identity=preset.cycle_gan.lambda_identity)
+
+
+# `cpu`: what `--preset quick` (and `cyclegan demo`) trains; `paper`: the paper's setting (256×256,
+# ngf/ndf 64, resnet_9blocks, 70×70 PatchGAN, λ_identity 0.5).
 CONFIGS = {
-    "cpu": BenchConfig("cpu", size=64, ngf=32, ndf=32, netG="resnet_6blocks", lambda_identity=0.0),
+    "cpu": _preset_bench("quick"),
     "paper": BenchConfig("paper", size=256, ngf=64, ndf=64, netG="resnet_9blocks", lambda_identity=0.5),
 }
 

@@ -12,6 +12,7 @@ from PIL import Image
 
 from cyclegan.checkpoint import load_checkpoint
 from cyclegan.cli import build_parser, config_from_args, main
+from cyclegan.config import PRESETS
 from cyclegan.data import write_synthetic_dataset
 from cyclegan.models import MODELS, CUTModel, create_model, default_config
 from cyclegan.precision import Precision
@@ -221,7 +222,9 @@ def test_demo_trains_cut_and_scores_it_against_the_baselines(tmp_path, capsys):
     run = tmp_path / "demo" / "checkpoints" / "synthetic_cut"
     state = load_checkpoint(run / "latest.safetensors")
     assert state["config"]["model"]["model"] == "cut" and set(state["nets"]) == {"G", "D", "F"}
-    assert state["config"]["model"]["netG"] == "resnet_6blocks" and state["config"]["model"]["ngf"] == 32
+    quick = PRESETS["quick"]["model"]  # the preset's sizes, CUT's own defaults otherwise
+    assert state["config"]["model"]["netG"] == quick["netG"] and state["config"]["model"]["ngf"] == quick["ngf"]
+    assert state["config"]["model"]["init_type"] == "xavier"
     fakes = list((tmp_path / "demo" / "results" / "synthetic_cut" / "test_latest" / "images").glob("*_fake_B.png"))
     assert len(fakes) == 20
 

@@ -65,7 +65,9 @@ def test_explicit_flags_override_the_preset_and_epochs_fit_max_iters(tmp_path):
                                       "--max_iters", "40"])
     config = train_config_from_args(args)
     assert config.model.ngf == 16 and config.model.netG == "resnet_6blocks" and config.optim.max_iters == 40
-    assert (config.optim.n_epochs, config.optim.n_epochs_decay) == (4, 4)  # 40 iterations over 5 images
+    batch = PRESETS["quick"]["data"].get("batch_size", 1)
+    epochs = -(-40 * batch // (2 * 5))  # half of 40 iterations over 5 images at the preset's batch, rounded up
+    assert (config.optim.n_epochs, config.optim.n_epochs_decay) == (epochs, epochs)
     args = build_parser().parse_args(["train", "--dataroot", str(data), "--preset", "quick", "--n_epochs", "3"])
     assert train_config_from_args(args).optim.n_epochs == 3
     plain = train_config_from_args(build_parser().parse_args(["train", "--dataroot", str(data)]))

@@ -36,13 +36,13 @@ def demo_config(dataroot: Path, checkpoints_dir: Path, iters: int | None, device
                 precision: str, model: str = "cycle_gan") -> TrainConfig:
     """The quick preset's CycleGAN, or pix2pix / CUT at the same size: each with its own defaults
     (pix2pix: batch norm, dropout, vanilla GAN, L1 × 100; CUT: --CUT_mode CUT, xavier init, no image
-    pool) but resnet_6blocks with ngf / ndf 32 (unet_256 would need 256-pixel crops)."""
+    pool) but the preset's generator and sizes (unet_256 would need 256-pixel crops)."""
     config = preset_config(DEMO_PRESET)
     optim = config.optim if iters is None else dataclasses.replace(config.optim, max_iters=iters)
     config = dataclasses.replace(
         config,
         data=dataclasses.replace(config.data, dataroot=str(dataroot)),
-        optim=fit_epochs_to_iterations(optim, DEMO_DATA["n"]),
+        optim=fit_epochs_to_iterations(optim, DEMO_DATA["n"], config.data.batch_size),
         runtime=dataclasses.replace(
             config.runtime, name=f"synthetic_{model.replace('_', '')}", checkpoints_dir=str(checkpoints_dir),
             device=device, seed=seed, print_freq=100, display_freq=200, save_latest_freq=500, save_epoch_freq=1,
@@ -53,8 +53,9 @@ def demo_config(dataroot: Path, checkpoints_dir: Path, iters: int | None, device
         return config
     from cyclegan.models import default_config
 
+    quick = config.model
     config = default_config(model, data=config.data, optim=config.optim, runtime=config.runtime)
-    config.model.netG, config.model.ngf, config.model.ndf = "resnet_6blocks", 32, 32
+    config.model.netG, config.model.ngf, config.model.ndf = quick.netG, quick.ngf, quick.ndf
     return config
 
 
