@@ -1,10 +1,10 @@
 """``cyclegan demo``: the main job end to end on the built-in synthetic data set.
 
 Makes the synthetic set (no download), trains a small CycleGAN (or ``--model pix2pix`` / ``cut``) on it
-with the quick preset's sizes,
-translates the test set, writes the training and results pages, and scores the translated testA against the
-true translations next to the trivial baselines (doing nothing, a constant image, colour transfer,
-histogram matching) on the same images: the margin over the best of them is the headline.
+with the quick preset's sizes, translates the test set, writes the training and results pages, and
+scores the translated testA against the true translations next to the trivial baselines (doing
+nothing, a constant image, colour transfer, histogram matching) on the same images: the margin over
+the best of them is the headline.
 
 Interrupted (Ctrl-C, SIGTERM), it saves, says how to resume and stops with a non-zero status: a
 half-trained model's score is not the demo's result.
@@ -80,7 +80,8 @@ class DemoResult:
     def summary(self) -> str:
         from cyclegan.metrics.baselines import format_comparison
 
-        table = format_comparison(self.scores, self.scores["baselines"]["baselines"], label=f"{self.translator}(testA)")
+        table = format_comparison(self.scores, self.scores["baselines"]["baselines"],
+                                  label=f"{self.translator}(testA)")
         return "\n".join([
             f"trained {self.iterations} iterations in {self.seconds / 60:.1f} min",
             f"training page: {self.training_page}",
