@@ -242,11 +242,10 @@ class TrainConfig:
 # second half (see fit_epochs_to_iterations).
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "quick": {
-        # ngf / ndf 16 at batch 2 for 1,000-1,500 iterations scored as this in learning curves at a third
-        # of the time, but `cyclegan demo` at its defaults (seed 0, 2 threads, bf16) kept two shape colours
-        # swapped with it; this setting's demo did not (benchmarks/README.md, "Learning curves"). The
-        # identity warm start (identity_warmup_steps) was measured and left out: it raised SSIM but kept
-        # the colours wrong.
+        # Runs of this setting, and of ngf / ndf 16 at batch 2 (as good in learning curves, in a third of
+        # the time), sometimes keep two shape colours swapped: the demo's seed 0 on 2 threads did with
+        # both on 2026-11-30 (benchmarks/README.md, "Learning curves"). The identity warm start
+        # (identity_warmup_steps) was measured and left out: it raised SSIM but kept the colours wrong.
         "data": {"load_size": 72, "crop_size": 64, "num_threads": 0},
         "model": {"netG": "resnet_6blocks", "ngf": 32, "ndf": 32},
         "cycle_gan": {"lambda_identity": 0.5},
