@@ -42,7 +42,7 @@ from common import machine_description, markdown_table  # noqa: E402
 from cyclegan.config import CUTOptions, TrainConfig, fit_epochs_to_iterations, preset_config  # noqa: E402
 from cyclegan.data import write_synthetic_dataset  # noqa: E402
 from cyclegan.metrics.baselines import dataset_baselines  # noqa: E402
-from cyclegan.models import default_config  # noqa: E402
+from cyclegan.models import default_config_at_sizes  # noqa: E402
 from cyclegan.trainer import Trainer  # noqa: E402
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "stereo_motorcycle", "immunohistochemistry")
@@ -106,11 +106,8 @@ def variant_config(name: str, overrides: dict[str, Any], dataroot: Path, out: Pa
         config.data = dataclasses.replace(config.data, load_size=72, crop_size=64, num_threads=0)
         config.model = dataclasses.replace(config.model, netG="resnet_6blocks", ngf=32, ndf=32)
     elif name in ("cut", "fastcut"):  # the recipe's own defaults at the preset's sizes (as `demo --model cut`)
-        quick = preset_config("quick")
         mode = CUTOptions(CUT_mode="FastCUT" if name == "fastcut" else "CUT")
-        config = default_config("cut", data=quick.data, cut=mode)
-        config.model = dataclasses.replace(config.model, netG=quick.model.netG, ngf=quick.model.ngf,
-                                           ndf=quick.model.ndf)
+        config = default_config_at_sizes("cut", preset_config("quick"), cut=mode)
     else:
         config = preset_config("quick")
     for key, value in overrides.items():

@@ -51,12 +51,9 @@ def demo_config(dataroot: Path, checkpoints_dir: Path, iters: int | None, device
     )
     if model == "cycle_gan":
         return config
-    from cyclegan.models import default_config
+    from cyclegan.models import default_config_at_sizes
 
-    quick = config.model
-    config = default_config(model, data=config.data, optim=config.optim, runtime=config.runtime)
-    config.model.netG, config.model.ngf, config.model.ndf = quick.netG, quick.ngf, quick.ndf
-    return config
+    return default_config_at_sizes(model, config, optim=config.optim, runtime=config.runtime)
 
 
 @dataclass

@@ -24,6 +24,7 @@ __all__ = [
     "Translator",
     "create_model",
     "default_config",
+    "default_config_at_sizes",
     "recipe_defaults",
 ]
 
@@ -45,3 +46,11 @@ def default_config(model: str = "cycle_gan", **sections) -> TrainConfig:
     given = {f"{section}.{f.name}" for section in sections for f in dataclasses.fields(getattr(config, section))
              if getattr(getattr(config, section), f.name) != getattr(getattr(pristine, section), f.name)}
     return recipe_defaults(config, given)
+
+
+def default_config_at_sizes(model: str, sized: TrainConfig, **sections) -> TrainConfig:
+    """``model``'s own defaults with ``sized``'s data section, generator and G / D widths (a recipe run
+    at a preset's size, e.g. CUT at ``--preset quick``'s); ``sections`` replace further sections."""
+    config = default_config(model, data=sized.data, **sections)
+    config.model.netG, config.model.ngf, config.model.ndf = sized.model.netG, sized.model.ngf, sized.model.ndf
+    return config
