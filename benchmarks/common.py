@@ -450,7 +450,7 @@ def add_config_arguments(parser: Any) -> None:
         "--config",
         choices=sorted(CONFIGS),
         default="cpu",
-        help="cpu: 64×64 ngf/ndf 32 resnet_6blocks; paper: 256×256 ngf/ndf 64 resnet_9blocks",
+        help="cpu: the quick preset's sizes (64×64, resnet_6blocks); paper: 256×256 ngf/ndf 64 resnet_9blocks",
     )
     parser.add_argument("--size", type=int, default=None, help="override the image side")
     parser.add_argument("--ngf", type=int, default=None, help="override ngf")

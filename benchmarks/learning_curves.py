@@ -17,9 +17,11 @@ Variants: ``reference``: the reference's hyper-parameters (lr 2e-4, λ_identity 
 D, lsgan, random init) at the CPU preset's size (64 px, resnet_6blocks, ngf/ndf 32); ``quick``:
 ``--preset quick``; ``cut`` / ``fastcut``: ``--model cut --CUT_mode CUT|FastCUT`` with CUT's own
 defaults at the preset's sizes (as ``cyclegan demo --model cut``); ``NAME=JSON``: the quick preset with overrides, e.g.
-``lr5=\'{"optim.lr": 0.0005}\'``. Every variant decays the learning rate linearly over the second
-half of ``--iters`` (the reference's epoch schedule is for 200 epochs; at 2,000 iterations it would
-never decay).
+``lr5=\'{"optim.lr": 0.0005}\'``, or with a known variant before a dash, that variant with overrides
+(``cut-ngf32=\'{"model.ngf": 32}\'``). Each variant trains ``--iters`` iterations if given, else its own
+(``optim.max_iters`` in its overrides, the preset's for ``quick`` / ``cut`` / ``fastcut``, 2,000 for
+``reference``), and decays the learning rate linearly over the second half (the reference's epoch
+schedule is for 200 epochs; at 2,000 iterations it would never decay).
 """
 
 from __future__ import annotations
@@ -99,17 +101,21 @@ def write_photo_task(root: Path, n: int = 200, n_test: int = 20, size: int = 64,
     return root
 
 
-def variant_config(name: str, overrides: dict[str, Any], dataroot: Path, out: Path, iters: int,
+def variant_config(name: str, overrides: dict[str, Any], dataroot: Path, out: Path, iters: int | None,
                    images: int, seed: int) -> TrainConfig:
-    if name == "reference":
+    base = name.split("-")[0]  # "cut-ngf32": CUT's defaults with the overrides
+    if base == "reference":
         config = TrainConfig()
         config.data = dataclasses.replace(config.data, load_size=72, crop_size=64, num_threads=0)
         config.model = dataclasses.replace(config.model, netG="resnet_6blocks", ngf=32, ndf=32)
-    elif name in ("cut", "fastcut"):  # the recipe's own defaults at the preset's sizes (as `demo --model cut`)
-        mode = CUTOptions(CUT_mode="FastCUT" if name == "fastcut" else "CUT")
-        config = default_config_at_sizes("cut", preset_config("quick"), cut=mode)
+    elif base in ("cut", "fastcut"):  # the recipe's own defaults at the preset's sizes (as `demo --model cut`)
+        mode = CUTOptions(CUT_mode="FastCUT" if base == "fastcut" else "CUT")
+        quick = preset_config("quick")
+        config = default_config_at_sizes("cut", quick, cut=mode, optim=quick.optim)
     else:
         config = preset_config("quick")
+    if iters is None:
+        iters = overrides.get("optim.max_iters", 2000 if base == "reference" else config.optim.max_iters)
     for key, value in overrides.items():
         section, field = key.split(".")
         setattr(config, section, dataclasses.replace(getattr(config, section), **{field: value}))
@@ -173,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", choices=("synthetic", "photos"), default="synthetic")
     parser.add_argument("--variants", nargs="+", default=["reference", "quick"])
-    parser.add_argument("--iters", type=int, default=2000)
+    parser.add_argument("--iters", type=int, default=None, help="default: each variant's own (see above)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default="./learning_curves")
@@ -191,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     found = dataset_baselines(dataroot, "val")
     assert found is not None
     best = {m: max(b[m] for b in found["baselines"].values()) for m in ("psnr", "ssim")}
-    print(f"## Learning curves — task {args.task}, {args.iters} iterations\n")
+    print(f"## Learning curves — task {args.task}\n")
     print(f"- machine: {machine_description(torch.device('cpu'), torch.get_num_threads())}")
     print("- trivial baselines on valA vs valA_gt (PSNR dB / SSIM): " + ", ".join(
         f"{name} {s['psnr']:.2f} / {s['ssim']:.3f}" for name, s in found["baselines"].items()))
@@ -200,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
         name, _, raw = spec.partition("=")
         config = variant_config(name, json.loads(raw) if raw else {}, dataroot, out, args.iters, images, args.seed)
         curves[name] = curve = run_variant(config)
-        print(f"\n### {name}" + (f" ({raw})" if raw else ""))
+        print(f"\n### {name}" + (f" ({raw})" if raw else "") + f", {config.optim.max_iters} iterations, batch "
+              f"{config.data.batch_size}, ngf / ndf {config.model.ngf} / {config.model.ndf}")
         print(markdown_table(
             ["iterations", "seconds", "val PSNR (dB)", "val SSIM", "margin PSNR (dB)", "margin SSIM"],
             [[p["iter"], p["seconds"], f"{p['val_psnr']:.2f}", f"{p['val_ssim']:.3f}",

@@ -105,14 +105,15 @@ def test_interrupted_demo_saves_says_how_to_resume_and_prints_no_score(tmp_path)
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_demo_beats_every_trivial_baseline(tmp_path) -> None:
-    """The demo-level quality bar on the built-in set: after 1,000 iterations of the quick preset the
-    model beats the best trivial baseline in PSNR and in SSIM. A constant image (itself a baseline)
-    has a margin of zero at best, and noise a negative one, so neither passes."""
+    """The demo-level quality bar on the built-in set, at the demo's defaults (the quick preset): the
+    model beats the best trivial baseline by 3 dB PSNR (the learning issue's bar) and in SSIM. A
+    constant image (itself a baseline) has a margin of zero at best, noise a negative one, and a model
+    that swapped two shapes' colours stayed within 1 dB, so none of them passes."""
     from cyclegan.demo import run_demo
 
-    result = run_demo(out=tmp_path / "demo", iters=1000, device="cpu")
+    result = run_demo(out=tmp_path / "demo", device="cpu")
     assert result.results_page.exists() and result.training_page.exists()
     assert set(result.scores["baselines"]["baselines"]) == {"doing nothing", "constant image", "colour transfer",
                                                            "histogram matching"}
-    assert result.margin_psnr > 0 and result.margin_ssim > 0.05, result.summary()
+    assert result.margin_psnr > 3.0 and result.margin_ssim > 0.1, result.summary()
     assert result.summary().splitlines()[-1].startswith("margin over the best baseline: +")

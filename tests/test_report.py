@@ -285,3 +285,28 @@ def test_state_file_is_json(tmp_path: Path) -> None:
 def test_save_visuals_rejects_bad_input(tmp_path: Path, bad: object) -> None:
     with pytest.raises((TypeError, ValueError)):
         save_visuals({"x": bad}, tmp_path)  # type: ignore[dict-item]
+
+
+def test_run_logger_redraws_plots_at_most_every_interval_and_always_at_the_end(tmp_path, monkeypatch):
+    """Short epochs must not pay a matplotlib redraw each: within PLOT_INTERVAL_S the validation
+    plot is drawn once, the newest records wait, and the run's last update draws them."""
+    from cyclegan import logs
+    from cyclegan.config import TrainConfig
+
+    drawn: list[int] = []
+    clock = [1000.0]
+    monkeypatch.setattr(logs.time, "monotonic", lambda: clock[0])
+    logger = logs.RunLogger(tmp_path, TrainConfig(), total_epochs=3, resumed=False)
+    monkeypatch.setattr(logger.page, "update_validation", lambda records: drawn.append(len(records)))
+    records = [{"epoch": 1, "iter": 10, "val_psnr": 10.0}]
+    logger.validation(records, 10)
+    records = records + [{"epoch": 2, "iter": 20, "val_psnr": 11.0}]
+    clock[0] += 5
+    logger.validation(records, 20)
+    assert drawn == [1]  # the second epoch's plot waits
+    logger.update_plot([], force=True)  # the end of the run
+    assert drawn == [1, 2]
+    clock[0] += logs.PLOT_INTERVAL_S
+    logger.validation(records + [{"epoch": 3, "iter": 30, "val_psnr": 12.0}], 30)
+    assert drawn == [1, 2, 3]
+    logger.close()

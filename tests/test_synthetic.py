@@ -82,7 +82,7 @@ def test_trivial_baselines_score_low_and_need_colour_and_structure(tmp_path: Pat
     assert found is not None and found["count"] == 12 and found["target_statistics"].endswith("trainB")
     scores = found["baselines"]
     assert set(scores) == {"doing nothing", "constant image", "colour transfer", "histogram matching"}
-    assert max(s["psnr"] for s in scores.values()) < 11.0  # ~9.3 dB: the constant image
+    assert max(s["psnr"] for s in scores.values()) < 11.5  # ~10.6 dB: colour transfer
     assert max(s["ssim"] for s in scores.values()) < 0.40
     shifted = [psnr(np.roll(synthetic_map(read(p)), 4, axis=1), read(root / "testA_gt" / p.name))
                for p in sorted((root / "testA").glob("*.png"))]
@@ -105,6 +105,17 @@ def test_domains_differ_so_the_map_is_identifiable() -> None:
     # Distinct frequencies: only cluster i -> T(cluster i) matches the two distributions.
     assert len(set(PALETTE_WEIGHTS.tolist())) == len(PALETTE_WEIGHTS)
     assert np.isclose(PALETTE_WEIGHTS.sum(), 1.0)
+
+
+def test_the_true_map_moves_colours_less_than_any_swap_of_two() -> None:
+    """The design rule that keeps runs from settling on two shapes' colours swapped (the module
+    docstring): for every pair of palette colours a, b, T moves them less than the swapped images do."""
+    palette_b = synthetic_map(PALETTE_A.astype(np.uint8)).astype(np.float64)
+    moves = np.linalg.norm(PALETTE_A[:, None, :] - palette_b[None, :, :], axis=-1)  # |a_i - T(a_j)|
+    true = np.diag(moves)
+    swap_cost = moves + moves.T - true[:, None] - true[None, :]
+    off_diagonal = ~np.eye(len(PALETTE_A), dtype=bool)
+    assert swap_cost[off_diagonal].min() > 30
 
 
 def test_colour_statistics_follow_palette(tmp_path: Path) -> None:

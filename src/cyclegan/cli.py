@@ -158,8 +158,8 @@ def add_train_parser(subparsers) -> None:
     )
     parser.add_argument("--epoch", default="latest", help="with --continue_train: which checkpoint to resume")
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
-                        help="quick: settings for small, short CPU runs (64 px, resnet_6blocks, ngf/ndf 32, "
-                             "2,000 iterations, the LR decaying over the second half); explicit flags override "
+                        help="quick: settings for small, short CPU runs (64 px, resnet_6blocks, ngf/ndf 16, batch 4, "
+                             "500 iterations, the LR decaying over the second half); explicit flags override "
                              "it. Default: the reference's")
     parser.add_argument("--tune", action="store_true",
                         help="time a few steps of candidate settings (precision fp32 / native bf16, channels_last, "

@@ -45,7 +45,7 @@ def demo_config(dataroot: Path, checkpoints_dir: Path, iters: int | None, device
         optim=fit_epochs_to_iterations(optim, DEMO_DATA["n"], config.data.batch_size),
         runtime=dataclasses.replace(
             config.runtime, name=f"synthetic_{model.replace('_', '')}", checkpoints_dir=str(checkpoints_dir),
-            device=device, seed=seed, print_freq=100, display_freq=200, save_latest_freq=500, save_epoch_freq=1,
+            device=device, seed=seed, print_freq=100, display_freq=200, save_latest_freq=500,
             precision=precision,
         ),
     )

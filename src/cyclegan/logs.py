@@ -18,6 +18,10 @@ from cyclegan.config import TrainConfig
 
 log = logging.getLogger("cyclegan.train")
 
+# The page's plots are redrawn at most this often while training (and always at the end): a redraw
+# costs a good part of a second, which short epochs (the demo's) would pay every few seconds.
+PLOT_INTERVAL_S = 30.0
+
 
 def format_loss_line(epoch: int, iters: int, compute_s: float, data_s: float, losses: dict[str, float]) -> str:
     """The reference's loss_log.txt line, so its log parsers keep working."""
@@ -55,6 +59,8 @@ class RunLogger:
         self.bar = None
         self._images_since, self._time_since = 0, time.perf_counter()
         self._rate = 0.0
+        self._last_plot: dict[str, float] = {}  # plot -> when it was last drawn
+        self._pending_validation: list[dict[str, float]] | None = None
 
     def info(self, message: str) -> None:
         log.info(message)
@@ -115,6 +121,13 @@ class RunLogger:
                 grid = make_grid(images[:4].float().clamp(-1, 1) * 0.5 + 0.5, nrow=4)
                 self.writer.add_image(f"images/{name}", grid, progress.total_iters)
 
+    def _due(self, plot: str, force: bool) -> bool:
+        now = time.monotonic()
+        if force or now - self._last_plot.get(plot, -PLOT_INTERVAL_S) >= PLOT_INTERVAL_S:
+            self._last_plot[plot] = now
+            return True
+        return False
+
     def validation(self, records: list[dict[str, float]], step: int) -> None:
         """Validation scores: ``val_scores.json`` (atomic), TensorBoard, the page's validation plot."""
         from cyclegan.fileio import atomic_write
@@ -122,11 +135,19 @@ class RunLogger:
         atomic_write(self.run_dir / "val_scores.json", json.dumps(records, indent=1) + "\n")
         latest = {k: v for k, v in records[-1].items() if k not in ("epoch", "iter")}
         self.scalars(latest, step, prefix="val")
-        self.page.update_validation(records)
+        self._pending_validation = list(records)
+        if self._due("validation", force=False):
+            self.page.update_validation(self._pending_validation)
+            self._pending_validation = None
 
-    def update_plot(self, history: list[dict[str, Any]]) -> None:
-        if history:
+    def update_plot(self, history: list[dict[str, Any]], force: bool = False) -> None:
+        """Redraw the loss plot (throttled to ``PLOT_INTERVAL_S`` unless ``force``) and any validation
+        plot still pending, then rewrite the page."""
+        if history and self._due("loss", force):
             self.page.update_loss_plot(history)
+        if self._pending_validation is not None and (force or self._due("validation", force=False)):
+            self.page.update_validation(self._pending_validation)
+            self._pending_validation = None
         self.page.write()
 
     def close_bar(self) -> None:

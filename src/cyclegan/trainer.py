@@ -398,7 +398,7 @@ class Trainer:
                 finally:
                     logger.close_bar()
                 checkpoint = self.save(LATEST)
-                logger.update_plot(progress.history)
+                logger.update_plot(progress.history, force=True)
             if self.stop_signal is not None:
                 logger.info(
                     f"stopped by {self.stop_signal} at epoch {progress.epoch}, iteration {progress.total_iters}; "
