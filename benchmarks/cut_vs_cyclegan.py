@@ -1,6 +1,6 @@
 """Time and memory of one training iteration: our CycleGAN against CUT and FastCUT, in one run.
 
-    python benchmarks/cut_vs_cyclegan.py                       # the CPU preset: 64×64, resnet_6blocks, ngf/ndf 32
+    python benchmarks/cut_vs_cyclegan.py                       # the quick preset's sizes (64×64, resnet_6blocks)
     python benchmarks/cut_vs_cyclegan.py --config paper --iters 6 --device cuda
     python benchmarks/cut_vs_cyclegan.py --quick --size 32 --ngf 4 --ndf 4   # does it run (seconds)
 

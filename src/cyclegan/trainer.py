@@ -130,6 +130,16 @@ def channels_last_weights(device: torch.device) -> bool:
     return device.type == "cuda"
 
 
+def compiled_channels_last_is_safe(device: torch.device) -> bool:
+    """Whether ``--compile`` may take channels-last batches on ``device``.
+
+    Not on CPUs whose kernels stop below AVX-512: there torch 2.14's CPU inductor turned the first
+    step's losses into NaN with channels-last batches (eager, or compiled with contiguous batches,
+    were fine; tests/test_train.py compares compiled against eager gradients).
+    """
+    return device.type != "cpu" or torch.backends.cpu.get_cpu_capability() in ("AVX512", "AVX512_BF16", "AMX")
+
+
 def batch_to_device(batch: dict[str, Any], config: TrainConfig, device: torch.device) -> dict[str, Any]:
     """A loader batch on ``device`` (channels-last with ``--channels_last``), A and B swapped for BtoA."""
     moved = {}
@@ -156,6 +166,11 @@ class Trainer:
         self.dist = DistributedContext.from_environment(device)
         self.device = self.dist.device_for(device)
         self.precision = Precision(config.runtime.precision, self.device)
+        if config.runtime.compile and config.runtime.channels_last and not compiled_channels_last_is_safe(self.device):
+            log.warning("--channels_last ignored with --compile on this CPU (%s kernels): torch's CPU compiler "
+                        "produced NaN losses with channels-last batches there", torch.backends.cpu.get_cpu_capability())
+            config = dataclasses.replace(config, runtime=dataclasses.replace(config.runtime, channels_last=False))
+            self.config = config
         if config.runtime.torch_threads > 0:
             torch.set_num_threads(config.runtime.torch_threads)
         self.seed = config.runtime.seed if config.runtime.seed is not None else 0
