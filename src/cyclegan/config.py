@@ -238,7 +238,7 @@ class TrainConfig:
 # Named presets: overrides of the reference's defaults for one situation, by section and field. The
 # reference's defaults (the dataclasses above) stay exactly the reference's; explicit flags override a
 # preset. "quick": small, short CPU runs (a 2-core laptop, minutes), chosen from the learning curves
-# in benchmarks/README.md ("Quick preset"); max_iters bounds it, and the learning rate decays over its
+# in benchmarks/README.md ("Learning curves"); max_iters bounds it, and the learning rate decays over its
 # second half (see fit_epochs_to_iterations).
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "quick": {
