@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from cyclegan.precision import resolve_precision
+from cyclegan.trainer import compiled_channels_last_is_safe
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `common` when run from anywhere
 
@@ -192,7 +193,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             **base_spec,
             "variant": "ours",
             "precision": precision,
-            "channels_last": args.channels_last,
+            # As the trainer decides: a compiled step on a CPU takes contiguous batches.
+            "channels_last": args.channels_last and (not args.compile or compiled_channels_last_is_safe(device)),
             "compile": args.compile,
         },
     }

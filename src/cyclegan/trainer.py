@@ -131,13 +131,14 @@ def channels_last_weights(device: torch.device) -> bool:
 
 
 def compiled_channels_last_is_safe(device: torch.device) -> bool:
-    """Whether ``--compile`` may take channels-last batches on ``device``.
+    """Whether ``--compile`` may take channels-last batches on ``device``: not on a CPU.
 
-    Not on CPUs whose kernels stop below AVX-512: there torch 2.14's CPU inductor turned the first
-    step's losses into NaN with channels-last batches (eager, or compiled with contiguous batches,
-    were fine; tests/test_train.py compares compiled against eager gradients).
+    torch 2.14's CPU inductor turned the first step's losses into NaN with channels-last batches on
+    AVX2 kernels, and corrupted the heap (``malloc(): unaligned tcache chunk``) in bf16 at batch 4 on
+    AVX-512 ones; eager, and compiled with contiguous batches, were fine (tests/test_train.py
+    compares compiled against eager gradients).
     """
-    return device.type != "cpu" or torch.backends.cpu.get_cpu_capability() in ("AVX512", "AVX512_BF16", "AMX")
+    return device.type != "cpu"
 
 
 def batch_to_device(batch: dict[str, Any], config: TrainConfig, device: torch.device) -> dict[str, Any]:
@@ -167,8 +168,8 @@ class Trainer:
         self.device = self.dist.device_for(device)
         self.precision = Precision(config.runtime.precision, self.device)
         if config.runtime.compile and config.runtime.channels_last and not compiled_channels_last_is_safe(self.device):
-            log.warning("--channels_last ignored with --compile on this CPU (%s kernels): torch's CPU compiler "
-                        "produced NaN losses with channels-last batches there", torch.backends.cpu.get_cpu_capability())
+            log.warning("--channels_last ignored with --compile on a CPU: torch's CPU compiler produced NaN losses "
+                        "and heap corruption with channels-last batches")
             config = dataclasses.replace(config, runtime=dataclasses.replace(config.runtime, channels_last=False))
             self.config = config
         if config.runtime.torch_threads > 0:
