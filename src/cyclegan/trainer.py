@@ -134,9 +134,9 @@ def compiled_channels_last_is_safe(device: torch.device) -> bool:
     """Whether ``--compile`` may take channels-last batches on ``device``: not on a CPU.
 
     torch 2.14's CPU inductor turned the first step's losses into NaN with channels-last batches on
-    AVX2 kernels, and corrupted the heap (``malloc(): unaligned tcache chunk``) in bf16 at batch 4 on
-    AVX-512 ones; eager, and compiled with contiguous batches, were fine (tests/test_train.py
-    compares compiled against eager gradients).
+    AVX2 kernels (eager, and compiled with contiguous batches, were fine; tests/test_train.py compares
+    compiled against eager gradients), and a compiled bf16 step at batch 4 on AVX-512 ones aborted
+    with heap corruption (possibly a stale inductor cache; not isolated).
     """
     return device.type != "cpu"
 
