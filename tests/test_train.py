@@ -270,7 +270,7 @@ def test_loss_log_and_curves_show_the_mean_over_the_print_interval(tmp_path):
 def test_compile_with_channels_last_gives_the_eager_gradients(tmp_path):
     """torch 2.14's CPU inductor computed wrong gradients (off by more than their size) for
     conv → InstanceNorm → conv with channels-last weights at batch 1; on a CPU the trainer keeps the
-    weights contiguous and converts only the batches. One step, compiled vs eager, same start."""
+    weights contiguous, and a compiled run the batches too. One step, compiled vs eager, same start."""
     data = tiny_dataset(tmp_path / "data", n=2)
     grads = {}
     for compiled in (False, True):
@@ -292,8 +292,9 @@ def test_compile_with_channels_last_gives_the_eager_gradients(tmp_path):
 
 
 def test_compile_drops_channels_last_batches_on_a_cpu(tmp_path, caplog):
-    """torch 2.14's CPU compiler gave NaN losses (AVX2 kernels) and heap corruption (bf16, batch 4,
-    AVX-512) with channels-last batches: on a CPU a compiled run keeps them contiguous and says so."""
+    """torch 2.14's CPU compiler gave NaN losses (AVX2 kernels) and once aborted with heap corruption
+    (bf16, batch 4, AVX-512; not isolated) with channels-last batches: on a CPU a compiled run keeps
+    them contiguous and says so."""
     data = tiny_dataset(tmp_path / "data", n=2)
     options = {"runtime__channels_last": True, "optim__max_iters": 1}
     compiled = Trainer(tiny_config(data, tmp_path / "ck", name="compiled", runtime__compile=True, **options))
