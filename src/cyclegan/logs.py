@@ -145,7 +145,7 @@ class RunLogger:
         plot still pending, then rewrite the page."""
         if history and self._due("loss", force):
             self.page.update_loss_plot(history)
-        if self._pending_validation is not None and (force or self._due("validation", force=False)):
+        if self._pending_validation is not None and self._due("validation", force):
             self.page.update_validation(self._pending_validation)
             self._pending_validation = None
         self.page.write()
