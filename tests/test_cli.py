@@ -174,6 +174,7 @@ def test_report_command_gathers_a_run(trained_run, tmp_path, capsys):
     assert "val_psnr" in html and "loss" in html.lower()
 
 
+@pytest.mark.slow
 def test_export_onnx_command_prints_parity(trained_run, tmp_path, capsys):
     pytest.importorskip("onnxruntime")
     checkpoints = trained_run.checkpoints

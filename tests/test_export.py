@@ -36,6 +36,7 @@ def images(batch: int, channels: int, height: int, width: int, seed: int = 0) ->
 
 
 @pytest.mark.parametrize("netG", ["resnet_6blocks", "unet_128"])
+@pytest.mark.slow
 def test_onnx_parity_and_dynamic_sizes(netG, tmp_path):
     net = define_G(3, 3, 4, netG, norm="instance")
     multiple = net.size_multiple  # 4 for the ResNet, 128 for unet_128
@@ -60,6 +61,7 @@ def test_onnx_opset_below_18_is_a_clear_error(tmp_path):
     assert not (tmp_path / "g17.onnx").exists()
 
 
+@pytest.mark.slow
 def test_static_export_records_fixed_shapes(tmp_path):
     import onnx
 
@@ -70,6 +72,7 @@ def test_static_export_records_fixed_shapes(tmp_path):
 
 
 @pytest.mark.parametrize("netG", ["resnet_6blocks", "unet_128"])
+@pytest.mark.slow
 def test_torch_export_parity(netG, tmp_path):
     net = define_G(3, 3, 4, netG, norm="instance")
     multiple = net.size_multiple
@@ -78,6 +81,7 @@ def test_torch_export_parity(netG, tmp_path):
     assert check_parity(net, path, input=images(2, 3, 3 * multiple, 2 * multiple + 1)) < TOLERANCE
 
 
+@pytest.mark.slow
 def test_onnx_generator_checks_its_input(tmp_path):
     net = define_G(1, 1, 4, "resnet_6blocks", norm="instance")
     session = OnnxGenerator(export_onnx(net, tmp_path / "gray.onnx", 1, 16, 16), threads=1)

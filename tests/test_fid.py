@@ -236,6 +236,7 @@ def test_weights_only_loading_refuses_code(tmp_path: Path) -> None:
         InceptionFeatures(wrong)
 
 
+@pytest.mark.slow
 def test_fid_kid_folders_end_to_end(tmp_path: Path, weights: Path, extractor: InceptionFeatures) -> None:
     a = _write_images(tmp_path / "a", 4, seed=0)
     a_copy = _write_images(tmp_path / "a_copy", 4, seed=0, size=(48, 40))
@@ -262,6 +263,7 @@ def test_fid_kid_folders_end_to_end(tmp_path: Path, weights: Path, extractor: In
     np.testing.assert_allclose(extractor(quantize(t)), folder_features([tmp_path / "t.png"], extractor), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_evaluate_folders_fid_kid_json(tmp_path: Path, weights: Path) -> None:
     # A cycle_gan results folder: fid/kid use the fake_B images only, against all of the real folder.
     real = _write_images(tmp_path / "testB", 3, seed=3)

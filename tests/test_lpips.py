@@ -127,7 +127,7 @@ def test_usable_as_a_loss(model: LPIPS) -> None:
 
 
 @pytest.mark.skipif(not HAS_LPIPS_PACKAGE, reason="the lpips package (its shipped linear weights) is not installed")
-@pytest.mark.parametrize("net", ["alex", "vgg", "squeeze"])
+@pytest.mark.parametrize("net", ["alex", pytest.param("vgg", marks=pytest.mark.slow), "squeeze"])
 def test_same_as_the_lpips_package(tmp_path: Path, net: str) -> None:
     """Our torchvision-based network with the shipped v0.1 linear layers == lpips.LPIPS, to float precision.
 

@@ -335,6 +335,7 @@ def test_syncbatch_builds_batchnorm_with_the_same_keys():
     assert list(a.state_dict()) == list(b.state_dict())
 
 
+@pytest.mark.slow
 def test_save_and_load_in_a_fresh_process_gives_identical_output(tmp_path):
     torch.manual_seed(3)
     net = define_G(3, 3, 4, "resnet_6blocks", norm="instance").eval()

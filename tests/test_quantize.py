@@ -51,6 +51,7 @@ def test_calibration_batches_pad_to_the_multiple():
     assert [tuple(b.shape) for b in batches] == [(2, 3, 32, 32), (1, 3, 32, 32)]
 
 
+@pytest.mark.slow
 def test_int8_generator_is_close_to_fp32_and_smaller(tmp_path):
     import onnx
 
@@ -80,6 +81,7 @@ def test_int8_generator_is_close_to_fp32_and_smaller(tmp_path):
     assert int8_session(images(1, 50, seed=3)).shape == (1, 3, 50, 50)
 
 
+@pytest.mark.slow
 def test_quantize_without_calibration_is_a_clear_error(tmp_path):
     net = define_G(3, 3, 4, "resnet_6blocks", norm="instance")
     fp32 = export_onnx(net, tmp_path / "G.onnx", 3, 16, 16)

@@ -31,6 +31,7 @@ def test_identity_warm_start_makes_the_generator_copy_its_input():
     assert after < 0.75 * before, (before, after)
 
 
+@pytest.mark.slow
 def test_warm_start_runs_in_fresh_runs_only_and_resume_stays_exact(tmp_path):
     data = tiny_dataset(tmp_path / "data", n=5)
     options = {"cycle_gan__identity_warmup_steps": 3}

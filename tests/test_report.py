@@ -268,6 +268,7 @@ def test_plot_losses_dict_and_records(tmp_path: Path) -> None:
     assert sorted(os.listdir(tmp_path)) == ["a.png", "c.png", "sub"]  # no temp files left
 
 
+@pytest.mark.slow
 def test_import_does_not_load_matplotlib() -> None:
     code = "import sys, cyclegan.report, cyclegan.metrics; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -20,7 +20,14 @@ from cyclegan.cli import main
 from cyclegan.config import DataConfig, ModelConfig, TrainConfig
 from cyclegan.networks import ResnetGenerator, define_G, init_weights
 from cyclegan.networks.layers import conv_bias_for, get_norm_layer
-from cyclegan.tiling import TiledGenerator, default_margin, plan_tiles, with_shared_stats
+from cyclegan.tiling import (
+    TiledGenerator,
+    default_margin,
+    plan_exact_passes,
+    plan_tiles,
+    receptive_reach,
+    with_shared_stats,
+)
 from cyclegan.translator import Translator
 
 
@@ -125,6 +132,66 @@ def test_misaligned_tile_is_a_clear_error():
     with pytest.raises(ValueError, match="multiples of 4"):
         TiledGenerator(generator(), 30)
     assert default_margin(generator()) % 4 == 0
+
+
+def test_kept_activations_give_the_same_output_in_fewer_network_calls():
+    net = generator(n_blocks=3)
+    x = photo(128, 160)
+    with torch.no_grad():
+        whole = net(x)
+    calls = {}
+    outputs = {}
+    for budget in (None, 0):  # None: keep activations where they fit; 0: recompute from the image
+        seen = []
+        outputs[budget] = TiledGenerator(net, 32, stats="exact", cache_budget=budget,
+                                         progress=lambda done, total, seen=seen: seen.append((done, total)))(x)
+        assert seen[-1][0] == seen[-1][1] == len(seen)  # the progress total was known from the start
+        calls[budget] = len(seen)
+    for out in outputs.values():
+        assert (out - whole).abs().max() < 1e-4
+    n_tiles, n_norms = len(plan_tiles(128, 160, 32, 20)), 11
+    assert calls[0] == (n_norms + 1) * n_tiles
+    assert calls[None] == 16 * n_tiles  # 11 gathers + 4 kept (after the stem, after blocks 1-3) + output
+
+
+def test_plan_keeps_one_activation_per_resnet_block_where_it_fits():
+    tiled = TiledGenerator(define_G(3, 3, 8, "resnet_9blocks", norm="instance"), 64)
+    layers = tiled._body_layers()
+    assert [str(layer.scale) for layer in layers[7:19]] == ["1/4"] * 12
+    passes = plan_exact_passes(layers, 1024 * 1024, 64, tiled.margin, budget=1e12)
+    kept = [(p.start, p.stop) for p in passes if not p.gather]
+    assert kept == [(0, 10)] + [(i, i + 1) for i in range(10, 19)] + [(19, len(layers))]
+    assert sum(p.gather for p in passes) == tiled.n_norms
+    # an activation that does not fit is recomputed instead
+    small = plan_exact_passes(layers, 1024 * 1024, 64, tiled.margin, budget=32 * 256 * 256 * 4 - 1)  # one byte short of a block
+    assert [(p.start, p.stop) for p in small if not p.gather] == [(0, len(layers))]
+
+
+def test_cut_generator_tiles_equal_the_whole_image():
+    """CUT's anti-aliased resampling puts the receptive field off centre: the margin must follow it."""
+    from cyclegan.networks.cut import CUTResnetGenerator
+
+    torch.manual_seed(0)
+    net = init_weights(CUTResnetGenerator(3, 3, 8, n_blocks=2), "normal", 0.02).eval()
+    x = photo(96, 128, seed=1)
+    with torch.no_grad():
+        whole = net(x)
+    # How far an output pixel's input gradient reaches, per side, with norm statistics held fixed.
+    probe = torch.zeros(1, 3, 192, 192, requires_grad=True)
+    from cyclegan.inspect_net import _fixed_statistics_norm
+
+    handles = [m.register_forward_hook(_fixed_statistics_norm) for m in net.modules()
+               if isinstance(m, torch.nn.InstanceNorm2d)]
+    try:
+        out = net(probe + photo(192, 192, seed=2))
+        (grad,) = torch.autograd.grad(out[0, :, 96, 96].sum(), probe)
+    finally:
+        for handle in handles:
+            handle.remove()
+    rows = grad[0].abs().sum(0).any(1).nonzero()[:, 0]
+    assert receptive_reach(net) >= max(96 - int(rows.min()), int(rows.max()) - 96) > 30
+    tiled = TiledGenerator(net, 16, stats="exact")
+    assert (tiled(x) - whole).abs().max() < 1e-4
 
 
 # --- a run on disk, the API and the command --------------------------------------------------------

@@ -14,10 +14,13 @@ train mode or without running statistics) is replaced, in a copy of the network,
 for the whole image. Where those statistics come from (``stats=``):
 
 - ``"exact"`` (default): streamed, layer by layer. Pass k runs the tiles up to the k-th norm (the
-  earlier ones already fixed), sums x and x² over every tile's kept centre, and stops. One partial
-  pass per norm layer, about ``n_norms / 2`` full passes of compute; equal to the whole-image
-  output up to float rounding. The only mode that reaches the seam-free goal
-  (``benchmarks/translate_tiled.py`` measures them all), so the default.
+  earlier ones already fixed), sums x and x² over every tile's kept centre, and stops. Equal to the
+  whole-image output up to float rounding: the only mode that reaches the seam-free goal
+  (``benchmarks/translate_tiled.py`` measures them all), so the default. Run naively that is one
+  partial pass per norm, about ``n_norms / 2`` full passes; for a ResNet generator, whose body is a
+  flat ``Sequential``, the whole image's activation is kept (:func:`plan_exact_passes`) after each
+  block whose statistics are known, when it fits in the memory given to it, so that later passes
+  start there: about three full passes for resnet_9blocks instead of twelve.
 - ``"downscaled"``: one whole pass over a copy downscaled to at most ``stats_size`` pixels a side:
   one cheap pass, but instance-norm statistics depend on the resolution.
 - ``"sampled"``: the exact layer-by-layer procedure over an evenly spread ``sample_fraction`` of
@@ -37,6 +40,7 @@ import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 
 import torch
 import torch.nn.functional as F
@@ -49,13 +53,71 @@ log = logging.getLogger(__name__)
 STATS_MODES = ("exact", "sampled", "downscaled", "own")
 
 
-def receptive_reach(net: nn.Module) -> int:
-    """How many input pixels away a generator's output pixel can be influenced: (RF − 1) / 2, rounded up."""
-    from cyclegan.inspect_net import inspect_network
+class _Footprint(nn.Module):
+    """A convolution's geometry on one channel, every tap positive: where its output can depend on its input."""
 
-    side = max(getattr(net, "size_multiple", 1) * 2, 32)
-    report = inspect_network(net, (1, getattr(net, "input_nc", 3), side, side), effective=False)
-    return math.ceil((report.receptive_field - 1) / 2)
+    def __init__(self, conv: nn.modules.conv._ConvNd) -> None:
+        super().__init__()
+        self.conv = conv
+        self.weight = torch.ones(1, 1, *conv.kernel_size, dtype=torch.float64) / math.prod(conv.kernel_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        conv, x = self.conv, x.sum(1, keepdim=True)
+        if isinstance(conv, nn.ConvTranspose2d):
+            return F.conv_transpose2d(x, self.weight, None, conv.stride, conv.padding, conv.output_padding, 1,
+                                      conv.dilation)
+        if conv.padding_mode != "zeros":
+            x = F.pad(x, conv._reversed_padding_repeated_twice, mode=conv.padding_mode)
+            return F.conv2d(x, self.weight, None, conv.stride, 0, conv.dilation)
+        return F.conv2d(x, self.weight, None, conv.stride, conv.padding, conv.dilation)
+
+
+_VALUE_LAYERS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.ReLU, nn.LeakyReLU, nn.Tanh,
+                 nn.Sigmoid, nn.GELU, nn.SiLU, nn.ELU, nn.Dropout)
+
+
+@torch.no_grad()
+def receptive_reach(net: nn.Module) -> int:
+    """How many input pixels away, in any direction, a generator's output pixel can depend on.
+
+    Measured on the network's footprint: a one-channel float64 copy in which every convolution
+    averages its taps and every norm and activation is the identity, so that every path adds a
+    positive amount and a one-pixel impulse lights exactly the outputs it can influence (one impulse
+    per phase of the strided layers). The chain arithmetic of ``inspect`` gives the receptive field's
+    size, not where it sits: anti-aliased resampling (CUT) shifts it off centre, and tiles need both.
+    """
+    footprint = copy.deepcopy(net).cpu().double().eval()
+    for name, module in list(footprint.named_modules()):
+        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)) or isinstance(module, _VALUE_LAYERS):
+            parent_name, _, child = name.rpartition(".")
+            replacement = _Footprint(module) if isinstance(module, nn.modules.conv._ConvNd) else nn.Identity()
+            setattr(footprint.get_submodule(parent_name) if parent_name else footprint, child, replacement)
+        elif isinstance(getattr(module, "filt", None), torch.Tensor):  # anti-aliasing blur: one copy per channel
+            module.filt = module.filt[:1].abs()
+    multiple = getattr(net, "size_multiple", 1)
+    if hasattr(footprint, "input_nc"):
+        footprint.input_nc = 1
+    # One impulse per phase of the strided layers, each in its own image; past 16 phases (U-Nets) one
+    # image with a multiple×multiple square, whose reach, measured from its far edge, may exceed the
+    # true one by up to multiple − 1 (a wider margin: still exact, a little slower).
+    phases = range(multiple) if multiple <= 16 else [None]
+    side = max(64, 4 * multiple)
+    while True:
+        start = side // 2 // multiple * multiple
+        impulses = torch.zeros(len(phases), 1, side, side, dtype=torch.float64)
+        for index, phase in enumerate(phases):
+            span = slice(start, start + multiple) if phase is None else slice(start + phase, start + phase + 1)
+            impulses[index, 0, span, span] = 1
+        lit = footprint(impulses).sum(1) > 0
+        reach = 0
+        for index, phase in enumerate(phases):
+            first, last = (start, start + multiple - 1) if phase is None else (start + phase, start + phase)
+            rows, cols = lit[index].any(1).nonzero()[:, 0], lit[index].any(0).nonzero()[:, 0]
+            reach = max(reach, last - int(rows.min()), int(rows.max()) - first, last - int(cols.min()),
+                        int(cols.max()) - first)
+        if reach < side // 2 - multiple - 1 or side >= 16384:
+            return reach
+        side *= 2
 
 
 def default_margin(net: nn.Module) -> int:
@@ -299,6 +361,57 @@ def choose_tile(net: nn.Module, height: int, width: int, margin: int, device="cp
     return tile
 
 
+# --- cached activations (exact mode) ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pass:
+    """One tiled pass over ``body[start:stop]``: ``gather`` stops at the first norm without statistics
+    and keeps nothing; otherwise the pass keeps its output (the next passes' source, or the result)."""
+
+    start: int
+    stop: int
+    gather: bool
+
+
+@dataclass(frozen=True)
+class Layer:
+    """What planning needs of one module of the generator's body."""
+
+    norms: int  # statistic-taking norms inside it
+    convolves: bool  # holds a convolution (worth not recomputing)
+    channels: int  # of its output
+    scale: Fraction | None  # output side / input side of the body; None where not proportional (padding)
+
+
+def plan_exact_passes(layers: list[Layer], pixels: int, tile: int, margin: int, budget: float) -> list[Pass]:
+    """The passes of an exact run over a flat body: one gather pass per norm, from the latest kept
+    activation, and a kept pass after each layer at the body's coarsest scale (a ResNet's blocks)
+    that is followed by a convolving layer, when a later layer still needs statistics, the tile and
+    margin are whole pixels there and its ``channels × pixels × scale² × 4`` bytes fit in ``budget``.
+    Only the coarsest scale: there the recomputation saved is largest and the activation smallest.
+    """
+    coarsest = min((layer.scale for layer in layers if layer.scale is not None), default=None)
+    passes, start = [], 0
+    for j, layer in enumerate(layers):
+        passes += [Pass(start, len(layers), gather=True)] * layer.norms
+        rest = layers[j + 1 :]
+        keep = (
+            layer.scale is not None
+            and layer.scale == coarsest
+            and any(later.norms for later in rest)
+            and rest[0].convolves
+            and (tile * layer.scale).denominator == 1
+            and (margin * layer.scale).denominator == 1
+            and layer.channels * pixels * layer.scale**2 * 4 <= budget
+        )
+        if keep:
+            passes.append(Pass(start, j + 1, gather=False))
+            start = j + 1
+    passes.append(Pass(start, len(layers), gather=False))
+    return passes
+
+
 # --- the tiled generator -------------------------------------------------------------------------
 
 
@@ -308,12 +421,14 @@ class TiledGenerator:
     ``tile``: the side of the output tile each network call keeps (a multiple of the generator's
     size multiple); ``margin``: context pixels on each side (default: the receptive-field reach);
     ``stats``: one of :data:`STATS_MODES` (see the module docstring); ``stats_size``: the long side
-    of the downscaled copy. ``progress`` is called with (tiles done, tiles in total) per pass.
+    of the downscaled copy; ``cache_budget``: bytes the exact mode may hold per kept activation
+    (default: a quarter of the available memory; 0 recomputes instead). ``progress`` is called with
+    (network calls done, calls in total) for each image.
     """
 
     def __init__(self, net: nn.Module, tile: int, margin: int | None = None, stats: str = "exact",
                  stats_size: int = 1024, sample_fraction: float = 0.25,
-                 progress: Callable[[int, int], None] | None = None) -> None:
+                 progress: Callable[[int, int], None] | None = None, cache_budget: float | None = None) -> None:
         if stats not in STATS_MODES:
             raise ValueError(f"unknown statistics mode {stats!r}; known: {', '.join(STATS_MODES)}")
         self.multiple = getattr(net, "size_multiple", 1)
@@ -326,7 +441,7 @@ class TiledGenerator:
         if not 0 < sample_fraction <= 1:
             raise ValueError(f"sample_fraction must be in (0, 1], got {sample_fraction}")
         self.net, self.tile, self.stats, self.progress = net, tile, stats, progress
-        self.stats_size, self.sample_fraction = stats_size, sample_fraction
+        self.stats_size, self.sample_fraction, self.cache_budget = stats_size, sample_fraction, cache_budget
         self.shared, self.session, self.n_norms = with_shared_stats(net)
         self.shared.eval()
         for module in self.shared.modules():
@@ -340,16 +455,68 @@ class TiledGenerator:
     def _one(self, image: torch.Tensor) -> torch.Tensor:  # 1×C×H×W
         padded, height, width = pad_to_multiple(image, self.multiple)
         tiles = plan_tiles(padded.shape[-2], padded.shape[-1], self.tile, self.margin)
-        session = self.session
-        session.stats = [None] * self.n_norms
-        if self.n_norms and self.stats == "downscaled":
-            self._downscaled_stats(padded)
-        if self.n_norms and self.stats in ("exact", "sampled"):
-            gathered = tiles if self.stats == "exact" else sample_tiles(tiles, self.sample_fraction)
-            for _ in range(self.n_norms):
-                self._run_tiles(padded, gathered, gather="first_unknown")
-        output = self._run_tiles(padded, tiles, keep_output=True)
+        self.session.stats = [None] * self.n_norms
+        self._calls = 0
+        layers = self._body_layers() if self.n_norms and self.stats == "exact" else None
+        if layers is not None:
+            budget = available_memory(padded.device) / 4 if self.cache_budget is None else self.cache_budget
+            passes = plan_exact_passes(layers, padded.shape[-2] * padded.shape[-1], self.tile, self.margin, budget)
+            self._total = len(passes) * len(tiles)
+            output = self._run_passes(padded, passes)
+        else:
+            gathered = []
+            if self.n_norms and self.stats == "downscaled":
+                self._downscaled_stats(padded)
+            if self.n_norms and self.stats in ("exact", "sampled"):
+                gathered = tiles if self.stats == "exact" else sample_tiles(tiles, self.sample_fraction)
+            self._total = self.n_norms * len(gathered) + len(tiles)
+            for _ in range(self.n_norms if gathered else 0):
+                self._run_tiles(self.shared, padded, gathered, gather="first_unknown")
+            output = self._run_tiles(self.shared, padded, tiles, keep_output=True)
         return output[..., :height, :width]
+
+    def _body_layers(self) -> list[Layer] | None:
+        """Per-module facts of a ResNet generator's flat body (None for other generators: U-Net nests)."""
+        from cyclegan.networks.generators import ResnetGenerator
+
+        if not isinstance(self.net, ResnetGenerator):
+            return None
+        body, side = self.shared.model, self.multiple * 8
+        sizes: list[list[torch.Size]] = [[], []]
+        parameter = next(self.shared.parameters(), None)
+        device = parameter.device if parameter is not None else "cpu"
+        try:
+            self.session.start(None)
+            for probe, side_of_probe in enumerate((side, 2 * side)):  # two sizes tell scaling from padding
+                handles = [module.register_forward_hook(lambda _m, _i, out, k=probe: sizes[k].append(out.shape))
+                           for module in body]
+                try:
+                    body(torch.zeros(1, self.net.input_nc, side_of_probe, side_of_probe, device=device))
+                finally:
+                    for handle in handles:
+                        handle.remove()
+        finally:
+            self.session.region = None
+        layers = []
+        for module, small, large in zip(body, *sizes, strict=True):
+            scale = Fraction(small[-1], side)
+            layers.append(Layer(norms=sum(isinstance(m, SharedStatsNorm) for m in module.modules()),
+                                convolves=any(isinstance(m, nn.modules.conv._ConvNd) for m in module.modules()),
+                                channels=small[1], scale=scale if large[-1] == 2 * small[-1] else None))
+        return layers
+
+    def _run_passes(self, padded: torch.Tensor, passes: list[Pass]) -> torch.Tensor:
+        body, source, scale = self.shared.model, padded, Fraction(1)
+        for step in passes:
+            tiles = plan_tiles(source.shape[-2], source.shape[-1], int(self.tile * scale), int(self.margin * scale))
+            net = body[step.start : step.stop]
+            if step.gather:
+                self._run_tiles(net, source, tiles, gather="first_unknown")
+            else:
+                result = self._run_tiles(net, source, tiles, keep_output=True)
+                scale *= Fraction(result.shape[-1], source.shape[-1])
+                source = result
+        return source
 
     def _downscaled_stats(self, padded: torch.Tensor) -> None:
         height, width = padded.shape[-2:]
@@ -363,27 +530,32 @@ class TiledGenerator:
         self.shared(small)
         self.session.finish()
 
-    def _run_tiles(self, padded: torch.Tensor, tiles: list[Tile], gather: str | None = None,
+    def _run_tiles(self, net: nn.Module, source: torch.Tensor, tiles: list[Tile], gather: str | None = None,
                    keep_output: bool = False) -> torch.Tensor | None:
+        """Runs ``net`` on every tile's window of ``source``; with ``keep_output``, returns the kept
+        centres put together (at the output's own scale, which may differ from the source's)."""
         session = self.session
         session.start(gather)
         output = None
-        for done, tile in enumerate(tiles, 1):
-            session.region = tile.region()
-            window = padded[..., tile.top : tile.bottom, tile.left : tile.right]
+        for tile in tiles:
+            session.region = region = tile.region()
+            window = source[..., tile.top : tile.bottom, tile.left : tile.right]
             try:
-                result = self.shared(window)
+                result = net(window)
             except _StopForward:
                 result = None
             if keep_output:
                 assert result is not None
+                ratio = Fraction(result.shape[-1], window.shape[-1])
                 if output is None:
-                    output = padded.new_empty(1, result.shape[1], *padded.shape[-2:])
-                region = session.region
-                output[..., tile.keep_top : tile.keep_bottom, tile.keep_left : tile.keep_right] = result[
-                    ..., region.top : region.bottom, region.left : region.right]
+                    output = source.new_empty(1, result.shape[1], *(int(n * ratio) for n in source.shape[-2:]))
+                rows = slice(int(tile.keep_top * ratio), int(tile.keep_bottom * ratio))
+                cols = slice(int(tile.keep_left * ratio), int(tile.keep_right * ratio))
+                output[..., rows, cols] = result[..., int(region.top * ratio) : int(region.bottom * ratio),
+                                                 int(region.left * ratio) : int(region.right * ratio)]
+            self._calls += 1
             if self.progress is not None:
-                self.progress(done, len(tiles))
+                self.progress(self._calls, self._total)
         session.region = None
         session.finish()
         return output
@@ -391,6 +563,8 @@ class TiledGenerator:
 
 __all__ = [
     "STATS_MODES",
+    "Layer",
+    "Pass",
     "SharedStatsNorm",
     "Tile",
     "TiledGenerator",
@@ -399,6 +573,7 @@ __all__ = [
     "choose_tile",
     "default_margin",
     "normalises_with_input_stats",
+    "plan_exact_passes",
     "plan_tiles",
     "receptive_reach",
     "with_shared_stats",

@@ -174,8 +174,10 @@ class Translator:
 
     # --- images ----------------------------------------------------------------------------------
 
-    def translate_image(self, image: Image.Image, alpha: Image.Image | None = None) -> Image.Image:
-        """A PIL image (any mode) → its translation; an alpha channel (given, or the image's own) is kept."""
+    def translate_image(self, image: Image.Image, alpha: Image.Image | None = None,
+                        progress: Callable[[int, int], None] | None = None) -> Image.Image:
+        """A PIL image (any mode) → its translation; an alpha channel (given, or the image's own) is kept.
+        ``progress(done, total)`` hears of each network call when the image is tiled."""
         from cyclegan.report import tensor_to_image
 
         if alpha is None and image.mode in ("RGBA", "LA", "PA"):
@@ -183,7 +185,7 @@ class Translator:
         colour = _to_rgb_or_l(image.convert("RGBA") if image.mode == "PA" else image, "<image>")
         colour = colour.convert("RGB" if self.input_nc == 3 else "L")
         x = TF.to_dtype(TF.to_image(colour), torch.float32, scale=True).unsqueeze(0) * 2 - 1
-        out = tensor_to_image(self.translate_tensor(x)[0].cpu())
+        out = tensor_to_image(self.translate_tensor(x, progress)[0].cpu())
         if alpha is not None:
             out = out.convert("RGBA" if out.mode == "RGB" else "LA")
             out.putalpha(alpha)
@@ -198,15 +200,23 @@ class Translator:
         colour, alpha = read_image(item, self.input_nc)
         return self.translate_image(colour, alpha)
 
-    def translate_file(self, source: Path, out_dir: Path) -> Path:
-        """Translate one image file into ``out_dir/<stem>_<fake_label><ext>`` (written atomically)."""
+    def translate_file(self, source: Path, out_dir: Path, show_progress: bool = False) -> Path:
+        """Translate one image file into ``out_dir/<stem>_<fake_label><ext>`` (written atomically);
+        ``show_progress``: a bar over the network calls of a tiled image (a large one can take hours)."""
+        from tqdm import tqdm
+
         from cyclegan.fileio import atomic_write
 
         colour, alpha = read_image(source, self.input_nc)
         suffix = source.suffix.lower()
         if alpha is not None and suffix not in ALPHA_FORMATS:
             alpha = None
-        out = self.translate_image(colour, alpha)
+        with tqdm(desc=source.name[:40], unit="window", disable=not show_progress, delay=2, leave=False) as bar:
+            def progress(done: int, total: int) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+            out = self.translate_image(colour, alpha, progress)
         target = out_dir / f"{source.stem}_{self.fake_label}{source.suffix}"
         image_format = Image.registered_extensions().get(suffix, "PNG")
         options = {"quality": 95} if image_format in ("JPEG", "WEBP") else {}
@@ -276,7 +286,7 @@ def translate_paths(translator: Translator, inputs: Iterable[str], out_dir: str 
                 target = out_dir / f"{path.stem}_{translator.fake_label}{path.suffix}"
                 translate_video(translator, path, target, show_progress=show_progress, **video_options)
             else:
-                target = translator.translate_file(path, out_dir)
+                target = translator.translate_file(path, out_dir, show_progress=show_progress)
         except (BadImageError, TranslateError) as error:
             log.error("%s", error)
             summary.failed.append((path, str(error)))
