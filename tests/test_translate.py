@@ -156,7 +156,7 @@ def test_kept_activations_give_the_same_output_in_fewer_network_calls():
 
 def test_plan_keeps_one_activation_per_resnet_block_where_it_fits():
     tiled = TiledGenerator(define_G(3, 3, 8, "resnet_9blocks", norm="instance"), 64)
-    layers = tiled._body_layers()
+    layers = tiled.layers
     assert [str(layer.scale) for layer in layers[7:19]] == ["1/4"] * 12
     passes = plan_exact_passes(layers, 1024 * 1024, 64, tiled.margin, budget=1e12)
     kept = [(p.start, p.stop) for p in passes if not p.gather]

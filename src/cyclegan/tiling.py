@@ -447,6 +447,7 @@ class TiledGenerator:
         for module in self.shared.modules():
             if hasattr(module, "pad_to_multiple"):
                 module.pad_to_multiple = True
+        self.layers = self._body_layers() if self.n_norms and stats == "exact" else None
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -457,10 +458,10 @@ class TiledGenerator:
         tiles = plan_tiles(padded.shape[-2], padded.shape[-1], self.tile, self.margin)
         self.session.stats = [None] * self.n_norms
         self._calls = 0
-        layers = self._body_layers() if self.n_norms and self.stats == "exact" else None
-        if layers is not None:
+        if self.layers is not None:
             budget = available_memory(padded.device) / 4 if self.cache_budget is None else self.cache_budget
-            passes = plan_exact_passes(layers, padded.shape[-2] * padded.shape[-1], self.tile, self.margin, budget)
+            passes = plan_exact_passes(self.layers, padded.shape[-2] * padded.shape[-1], self.tile, self.margin,
+                                       budget)
             self._total = len(passes) * len(tiles)
             output = self._run_passes(padded, passes)
         else:
