@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -231,3 +235,24 @@ def test_every_command_has_working_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
     assert exit_info.value.code == 0 and "usage: cyclegan" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("setting", [None, "0"])
+def test_the_command_puts_large_tensors_on_huge_pages_unless_told_not_to(setting):
+    thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    if not thp.exists() or "[never]" in thp.read_text():
+        pytest.skip("this kernel has transparent huge pages off")
+    env = {key: value for key, value in os.environ.items() if key != "THP_MEM_ALLOC_ENABLE"}
+    if setting is not None:
+        env["THP_MEM_ALLOC_ENABLE"] = setting
+    code = ("import cyclegan.cli, resource, torch\n"
+            "before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+            "torch.ones(16 * 2**20)  # 64 MB: 16,384 pages of 4 KB, 32 of 2 MB\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)")
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    faults = int(result.stdout.split()[-1])
+    if setting is None:
+        assert faults < 2000
+    else:
+        assert faults > 15000  # the user's 0 is kept
