@@ -15,7 +15,7 @@ demo: $(STAMP)  ## the main job: synthetic data → train on CPU → translate �
 	$(VENV)/bin/cyclegan demo --out ./demo
 
 test: $(STAMP)  ## every test, the slow end-to-end ones included (what CI runs)
-	$(PYTHON) -m pytest -q
+	$(PYTHON) -m pytest -q --durations=20
 
 test-fast: $(STAMP)  ## the quick subset for daily work
 	$(PYTHON) -m pytest -q -m "not slow"

@@ -18,6 +18,8 @@ export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 variants=("--precision bf16" "--precision bf16 --channels_last" "--precision bf16 --channels_last --compile")
 if [ "${DRY_RUN:-0}" = 1 ]; then
     device=cpu; train=(--config cpu --quick --size 32 --ngf 4 --ndf 4); infer=(--quick --size 32 --ngf 4)
+    # The CPU's own precision: bf16 where it is native, fp32 where it would be emulated (AVX2).
+    variants=("${variants[@]//bf16/auto}")
 else
     device=cuda; train=(--config paper --warmup 5 --iters 40 --rounds 4); infer=(--batch_size 16 --compile)
     variants+=("--precision fp16 --channels_last")  # fp16 (GradScaler) is CUDA-only
