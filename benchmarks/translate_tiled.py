@@ -6,9 +6,11 @@
 
 psnr: a photo-like image, resnet_9blocks with random weights (seed 0), tiled output against the
 whole-image output for each statistics mode and naive tiling (own statistics, no margin).
-memory: each size in its own subprocess, whole vs tiled (exact statistics), peak RSS
-(``ru_maxrss``) and seconds; ``--max_windows`` stops the tiled run after N network calls (the peak
-is reached by then) and extrapolates the time, stated as such. Whole-image runs whose estimated
+memory: each size in its own subprocess, whole vs tiled (exact statistics recomputed from the
+image, ``cache_budget=0``: the flat-memory path), peak RSS (``ru_maxrss``) and seconds;
+``--max_windows`` stops the tiled run after N network calls (that path's peak is reached by then)
+and extrapolates the time, stated as such. The default path adds two kept activations of
+``256 × pixels / 16 × 4`` bytes (ngf 64) later in the run: measure it whole, through the command. Whole-image runs whose estimated
 need exceeds ``--whole_limit_gb`` are not started (they would push a shared machine into swap or
 the OOM killer). video: a 640×360 clip through resnet_9blocks, frames/s and the clip's properties
 before and after.
@@ -103,7 +105,7 @@ def one_size(label: str, mode: str, max_windows: int | None, ngf: int, stats: st
             if max_windows is not None and calls >= max_windows:
                 raise _Enough
 
-        tiled = TiledGenerator(net, 512, stats=stats, progress=progress)
+        tiled = TiledGenerator(net, 512, stats=stats, progress=progress, cache_budget=0)
         try:
             tiled(x)
             seconds, note = time.perf_counter() - start, "measured"
