@@ -90,6 +90,7 @@ class Translator:
     stats: str = "exact"
     info: dict[str, Any] = field(default_factory=dict)
     _tiled: dict[tuple[int, int | None], Any] = field(default_factory=dict, repr=False)
+    _margin: int | None = field(default=None, repr=False)  # the generator's reach: measured once
 
     @classmethod
     def from_run(cls, run_dir: str | os.PathLike[str], epoch: str = "latest", direction: str = "AtoB",
@@ -149,14 +150,24 @@ class Translator:
         multiple = getattr(self.net, "size_multiple", 1)
         return max(8, multiple * 2) if multiple < 64 else multiple
 
+    def margin(self) -> int:
+        """Context pixels per tile side: ``tile_overlap``, else the generator's receptive-field reach."""
+        from cyclegan.tiling import default_margin
+
+        if self.tile_overlap is not None:
+            return self.tile_overlap
+        if self._margin is None:
+            self._margin = default_margin(self.net)
+        return self._margin
+
     def tile_for(self, height: int, width: int) -> int | None:
-        from cyclegan.tiling import choose_tile, default_margin
+        from cyclegan.tiling import choose_tile
 
         if self.tile == 0:
             return None
         if self.tile is not None:
             return self.tile
-        margin = self.tile_overlap if self.tile_overlap is not None else default_margin(self.net)
+        margin = self.margin()
         tile = choose_tile(self.net, height, width, margin, self.device)
         if tile is not None:
             log.info("%d×%d does not fit in memory whole: tiles of %d px (+%d px margins)", width, height, tile, margin)
@@ -167,7 +178,7 @@ class Translator:
 
         key = (tile, self.tile_overlap)
         if key not in self._tiled:
-            self._tiled[key] = TiledGenerator(self.net, tile, self.tile_overlap, stats=self.stats)
+            self._tiled[key] = TiledGenerator(self.net, tile, self.margin(), stats=self.stats)
         tiled = self._tiled[key]
         tiled.progress = progress
         return tiled
