@@ -88,9 +88,9 @@ def receptive_reach(net: nn.Module) -> int:
     """
     footprint = copy.deepcopy(net).cpu().double().eval()
     for name, module in list(footprint.named_modules()):
-        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)) or isinstance(module, _VALUE_LAYERS):
+        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, *_VALUE_LAYERS)):
             parent_name, _, child = name.rpartition(".")
-            replacement = _Footprint(module) if isinstance(module, nn.modules.conv._ConvNd) else nn.Identity()
+            replacement = _Footprint(module) if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)) else nn.Identity()
             setattr(footprint.get_submodule(parent_name) if parent_name else footprint, child, replacement)
         elif isinstance(getattr(module, "filt", None), torch.Tensor):  # anti-aliasing blur: one copy per channel
             module.filt = module.filt[:1].abs()
