@@ -358,6 +358,23 @@ def peak_memory_mib(device: torch.device) -> float:
     """Peak memory of this process: CUDA's max allocated, else the peak resident set size."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
+    return peak_rss_mib()
+
+
+def peak_rss_mib() -> float:
+    """The peak resident set size of this process's memory, in MiB.
+
+    On Linux from ``VmHWM`` in /proc/self/status, not ``ru_maxrss``: the kernel carries
+    ``ru_maxrss`` over from the parent into a child started by fork/exec, so a worker process would
+    report at least its parent's size at the spawn (every variant of a benchmark then "peaks" alike).
+    """
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 2**10  # kB
+    except OSError:
+        pass
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / 2**20 if sys.platform == "darwin" else rss / 2**10  # bytes on macOS, KiB on Linux
 

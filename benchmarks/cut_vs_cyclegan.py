@@ -46,6 +46,7 @@ from common import (  # noqa: E402
     markdown_table,
     median,
     our_step_fn,
+    peak_rss_mib,
     random_batch,
     synchronize,
     train_config,
@@ -141,7 +142,7 @@ def memory_worker(args: argparse.Namespace) -> int:
     if device.type == "cuda":
         peak = (torch.cuda.max_memory_allocated(device) - before) / 2**20
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10 - before_rss  # KiB on Linux
+        peak = peak_rss_mib() - before_rss
     print("@@" + json.dumps({"variant": args.memory_worker, "peak_mib": peak}))
     return 0
 

@@ -7,7 +7,7 @@
 psnr: a photo-like image, resnet_9blocks with random weights (seed 0), tiled output against the
 whole-image output for each statistics mode and naive tiling (own statistics, no margin).
 memory: each size in its own subprocess, whole vs tiled (exact statistics recomputed from the
-image, ``cache_budget=0``: the flat-memory path), peak RSS (``ru_maxrss``) and seconds;
+image, ``cache_budget=0``: the flat-memory path), peak RSS (``VmHWM``) and seconds;
 ``--max_windows`` stops the tiled run after N network calls (that path's peak is reached by then)
 and extrapolates the time, stated as such. The default path adds two kept activations of
 ``256 × pixels / 16 × 4`` bytes (ngf 64) later in the run: measure it whole, through the command. Whole-image runs whose estimated
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,9 @@ import time
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # `common` when run from anywhere
+from common import peak_rss_mib  # noqa: E402
 
 SIZES = {"1k": (1280, 720), "2k": (2048, 1080), "4k": (3840, 2160), "8k": (7680, 4320)}
 
@@ -113,7 +115,7 @@ def one_size(label: str, mode: str, max_windows: int | None, ngf: int, stats: st
             # Rough: the first windows of an exact run stop early (the stem's norms), later ones do not.
             seconds = (time.perf_counter() - start) / calls * total
             note = f"extrapolated from {calls} of {total} windows"
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB → MiB on Linux
+    peak = peak_rss_mib()
     return {"size": label, "pixels": width * height, "mode": mode, "stats": stats, "peak_rss_mib": round(peak),
             "seconds": round(seconds, 1), "time": note}
 

@@ -177,6 +177,21 @@ def test_antialiased_resampling_shapes_and_constant_images():
     assert torch.allclose(down.filt[0, 0], torch.tensor([[1, 2, 1], [2, 4, 2], [1, 2, 1]]) / 16.0)
 
 
+@pytest.mark.parametrize("filt_size", [2, 3, 4, 5, 6])
+def test_upsample_equals_cuts_transpose_then_trim(filt_size):
+    # CUT's Upsample.forward, verbatim in effect: pad, transposed depthwise conv, then slice off one
+    # row / column at the top-left (and one at the bottom-right for even filters).
+    up = Upsample(5, filt_size=filt_size).double()
+    x = torch.randn(2, 5, 7, 9, dtype=torch.float64)
+    cuts = nn.functional.conv_transpose2d(up.pad(x), up.filt, stride=2, padding=1 + up.pad_size, groups=5)[:, :, 1:, 1:]
+    if filt_size % 2 == 0:
+        cuts = cuts[:, :, :-1, :-1]
+    ours = up(x)
+    assert torch.equal(ours, cuts)
+    # Even filters (CUT's default, 4) trim symmetrically inside the convolution: no strided view to copy.
+    assert ours.is_contiguous() == (filt_size % 2 == 0)
+
+
 def test_encode_only_returns_features_without_running_the_decoder():
     generator = define_cut_G(3, 3, 4, "resnet_6blocks").eval()
     ran = []

@@ -80,8 +80,14 @@ class Upsample(nn.Module):
         self.pad = pad_layer(pad_type, [1, 1, 1, 1])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Pad by one pixel, transpose-convolve, then trim to exactly stride × the input size.
-        out = F.conv_transpose2d(
+        # Pad by one pixel, transpose-convolve, then trim to exactly stride × the input size. CUT trims
+        # one more row / column on each side by slicing; for even filters that trim is symmetric and
+        # the transposed convolution's own padding does it, so the next convolution (and backward)
+        # gets a contiguous tensor instead of copying a strided view.
+        if not self.filt_odd:
+            return F.conv_transpose2d(
+                self.pad(x), self.filt, stride=self.stride, padding=2 + self.pad_size, groups=x.shape[1]
+            )
+        return F.conv_transpose2d(
             self.pad(x), self.filt, stride=self.stride, padding=1 + self.pad_size, groups=x.shape[1]
         )[:, :, 1:, 1:]
-        return out if self.filt_odd else out[:, :, :-1, :-1]
