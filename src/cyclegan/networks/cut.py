@@ -160,16 +160,18 @@ class PatchSampleF(nn.Module):
         ids: list[torch.Tensor] = []
         for index, feature in enumerate(features):
             batch, height, width = feature.shape[0], feature.shape[2], feature.shape[3]
-            flat = feature.permute(0, 2, 3, 1).flatten(1, 2)  # B × (H·W) × C
             if num_patches > 0:
                 if patch_ids is not None:
                     patch_id = patch_ids[index]
                 else:
-                    patch_id = torch.randperm(flat.shape[1], device=feature.device)[: min(num_patches, flat.shape[1])]
-                sample = flat[:, patch_id, :].flatten(0, 1)  # (B·P) × C
+                    positions = height * width
+                    patch_id = torch.randperm(positions, device=feature.device)[: min(num_patches, positions)]
+                # CUT permutes the whole map to B × (H·W) × C and then picks P positions; picking first
+                # gives the same values without copying (and, in backward, re-copying) the full map.
+                sample = feature.flatten(2)[:, :, patch_id].transpose(1, 2).flatten(0, 1)  # (B·P) × C
             else:
                 patch_id = torch.zeros(0, dtype=torch.long, device=feature.device)
-                sample = flat  # B × (H·W) × C: every position
+                sample = feature.permute(0, 2, 3, 1).flatten(1, 2)  # B × (H·W) × C: every position
             if self.use_mlp:
                 sample = getattr(self, f"mlp_{index}")(sample)
             if num_patches > 0:
