@@ -5,8 +5,8 @@
 #   DRY_RUN=1 bash benchmarks/gpu_check.sh                    # the same plumbing on a CPU, tiny sizes
 #
 # Nothing to install where torch, torchvision, safetensors, jinja2, tqdm, matplotlib, onnx and
-# onnxruntime already are: the package runs from src/. Writes 4 files under $OUT (default
-# ./gpu_check): machine.txt, tests.txt, train_step.md, inference.md.
+# onnxruntime already are: the package runs from src/. Writes 5 files under $OUT (default
+# ./gpu_check): machine.txt, tests.txt, train_step.md, inference.md, cut_vs_cyclegan.md.
 # Not covered: DDP over nccl needs two GPUs (NCCL refuses two ranks on one device).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -18,10 +18,12 @@ export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 variants=("--precision bf16" "--precision bf16 --channels_last" "--precision bf16 --channels_last --compile")
 if [ "${DRY_RUN:-0}" = 1 ]; then
     device=cpu; train=(--config cpu --quick --size 32 --ngf 4 --ndf 4); infer=(--quick --size 32 --ngf 4)
+    cut=(--quick --size 32 --ngf 4 --ndf 4)
     # The CPU's own precision: bf16 where it is native, fp32 where it would be emulated (AVX2).
     variants=("${variants[@]//bf16/auto}")
 else
     device=cuda; train=(--config paper --warmup 5 --iters 40 --rounds 4); infer=(--batch_size 16 --compile)
+    cut=(--config paper --rounds 4 --iters 6)
     variants+=("--precision fp16 --channels_last")  # fp16 (GradScaler) is CUDA-only
 fi
 
@@ -44,3 +46,6 @@ done
 
 # 3. Generator inference: eager fp32, ours (bf16 + channels-last, + compile), onnxruntime.
 "$py" benchmarks/inference.py --device "$device" "${infer[@]}" 2>&1 | tee "$out/inference.md"
+
+# 4. CycleGAN vs CUT vs FastCUT iterations at 256 px (s/iter, peak memory), against the CUT paper's ratios.
+"$py" benchmarks/cut_vs_cyclegan.py --device "$device" "${cut[@]}" 2>&1 | tee "$out/cut_vs_cyclegan.md"

@@ -227,7 +227,8 @@ def test_gpu_check_script_runs_end_to_end_in_its_dry_run(tmp_path):
                                env=env, timeout=900)
     assert completed.returncode == 0, completed.stderr[-3000:]
     out = tmp_path / "out"
-    assert sorted(p.name for p in out.iterdir()) == ["inference.md", "machine.txt", "tests.txt", "train_step.md"]
+    assert sorted(p.name for p in out.iterdir()) == ["cut_vs_cyclegan.md", "inference.md", "machine.txt", "tests.txt",
+                                                     "train_step.md"]
     assert "torch " in (out / "machine.txt").read_text()
     tests = (out / "tests.txt").read_text()
     assert ("skipped" in tests) != torch.cuda.is_available() and "error" not in tests.lower()
@@ -240,3 +241,4 @@ def test_gpu_check_script_runs_end_to_end_in_its_dry_run(tmp_path):
     precision = "bf16" if torch.cuda.is_available() else resolve_precision("auto", torch.device("cpu"))
     assert f"| ours | {precision} | {compiled_channels_last} | yes |" in train
     assert len(table_rows((out / "inference.md").read_text())) == 6  # header, rule, 4 variants (int8 included)
+    assert [row[0] for row in table_rows((out / "cut_vs_cyclegan.md").read_text())[2:]] == ["cyclegan", "cut", "fastcut"]
