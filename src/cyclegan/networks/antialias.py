@@ -84,10 +84,6 @@ class Upsample(nn.Module):
         # one more row / column on each side by slicing; for even filters that trim is symmetric and
         # the transposed convolution's own padding does it, so the next convolution (and backward)
         # gets a contiguous tensor instead of copying a strided view.
-        if not self.filt_odd:
-            return F.conv_transpose2d(
-                self.pad(x), self.filt, stride=self.stride, padding=2 + self.pad_size, groups=x.shape[1]
-            )
-        return F.conv_transpose2d(
-            self.pad(x), self.filt, stride=self.stride, padding=1 + self.pad_size, groups=x.shape[1]
-        )[:, :, 1:, 1:]
+        padding = 1 + self.pad_size + (0 if self.filt_odd else 1)
+        out = F.conv_transpose2d(self.pad(x), self.filt, stride=self.stride, padding=padding, groups=x.shape[1])
+        return out[:, :, 1:, 1:] if self.filt_odd else out
