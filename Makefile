@@ -14,11 +14,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)  ## the main job: synthetic data → train on CPU → translate → pages and PSNR
 	$(VENV)/bin/cyclegan demo --out ./demo
 
+# One pytest worker per core (pytest-xdist); tests/conftest.py gives each its share of the threads.
 test: $(STAMP)  ## every test, the slow end-to-end ones included (what CI runs)
-	$(PYTHON) -m pytest -q --durations=20
+	$(PYTHON) -m pytest -q -n auto --dist worksteal --durations=20
 
 test-fast: $(STAMP)  ## the quick subset for daily work
-	$(PYTHON) -m pytest -q -m "not slow"
+	$(PYTHON) -m pytest -q -n auto --dist worksteal -m "not slow"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests $(wildcard benchmarks)

@@ -29,6 +29,7 @@ D step's no input gradients): it is a yardstick for achieved / peak, not an exac
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import os
@@ -247,9 +248,13 @@ class ReferenceStep(nn.Module):
 
 
 def build_our_step(
-    config: TrainConfig, device: torch.device, precision: str, channels_last: bool, compile: bool
+    config: TrainConfig, device: torch.device, precision: str, channels_last: bool, compile: bool,
+    compile_backend: str = "inductor",
 ) -> tuple[Any, Precision]:
-    """Our model, set up as the trainer sets it up (device, memory format, optimizers, compile)."""
+    """Our model, set up as the trainer sets it up (device, memory format, optimizers, compile).
+
+    ``compile_backend`` other than the trainer's inductor is for dry runs: ``aot_eager`` traces the
+    same graphs (dynamo and AOTAutograd, graph breaks included) without generating kernels."""
     from cyclegan.models import create_model
     from cyclegan.trainer import channels_last_weights
 
@@ -259,11 +264,7 @@ def build_our_step(
         model.to(memory_format=torch.channels_last)
     model.build_optimizers()
     if compile:
-        if hasattr(model, "wrap_step_modules"):
-            model.wrap_step_modules(torch.compile)
-        else:  # an older model without step modules: compile each network
-            for name in list(model.nets):
-                model.nets[name] = torch.compile(model.nets[name])
+        model.wrap_step_modules(functools.partial(torch.compile, backend=compile_backend))
     return model, Precision(precision, device)
 
 

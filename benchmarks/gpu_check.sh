@@ -21,6 +21,9 @@ if [ "${DRY_RUN:-0}" = 1 ]; then
     cut=(--quick --size 32 --ngf 4 --ndf 4)
     # The CPU's own precision: bf16 where it is native, fp32 where it would be emulated (AVX2).
     variants=("${variants[@]//bf16/auto}")
+    # The compiled step traced as on the GPU but without kernel generation: inductor's CPU code is
+    # tested in tests/test_train.py, and here it would add minutes of C++ compilation.
+    variants[2]+=" --compile_backend aot_eager"
 else
     device=cuda; train=(--config paper --warmup 5 --iters 40 --rounds 4); infer=(--batch_size 16 --compile)
     cut=(--config paper --rounds 4 --iters 6)
