@@ -381,3 +381,36 @@ def test_the_reference_fixtures_ship_with_the_tests():
     stems = {p.stem.split("_")[0] + "_" + p.stem.split("_")[1] for p in reference_fixture_files()}
     assert {"G_resnet", "G_unet", "D_basic", "D_pixel"} <= stems
     assert {"gan_losses", "gradient_penalty"} <= {p.stem for p in reference_fixture_files()}
+
+
+# --- the residual output (ours; off in the reference) ---------------------------------------
+
+
+@pytest.mark.parametrize("norm", ["instance", "none"])
+def test_residual_output_starts_as_the_identity_with_the_reference_keys(norm):
+    torch.manual_seed(0)
+    residual = define_G(3, 3, 4, "resnet_6blocks", norm=norm, init_type="kaiming", residual_output=True)
+    torch.manual_seed(0)
+    plain = define_G(3, 3, 4, "resnet_6blocks", norm=norm, init_type="kaiming")
+    assert list(residual.state_dict()) == list(plain.state_dict())
+    # the same random draws: only the last convolution differs (zeroed)
+    last = f"model.{len(residual.model) - 1}."
+    for key, value in residual.state_dict().items():
+        if key.startswith(last):
+            assert not value.any()
+        else:
+            assert torch.equal(value, plain.state_dict()[key]), key
+    x = torch.rand(2, 3, 24, 20, generator=torch.Generator().manual_seed(1)) * 1.96 - 0.98
+    assert (residual(x) - x).abs().max() < 1e-6  # G(x) = x at the start, the plain G is far from it
+    assert (plain(x) - x).abs().max() > 0.1
+    with torch.no_grad():
+        residual.model[-1].bias.fill_(0.3)  # h = 0.3 everywhere: tanh(atanh(x) + 0.3), still in (-1, 1)
+    out = residual(x)
+    assert torch.allclose(out, torch.tanh(torch.atanh(x) + 0.3), atol=1e-6) and out.abs().max() < 1
+
+
+def test_residual_output_is_for_resnet_generators_with_equal_channels():
+    with pytest.raises(ValueError, match="ResNet generators.*unet_128"):
+        define_G(3, 3, 4, "unet_128", residual_output=True)
+    with pytest.raises(ValueError, match="input_nc == output_nc.*got 1 and 3"):
+        define_G(1, 3, 4, "resnet_6blocks", residual_output=True)

@@ -314,6 +314,27 @@ def test_resume_with_another_architecture_lists_the_differences(tmp_path):
     assert "--ngf: saved 4, now 8" in message and "--norm: saved 'instance', now 'batch'" in message
 
 
+def test_residual_output_run_rebuilds_as_trained_and_is_not_exported_as_the_reference(tmp_path):
+    from cyclegan.export import ExportError, run_export_model
+    from cyclegan.translate import load_generators
+
+    data = tiny_dataset(tmp_path / "data", n=2)
+    options = {"model__residual_output": True, "model__norm": "none", "cycle_gan__lambda_identity": 0.0}
+    run = train(tiny_config(data, tmp_path / "ck", optim__max_iters=2, **options)).run_dir
+    nets = load_generators(run).nets
+    assert set(nets) == {"G_A", "G_B"} and all(net.residual_output for net in nets.values())
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 1.8 - 0.9
+    with torch.no_grad():
+        change = (nets["G_A"](x) - x).abs().max()
+    assert 0 < change < 0.5  # two steps away from the identity it started as
+    with pytest.raises(ExportError, match="--residual_output.*--format onnx"):
+        run_export_model(run, "latest", "reference", tmp_path / "ref")
+    with pytest.raises(ArchitectureMismatch, match="--residual_output: saved True, now False"):
+        Trainer(tiny_config(data, tmp_path / "ck", model__norm="none", cycle_gan__lambda_identity=0.0))
+    with pytest.raises(ValueError, match="--residual_output is for --model cycle_gan / pix2pix"):
+        create_model(tiny_config(data, tmp_path / "ck", name="cut", model__model="cut", model__residual_output=True))
+
+
 def test_resume_required_without_a_checkpoint(tmp_path):
     data = tiny_dataset(tmp_path / "data", n=2)
     with pytest.raises(Exception, match="no checkpoint"):

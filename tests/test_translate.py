@@ -386,3 +386,16 @@ def test_truncated_and_fake_videos_are_named_and_leave_nothing(tmp_path, capsys)
     assert code == 2
     assert "cut.mp4" in err and "fake.mov" in err and "Traceback" not in err
     assert list(out.iterdir()) == []  # no partial file, no temporary left behind
+
+
+def test_exact_tiles_of_a_residual_output_generator_equal_the_whole_image():
+    torch.manual_seed(0)
+    net = ResnetGenerator(3, 3, 4, norm_layer=get_norm_layer("instance"), n_blocks=1, residual_output=True)
+    net = init_weights(net, "normal", 0.02).eval()  # the last convolution not zeroed: h matters
+    x = photo(128, 160)
+    with torch.no_grad():
+        whole = net(x)
+    assert psnr(whole, x) < 40  # the output is not the input
+    tiled = TiledGenerator(net, 32, stats="exact")
+    assert tiled.layers is not None  # the layer-by-layer passes, which must add the input at the end
+    assert (tiled(x) - whole).abs().max() < 1e-4

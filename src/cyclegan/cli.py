@@ -45,6 +45,8 @@ IGNORED_REFERENCE_FLAGS = {
 }
 
 HELP = {
+    "residual_output": "ResNet G computes tanh(h(x) + atanh(x)), h's last conv zeroed: it starts as the identity "
+                       "(ours; for colour looks with --norm none --init_type kaiming)",
     "dataroot": "folder with trainA/ trainB/ (testA/ testB/) as in the reference",
     "name": "run name: checkpoints go to <checkpoints_dir>/<name>",
     "model": "cycle_gan (unpaired) | pix2pix (paired, aligned A|B images) | cut (CUT / FastCUT, unpaired); "

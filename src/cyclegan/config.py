@@ -57,6 +57,8 @@ class ModelConfig:
     init_type: str = "normal"
     init_gain: float = 0.02
     padding_type: str = "reflect"
+    # Ours, off in the reference: a ResNet G computes tanh(h(x) + atanh(x)) and starts as the identity.
+    residual_output: bool = False
     gan_mode: str = "lsgan"  # lsgan | vanilla | wgangp | hinge
     pool_size: int = 50
     lambda_gp: float = 10.0
@@ -67,8 +69,9 @@ class ModelConfig:
 
     @property
     def arch_fields(self) -> dict[str, Any]:
-        """The fields that fix tensor shapes: a resume or a checkpoint load must agree on these."""
-        keys = ("model", "netG", "netD", "ngf", "ndf", "n_layers_D", "norm", "no_dropout", "padding_type")
+        """The fields that fix the networks' shapes and function: a resume or a checkpoint load must agree."""
+        keys = ("model", "netG", "netD", "ngf", "ndf", "n_layers_D", "norm", "no_dropout", "padding_type",
+                "residual_output")
         return {k: getattr(self, k) for k in keys}
 
 

@@ -355,6 +355,10 @@ def _export_reference_run(run_dir: Path, epoch: str, out_dir: Path) -> dict[str,
     """Every network of our checkpoint as the reference's ``latest_net_<name>.pth``."""
     state = load_checkpoint(run_dir / f"{epoch}{CHECKPOINT_SUFFIX}")
     config = TrainConfig.from_dict(state["config"])
+    if config.model.residual_output:
+        raise ExportError(f"{run_dir} was trained with --residual_output, which the reference's generators do "
+                          f"not compute (their .pth would load and translate wrongly); export --format onnx "
+                          f"or torch_export instead")
     model = create_model(config, is_train=True)
     model.build_from_state(state["nets"])  # networks shaped by the data (CUT's F)
     for name, net in model.nets.items():

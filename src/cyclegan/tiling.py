@@ -464,6 +464,8 @@ class TiledGenerator:
                                        budget)
             self._total = len(passes) * len(tiles)
             output = self._run_passes(padded, passes)
+            if getattr(self.net, "residual_output", False):  # the passes run the layer stack, not body()
+                output = self.shared.add_input(output, padded)
         else:
             gathered = []
             if self.n_norms and self.stats == "downscaled":

@@ -30,7 +30,7 @@ from cyclegan.config import CONFIG_FILENAME, DataConfig, ModelConfig, TrainConfi
 from cyclegan.data import get_transform, list_images, load_image, scan_images, split_aligned
 from cyclegan.fileio import atomic_write
 from cyclegan.models import MODELS, create_model
-from cyclegan.networks import define_G, load_reference_state_dict
+from cyclegan.networks import define_G, generator_options, load_reference_state_dict
 from cyclegan.precision import Precision
 from cyclegan.report.visuals import tensor_to_image
 
@@ -56,8 +56,7 @@ def _build_generators(names: tuple[str, ...], config: TrainConfig) -> dict[str, 
     m, d = config.model, config.data
     return {
         name: recipe_nets[name] if name in recipe_nets else define_G(
-            d.input_nc, d.output_nc, m.ngf, m.netG, norm=m.norm, use_dropout=not m.no_dropout,
-            init_type=m.init_type, init_gain=m.init_gain, padding_type=m.padding_type)
+            d.input_nc, d.output_nc, m.ngf, m.netG, **generator_options(m))
         for name in names
     }
 

@@ -97,6 +97,8 @@ class CUTModel(TrainingRecipe):
 
     def __init__(self, config: TrainConfig, is_train: bool = True) -> None:
         super().__init__()
+        if config.model.residual_output:
+            raise ValueError("--residual_output is for --model cycle_gan / pix2pix: CUT's generators follow CUT's code")
         self.options = options = cut_config(config)
         self.lr, self.betas = config.optim.lr, (config.optim.beta1, config.optim.beta2)
         self.nets["G"] = build_generator(options)

@@ -22,7 +22,7 @@ from cyclegan.config import TrainConfig
 from cyclegan.losses import cycle_loss, gan_loss, identity_loss
 from cyclegan.models.base import MODELS, StepResult, TrainingRecipe, Translator, set_requires_grad
 from cyclegan.models.warm_start import identity_warm_start
-from cyclegan.networks import define_D, define_G
+from cyclegan.networks import define_D, define_G, generator_options
 from cyclegan.pool import ImagePool
 from cyclegan.precision import Precision
 
@@ -107,10 +107,8 @@ class CycleGANModel(TrainingRecipe):
                 f"--lambda_identity {options.lambda_identity} needs input_nc == output_nc (got {input_nc} and "
                 f"{output_nc}): G_A(B) must be comparable with B; set --lambda_identity 0"
             )
-        g_kwargs = {"norm": m.norm, "use_dropout": not m.no_dropout, "init_type": m.init_type,
-                    "init_gain": m.init_gain, "padding_type": m.padding_type}
-        self.nets["G_A"] = define_G(input_nc, output_nc, m.ngf, m.netG, **g_kwargs)
-        self.nets["G_B"] = define_G(output_nc, input_nc, m.ngf, m.netG, **g_kwargs)
+        self.nets["G_A"] = define_G(input_nc, output_nc, m.ngf, m.netG, **generator_options(m))
+        self.nets["G_B"] = define_G(output_nc, input_nc, m.ngf, m.netG, **generator_options(m))
         self.is_train = is_train
         if is_train:
             d_kwargs = {"norm": m.norm, "init_type": m.init_type, "init_gain": m.init_gain}

@@ -28,7 +28,7 @@ from torch import nn
 from cyclegan.config import TrainConfig
 from cyclegan.losses import gan_loss
 from cyclegan.models.base import MODELS, StepResult, TrainingRecipe, Translator, set_requires_grad
-from cyclegan.networks import define_D, define_G
+from cyclegan.networks import define_D, define_G, generator_options
 from cyclegan.precision import Precision
 
 
@@ -69,8 +69,7 @@ class Pix2PixModel(TrainingRecipe):
         self.cfg, self.options = m, config.pix2pix
         self.lr, self.betas = config.optim.lr, (config.optim.beta1, config.optim.beta2)
         input_nc, output_nc = config.data.input_nc, config.data.output_nc
-        self.nets["G"] = define_G(input_nc, output_nc, m.ngf, m.netG, norm=m.norm, use_dropout=not m.no_dropout,
-                                  init_type=m.init_type, init_gain=m.init_gain, padding_type=m.padding_type)
+        self.nets["G"] = define_G(input_nc, output_nc, m.ngf, m.netG, **generator_options(m))
         self.is_train = is_train
         if is_train:
             if m.pool_size:

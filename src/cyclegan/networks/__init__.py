@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import Any
 
 from torch import nn
 
+from cyclegan.config import ModelConfig
 from cyclegan.networks.compat import load_reference_state_dict
 from cyclegan.networks.cut import (
     CUTNLayerDiscriminator,
@@ -66,15 +68,32 @@ def define_G(
     init_type: str = "normal",
     init_gain: float = 0.02,
     padding_type: str = "reflect",
+    residual_output: bool = False,
     **extra,
 ) -> nn.Module:
-    """Build and initialise a generator: resnet_9blocks | resnet_6blocks | unet_128 | unet_256."""
+    """Build and initialise a generator: resnet_9blocks | resnet_6blocks | unet_128 | unet_256.
+
+    ``residual_output``: a ResNet generator that starts as the identity (see ``ResnetGenerator``).
+    """
     builder = GENERATORS.get(netG)
     kwargs = {"norm_layer": get_norm_layer(norm), "use_dropout": use_dropout, "use_bias": conv_bias_for(norm)}
     if "resnet" in netG:
         kwargs["padding_type"] = padding_type
-    net = builder(input_nc, output_nc, ngf=ngf, **kwargs, **extra)
-    return init_weights(net, init_type, init_gain)
+        if residual_output:
+            kwargs["residual_output"] = True
+    elif residual_output:
+        raise ValueError(f"--residual_output is for the ResNet generators (resnet_9blocks, resnet_6blocks), "
+                         f"not {netG!r}")
+    net = init_weights(builder(input_nc, output_nc, ngf=ngf, **kwargs, **extra), init_type, init_gain)
+    if residual_output:
+        net.start_as_identity()
+    return net
+
+
+def generator_options(m: ModelConfig) -> dict[str, Any]:
+    """``define_G``'s keyword arguments from a run's model section (every recipe builds its G with them)."""
+    return {"norm": m.norm, "use_dropout": not m.no_dropout, "init_type": m.init_type, "init_gain": m.init_gain,
+            "padding_type": m.padding_type, "residual_output": m.residual_output}
 
 
 def define_D(
@@ -164,6 +183,7 @@ __all__ = [
     "define_D",
     "define_G",
     "enable_gradient_checkpointing",
+    "generator_options",
     "init_weights",
     "load_reference_state_dict",
 ]

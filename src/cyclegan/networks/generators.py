@@ -116,9 +116,15 @@ class ResnetGenerator(SizeCheckedGenerator):
 
     ``antialias`` / ``antialias_up`` give CUT's variant (networks/cut.py): a full-resolution conv, then
     blur-and-subsample down; blur-upsample, then a full-resolution conv up (key ``model.N.filt``).
+
+    ``residual_output`` (ours, off in the reference): G(x) = tanh(h(x) + atanh(x)), where h is the
+    layer stack without its tanh. With h's last convolution zeroed (``start_as_identity``) the
+    generator starts as the identity and learns a change of appearance; the same keys as without.
     """
 
     n_downsampling = 2
+    # atanh(±1) is infinite: inputs are clamped to this before the skip (tanh(atanh(0.99)) = 0.99).
+    residual_clamp = 0.99
 
     def __init__(
         self,
@@ -132,11 +138,16 @@ class ResnetGenerator(SizeCheckedGenerator):
         use_bias: bool = False,
         antialias: bool = False,
         antialias_up: bool = False,
+        residual_output: bool = False,
     ):
         if n_blocks < 0:
             raise ValueError(f"n_blocks must be >= 0, got {n_blocks}")
+        if residual_output and input_nc != output_nc:
+            raise ValueError(f"--residual_output adds the input to the output: it needs input_nc == output_nc "
+                             f"(got {input_nc} and {output_nc})")
         super().__init__()
         self.input_nc = input_nc
+        self.residual_output = residual_output  # a plain attribute: the state_dict keys stay the reference's
         self.size_multiple = 2**self.n_downsampling
         model: list[nn.Module] = [
             nn.ReflectionPad2d(3),
@@ -166,8 +177,25 @@ class ResnetGenerator(SizeCheckedGenerator):
                     ngf * mult, ngf * mult // 2, kernel_size=3, stride=2, padding=1, output_padding=1, bias=use_bias
                 )]
             model += [*up, norm_layer(ngf * mult // 2), nn.ReLU(True)]
-        model += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, kernel_size=7, padding=0), nn.Tanh()]
+        model += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, kernel_size=7, padding=0)]
+        if not residual_output:  # with it, the tanh comes after the skip (add_input); it has no key
+            model.append(nn.Tanh())
         self.model = nn.Sequential(*model)
+
+    def body(self, x: torch.Tensor) -> torch.Tensor:
+        output = self.model(x)
+        return self.add_input(output, x) if self.residual_output else output
+
+    def add_input(self, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The residual output: tanh(h + atanh(x)), so that h = 0 gives back x."""
+        return torch.tanh(h + torch.atanh(x.clamp(-self.residual_clamp, self.residual_clamp)))
+
+    @torch.no_grad()
+    def start_as_identity(self) -> None:
+        """Zero the last convolution, so that a residual-output generator starts as G(x) = x."""
+        last = self.model[-1]
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
 
 
 class UnetSkipConnectionBlock(nn.Module):
