@@ -56,6 +56,7 @@ from cyclegan.config import (
 )
 from cyclegan.models.base import set_requires_grad
 from cyclegan.networks import define_D, define_G
+from cyclegan.networks.layers import InstanceNorm2d
 from cyclegan.pool import ImagePool
 from cyclegan.precision import Precision
 
@@ -145,6 +146,17 @@ class ReferenceGANLoss(nn.Module):
         return self.loss(prediction, target.expand_as(prediction))
 
 
+def with_torch_instance_norm(net: nn.Module) -> nn.Module:
+    """Put torch's ``nn.InstanceNorm2d`` (the reference's layer) where ours is: same keys, its kernel."""
+    for name, module in list(net.named_modules()):
+        if type(module) is InstanceNorm2d:
+            parent_name, _, child = name.rpartition(".")
+            parent = net.get_submodule(parent_name) if parent_name else net
+            setattr(parent, child, nn.InstanceNorm2d(module.num_features, module.eps, module.momentum,
+                                                     module.affine, module.track_running_stats))
+    return net
+
+
 class ReferenceStep(nn.Module):
     """A CycleGAN iteration as the reference's ``optimize_parameters``, eager fp32 NCHW."""
 
@@ -166,6 +178,8 @@ class ReferenceStep(nn.Module):
         self.netG_B = define_G(d.output_nc, d.input_nc, m.ngf, m.netG, **g_kwargs)
         self.netD_A = define_D(d.output_nc, m.ndf, m.netD, m.n_layers_D, **d_kwargs)
         self.netD_B = define_D(d.input_nc, m.ndf, m.netD, m.n_layers_D, **d_kwargs)
+        for net in (self.netG_A, self.netG_B, self.netD_A, self.netD_B):
+            with_torch_instance_norm(net)
         seed = config.runtime.seed or 0
         self.fake_A_pool = ImagePool(m.pool_size, seed=seed + 1)  # our model's seeds
         self.fake_B_pool = ImagePool(m.pool_size, seed=seed + 2)

@@ -8,7 +8,8 @@
 
 Variants, all in this process, timed in alternating rounds so that drift hits each alike:
 
-- ``eager fp32``: the generator as ``cyclegan test`` runs it (eval, no_grad, fp32, NCHW);
+- ``eager fp32``: the reference's generator (torch's ``nn.InstanceNorm2d``) as its ``test.py`` runs it
+  (eval, no_grad, fp32, NCHW);
 - ``ours``: autocast at ``--precision`` (default bf16; on CUDA fp16 where bf16 is missing) with the
   network and input in channels_last, under ``torch.inference_mode``;
 - ``ours + compile`` (with ``--compile``): the same through ``torch.compile``;
@@ -51,6 +52,7 @@ from common import (  # noqa: E402
     markdown_table,
     median,
     synchronize,
+    with_torch_instance_norm,
     write_json,
 )
 
@@ -137,7 +139,7 @@ def build_variants(
 
     variants: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}
     skipped: dict[str, str] = {}
-    eager = copy.deepcopy(net).to(device).eval()
+    eager = with_torch_instance_norm(copy.deepcopy(net)).to(device).eval()
 
     def run_eager(x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():

@@ -414,3 +414,37 @@ def test_residual_output_is_for_resnet_generators_with_equal_channels():
         define_G(3, 3, 4, "unet_128", residual_output=True)
     with pytest.raises(ValueError, match="input_nc == output_nc.*got 1 and 3"):
         define_G(1, 3, 4, "resnet_6blocks", residual_output=True)
+
+
+# --- instance norm through the group-norm kernel -------------------------------------------------
+
+
+@pytest.mark.parametrize("affine", [False, True])
+def test_instance_norm_equals_torchs_in_values_gradients_and_keys(affine):
+    from cyclegan.networks.layers import InstanceNorm2d
+
+    ours, theirs = InstanceNorm2d(6, affine=affine), nn.InstanceNorm2d(6, affine=affine)
+    if affine:
+        with torch.no_grad():
+            for layer in (ours, theirs):
+                layer.weight.copy_(torch.linspace(0.5, 2, 6))
+                layer.bias.copy_(torch.linspace(-1, 1, 6))
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    x = (torch.randn(3, 6, 9, 7, generator=torch.Generator().manual_seed(0)) * 3 + 1).requires_grad_()
+    x_ref = x.detach().clone().requires_grad_()
+    out, out_ref = ours(x), theirs(x_ref)
+    weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(1))
+    (out * weights).sum().backward()
+    (out_ref * weights).sum().backward()
+    assert (out - out_ref).abs().max() < 1e-5 and (x.grad - x_ref.grad).abs().max() < 1e-4
+    if affine:
+        assert (ours.weight.grad - theirs.weight.grad).abs().max() < 1e-4
+    # channels-last in, channels-last out (what --channels_last feeds it)
+    assert ours(x.detach().contiguous(memory_format=torch.channels_last)).is_contiguous(memory_format=torch.channels_last)
+
+
+def test_instance_norm_networks_use_ours():
+    from cyclegan.networks.layers import InstanceNorm2d
+
+    norms = [m for m in define_G(3, 3, 4, "resnet_6blocks", norm="instance").modules() if isinstance(m, nn.InstanceNorm2d)]
+    assert norms and all(type(m) is InstanceNorm2d for m in norms)

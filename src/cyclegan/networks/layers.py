@@ -10,6 +10,7 @@ import functools
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn import init
 
@@ -17,13 +18,29 @@ from cyclegan.registry import Registry
 
 NormFactory = Callable[[int], nn.Module]
 
+
+class InstanceNorm2d(nn.InstanceNorm2d):
+    """The reference's ``nn.InstanceNorm2d`` (same arguments, keys and values up to float rounding),
+    computed by torch's group-norm kernels with one group per channel.
+
+    Each (sample, channel) is normalised over H×W either way; ``instance_norm`` gets there by reshaping
+    into a batch norm over N·C channels, which on the CPU is several times slower, forward and
+    backward, at the small maps of short CPU runs (``benchmarks/README.md``). Running statistics
+    (``track_running_stats=True``) take the inherited path.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.track_running_stats or x.dim() != 4 or x.shape[1] != self.num_features:
+            return super().forward(x)
+        return F.group_norm(x, self.num_features, self.weight, self.bias, self.eps)
+
 NORM_LAYERS: Registry[NormFactory] = Registry("norm")
 # Same choices as the reference's get_norm_layer. `syncbatch` builds plain BatchNorm2d (same
 # state_dict keys); the trainer converts it with nn.SyncBatchNorm.convert_sync_batchnorm under DDP,
 # so the networks stay free of any distributed knowledge.
 NORM_LAYERS.add("batch", functools.partial(nn.BatchNorm2d, affine=True, track_running_stats=True))
 NORM_LAYERS.add("syncbatch", functools.partial(nn.BatchNorm2d, affine=True, track_running_stats=True))
-NORM_LAYERS.add("instance", functools.partial(nn.InstanceNorm2d, affine=False, track_running_stats=False))
+NORM_LAYERS.add("instance", functools.partial(InstanceNorm2d, affine=False, track_running_stats=False))
 NORM_LAYERS.add("none", lambda num_features: nn.Identity())
 
 
