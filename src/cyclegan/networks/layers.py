@@ -34,6 +34,7 @@ class InstanceNorm2d(nn.InstanceNorm2d):
             return super().forward(x)
         return F.group_norm(x, self.num_features, self.weight, self.bias, self.eps)
 
+
 NORM_LAYERS: Registry[NormFactory] = Registry("norm")
 # Same choices as the reference's get_norm_layer. `syncbatch` builds plain BatchNorm2d (same
 # state_dict keys); the trainer converts it with nn.SyncBatchNorm.convert_sync_batchnorm under DDP,
