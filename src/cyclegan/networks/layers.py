@@ -26,11 +26,14 @@ class InstanceNorm2d(nn.InstanceNorm2d):
     Each (sample, channel) is normalised over H×W either way; ``instance_norm`` gets there by reshaping
     into a batch norm over N·C channels, which on the CPU is several times slower, forward and
     backward, at the small maps of short CPU runs (``benchmarks/README.md``). Running statistics
-    (``track_running_stats=True``) take the inherited path.
+    (``track_running_stats=True``) take the inherited path, and so does ``torch.compile``: inductor
+    fuses either into its own kernels, and torch 2.14's CPU lowering of this group norm corrupted the
+    heap within two training steps (tests/test_train.py runs two compiled steps).
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.track_running_stats or x.dim() != 4 or x.shape[1] != self.num_features:
+        if (self.track_running_stats or x.dim() != 4 or x.shape[1] != self.num_features
+                or torch.compiler.is_compiling()):
             return super().forward(x)
         return F.group_norm(x, self.num_features, self.weight, self.bias, self.eps)
 
