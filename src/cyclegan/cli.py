@@ -65,6 +65,8 @@ HELP = {
     "device": "auto | cpu | cuda | cuda:N (replaces --gpu_ids)",
     "torch_threads": "torch's intra-op threads (0: torch's default); --tune picks it by measurement",
     "max_iters": "stop after this many iterations in total",
+    "ema_decay": "keep an exponential moving average of the translating networks' weights with this decay "
+                 "(e.g. 0.995; 0: off): validation, best, test, translate and export use it",
     "save_latest_freq": "images between `latest` checkpoints, or a time such as 10m",
     "checkpoint_every": "also save `latest` at least this often (e.g. 10m), so kill -9 loses at most that",
     "keep_last": "keep only the newest K numbered epoch checkpoints",

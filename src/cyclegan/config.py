@@ -146,6 +146,9 @@ class OptimConfig:
     lr_policy: str = "linear"  # linear | step | plateau | cosine
     lr_decay_iters: int = 50  # step policy: multiply by 0.1 every this many epochs
     max_iters: int | None = None  # stop after this many iterations in total (demo, tests)
+    # Keep an exponential moving average of the translating networks' weights (0: off), which
+    # validation, test, translate and export then use; see cyclegan.averaging.
+    ema_decay: float = 0.0
 
 
 @dataclass

@@ -35,6 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from cyclegan.averaging import inference_weights
 from cyclegan.checkpoint import CHECKPOINT_SUFFIX, export_reference, load_checkpoint
 from cyclegan.config import CONFIG_FILENAME, TrainConfig
 from cyclegan.fileio import atomic_write
@@ -361,8 +362,9 @@ def _export_reference_run(run_dir: Path, epoch: str, out_dir: Path) -> dict[str,
                           f"or torch_export instead")
     model = create_model(config, is_train=True)
     model.build_from_state(state["nets"])  # networks shaped by the data (CUT's F)
+    weights = inference_weights(state)  # the generators' average where the run kept one
     for name, net in model.nets.items():
-        net.load_state_dict(state["nets"][name], strict=True)
+        net.load_state_dict(weights[name], strict=True)
     written = export_reference(dict(model.nets.items()), out_dir, epoch="latest")
     atomic_write(out_dir / CONFIG_FILENAME, config.to_json())
     return {

@@ -13,6 +13,7 @@ makes a run survivable and observable lives here:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import logging
@@ -21,7 +22,6 @@ import os
 import signal
 import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ import torch
 from torch import nn
 from torch.utils.data import default_collate
 
+from cyclegan.averaging import WeightAverage
 from cyclegan.checkpoint import (
     CHECKPOINT_SUFFIX,
     CheckpointError,
@@ -205,6 +206,10 @@ class Trainer:
         if self.model.needs_first_batch:
             self.model.data_dependent_init(self._first_batch(), self.precision, fresh=existing is None)
         self.model.build_optimizers()
+        self.average = None
+        if config.optim.ema_decay > 0:
+            averaged = [name for t in self.model.translators for name in (t.net, t.back) if name]
+            self.average = WeightAverage(self.model.nets, averaged, config.optim.ema_decay)
         mode = self.validator.mode if self.validator else "min"
         self.schedulers = self.model.build_schedulers(config.optim, mode)
         if config.optim.lr_policy == "plateau" and self.validator is None:
@@ -281,6 +286,7 @@ class Trainer:
             "schedulers": {name: s.state_dict() for name, s in self.schedulers.items()},
             "scaler": self.precision.state_dict(),
             "progress": dataclasses.asdict(self.progress),
+            "ema": self.average.state_dict() if self.average else None,
             # RNGs and image pools differ per rank: all of them, in rank order.
             "ranks": self.dist.gather({"rng": rng_state(), "model_extra": self.model.extra_state()}),
         }
@@ -293,6 +299,11 @@ class Trainer:
         for name, scheduler in self.schedulers.items():
             scheduler.load_state_dict(state["schedulers"][name])
         self.precision.load_state_dict(state.get("scaler") or {})
+        if self.average is not None:
+            if state.get("ema"):
+                self.average.load_state_dict(state["ema"])
+            else:
+                log.info("%s kept no weight average; --ema_decay starts one from its weights", path.name)
         self.progress = Progress(**state["progress"])
         ranks = state["ranks"]
         # Same world size: each rank continues exactly. Another: rank r takes saved rank r mod n
@@ -305,7 +316,7 @@ class Trainer:
         self.resumed_from = path
 
     @staticmethod
-    @contextmanager
+    @contextlib.contextmanager
     def _writing(path: Path):
         """Turn a failed write (full disk, read-only folder) into one clear message; files stay whole."""
         try:
@@ -343,7 +354,7 @@ class Trainer:
 
     # --- signals ----------------------------------------------------------------------------
 
-    @contextmanager
+    @contextlib.contextmanager
     def _signal_handlers(self):
         if threading.current_thread() is not threading.main_thread():
             yield
@@ -473,6 +484,8 @@ class Trainer:
             self._count_nonfinite(losses, logger)
         else:
             self.nonfinite_in_a_row = 0
+            if self.average is not None:
+                self.average.update(self.model.nets)
         n = batch["A"].shape[0] * self.dist.world_size  # every rank takes a batch of the same size
         before = progress.images_seen
         progress.total_iters += 1
@@ -548,7 +561,8 @@ class Trainer:
     def _validate(self, logger) -> float:
         """Score the held-out set, log it everywhere, keep ``best``; returns the objective."""
         progress, validator = self.progress, self.validator
-        scores = validator.score(self.model, self.device, self.precision)
+        with self.average.swapped_in(self.model.nets) if self.average else contextlib.nullcontext():
+            scores = validator.score(self.model, self.device, self.precision)
         progress.validation.append({"epoch": progress.epoch, "iter": progress.total_iters, **scores})
         logger.validation(progress.validation, progress.total_iters)
         logger.info(f"epoch {progress.epoch} validation: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from torchvision.transforms.v2 import functional as TF
 
+from cyclegan.averaging import inference_weights
 from cyclegan.checkpoint import CHECKPOINT_SUFFIX, CheckpointError, load_checkpoint, load_reference_weights
 from cyclegan.config import CONFIG_FILENAME, DataConfig, ModelConfig, TrainConfig
 from cyclegan.data import get_transform, list_images, load_image, scan_images, split_aligned
@@ -93,8 +94,9 @@ def load_generators(
             if name not in state["nets"]:
                 raise CheckpointError(f"{ours} holds no {name} (it has {', '.join(state['nets'])})")
         nets = _build_generators(names, config)
+        weights = inference_weights(state)
         for name, net in nets.items():
-            net.load_state_dict(state["nets"][name], strict=True)
+            net.load_state_dict(weights[name], strict=True)
         return LoadedGenerators(_prepare(nets, device, eval_mode), config, [ours])
 
     saved = run_dir / CONFIG_FILENAME
