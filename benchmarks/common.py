@@ -52,8 +52,8 @@ from cyclegan.config import (
     OptimConfig,
     RuntimeConfig,
     TrainConfig,
-    preset_config,
 )
+from cyclegan.models import preset_config_for
 from cyclegan.models.base import set_requires_grad
 from cyclegan.networks import define_D, define_G
 from cyclegan.networks.layers import InstanceNorm2d
@@ -88,10 +88,10 @@ class BenchConfig:
 
 
 def _preset_bench(name: str) -> BenchConfig:
-    preset = preset_config(name)
+    preset = preset_config_for(name)  # with what the preset sets for CycleGAN (its norm, λ_identity)
     return BenchConfig("cpu", size=preset.data.crop_size, ngf=preset.model.ngf, ndf=preset.model.ndf,
                        netG=preset.model.netG, netD=preset.model.netD, batch_size=preset.data.batch_size,
-                       lambda_identity=preset.cycle_gan.lambda_identity)
+                       lambda_identity=preset.cycle_gan.lambda_identity, norm=preset.model.norm)
 
 
 # `cpu`: what `--preset quick` (and `cyclegan demo`) trains; `paper`: the paper's setting (256×256,

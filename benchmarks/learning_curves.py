@@ -44,7 +44,7 @@ from common import machine_description, markdown_table  # noqa: E402
 from cyclegan.config import CUTOptions, TrainConfig, fit_epochs_to_iterations, preset_config  # noqa: E402
 from cyclegan.data import write_synthetic_dataset  # noqa: E402
 from cyclegan.metrics.baselines import dataset_baselines  # noqa: E402
-from cyclegan.models import default_config_at_sizes  # noqa: E402
+from cyclegan.models import default_config_at_sizes, preset_config_for  # noqa: E402
 from cyclegan.trainer import Trainer  # noqa: E402
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "stereo_motorcycle", "immunohistochemistry")
@@ -113,7 +113,7 @@ def variant_config(name: str, overrides: dict[str, Any], dataroot: Path, out: Pa
         quick = preset_config("quick")
         config = default_config_at_sizes("cut", quick, cut=mode, optim=quick.optim)
     else:
-        config = preset_config("quick")
+        config = preset_config_for("quick")
     if iters is None:
         iters = overrides.get("optim.max_iters", 2000 if base == "reference" else config.optim.max_iters)
     for key, value in overrides.items():

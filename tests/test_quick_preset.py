@@ -10,6 +10,7 @@ import torch
 
 from cyclegan.cli import build_parser, train_config_from_args
 from cyclegan.config import PRESETS, OptimConfig, TrainConfig, fit_epochs_to_iterations, preset_config
+from cyclegan.models import CycleGANModel, preset_config_for
 from cyclegan.models.warm_start import identity_warm_start
 from cyclegan.networks import define_G
 from cyclegan.precision import Precision
@@ -80,3 +81,28 @@ def test_fit_epochs_to_iterations():
                                                                                      n_epochs_decay=5)
     with pytest.raises(ValueError, match="max_iters"):
         fit_epochs_to_iterations(OptimConfig(), 10)
+
+
+def test_the_quick_preset_adds_cyclegans_own_settings_which_flags_override(tmp_path):
+    data = tiny_dataset(tmp_path / "data", n=5)
+
+    def parsed(*flags: str) -> TrainConfig:
+        return train_config_from_args(build_parser().parse_args(["train", "--dataroot", str(data), *flags]))
+
+    own = CycleGANModel.preset_defaults["quick"]
+    quick = preset_config_for("quick")
+    assert quick.data == preset_config("quick").data and quick.model.ngf == PRESETS["quick"]["model"]["ngf"]
+    for config in (quick, parsed("--preset", "quick")):
+        assert (config.model.norm, config.model.residual_output, config.model.gan_mode) == ("none", True, "vanilla")
+        assert config.optim.ema_decay == own["optim.ema_decay"] and config.optim.max_iters == own["optim.max_iters"]
+        assert config.cycle_gan.lambda_identity == 0.0
+    flagged = parsed("--preset", "quick", "--norm", "instance", "--max_iters", "40", "--ema_decay", "0")
+    assert (flagged.model.norm, flagged.optim.max_iters, flagged.optim.ema_decay) == ("instance", 40, 0.0)
+    assert flagged.model.residual_output and flagged.model.ngf == PRESETS["quick"]["model"]["ngf"]
+    # Other recipes take the preset's sizes with their own defaults, not CycleGAN's settings.
+    cut = parsed("--preset", "quick", "--model", "cut")
+    assert (cut.model.norm, cut.model.residual_output, cut.optim.ema_decay) == ("instance", False, 0.0)
+    assert cut.optim.max_iters == PRESETS["quick"]["optim"]["max_iters"] and cut.model.ngf == quick.model.ngf
+    pix2pix = parsed("--preset", "quick", "--model", "pix2pix", "--n_epochs", "1", "--n_epochs_decay", "1")
+    assert pix2pix.model.norm == "batch" and not pix2pix.model.residual_output
+    assert parsed().model == TrainConfig().model  # without --preset: the reference's defaults

@@ -267,6 +267,7 @@ def test_loss_log_and_curves_show_the_mean_over_the_print_interval(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # inductor's cold compile of a forward and backward: minutes on a busy 2-core host
 def test_compile_with_channels_last_gives_the_eager_gradients(tmp_path):
     """torch 2.14's CPU inductor computed wrong gradients (off by more than their size) for
     conv → InstanceNorm → conv with channels-last weights at batch 1; on a CPU the trainer keeps the

@@ -115,8 +115,9 @@ def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None,
                      preset: str | None = None) -> TrainConfig:
     """Fill a TrainConfig from parsed flags over ``base`` (a saved run's config), or over the
     defaults of the recipe ``--model`` names (the reference's ``modify_commandline_options``) with a
-    preset's values on top (a preset's values count as given: the recipe does not override them)."""
-    from cyclegan.models import recipe_defaults
+    preset's values on top (a preset's values count as given: the recipe's defaults do not override
+    them), then what the preset sets for that recipe (``preset_defaults``) unless a flag says otherwise."""
+    from cyclegan.models import recipe_defaults, recipe_preset
 
     config = base or preset_config(preset)
     given = vars(args)
@@ -124,7 +125,8 @@ def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None,
     updates: dict[str, dict[str, Any]] = {s: {} for s in sections}
     for section, klass in sections.items():
         for f in dataclasses.fields(klass):
-            if f.name in given:
+            # A switch left off reads as its default: it was not given (a preset's value stands).
+            if f.name in given and not (isinstance(f.default, bool) and given[f.name] == f.default):
                 updates[section][f.name] = given[f.name]
     if given.get("dropout"):
         updates["model"]["no_dropout"] = False
@@ -144,9 +146,9 @@ def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None,
         updates["runtime"]["device"] = "cpu" if first in ("-1", "") else f"cuda:{first}"
     config = TrainConfig(**{s: dataclasses.replace(getattr(config, s), **updates[s]) for s in sections})
     if base is None:
-        given_keys = {f"{s}.{name}" for s, values in updates.items() for name in values}
-        given_keys |= {f"{s}.{name}" for s, values in PRESETS.get(preset or "", {}).items() for name in values}
-        config = recipe_defaults(config, given=given_keys)
+        flags = {f"{s}.{name}" for s, values in updates.items() for name in values}
+        preset_keys = {f"{s}.{name}" for s, values in PRESETS.get(preset or "", {}).items() for name in values}
+        config = recipe_preset(recipe_defaults(config, given=flags | preset_keys), preset, flags)
     return config
 
 
@@ -170,8 +172,10 @@ def add_train_parser(subparsers) -> None:
     parser.add_argument("--epoch", default="latest", help="with --continue_train: which checkpoint to resume")
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
                         help="quick: settings for small, short CPU runs (64 px, resnet_6blocks, ngf/ndf 16, batch 4, "
-                             "500 iterations, the LR decaying over the second half); explicit flags override "
-                             "it. Default: the reference's")
+                             "500 iterations, the LR decaying over the second half; for cycle_gan also --norm none "
+                             "--init_type kaiming --residual_output --gan_mode vanilla --lambda_identity 0 "
+                             "--ema_decay 0.995 and 800 iterations); explicit flags override it. Default: the "
+                             "reference's")
     parser.add_argument("--tune", action="store_true",
                         help="time a few steps of candidate settings (precision fp32 / native bf16, channels_last, "
                              "threads) on this run and train with the fastest that keeps the losses; the choice is "

@@ -245,7 +245,8 @@ class TrainConfig:
 # reference's defaults (the dataclasses above) stay exactly the reference's; explicit flags override a
 # preset. "quick": small, short CPU runs (a 2-core laptop, minutes), chosen from the learning curves
 # in benchmarks/README.md ("Learning curves"); max_iters bounds it, and the learning rate decays over its
-# second half (see fit_epochs_to_iterations).
+# second half (see fit_epochs_to_iterations). A recipe adds its own settings to a preset (its
+# ``preset_defaults``: CycleGAN's quick preset drops instance norm and runs 1,000 iterations).
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "quick": {
         # ngf / ndf 16 at batch 4 for 500 iterations: the demo's time budget. In the learning curves
@@ -254,7 +255,6 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         # per-operator overhead, so a batch of four costs far less than four steps of one.
         "data": {"load_size": 72, "crop_size": 64, "num_threads": 0, "batch_size": 4},
         "model": {"netG": "resnet_6blocks", "ngf": 16, "ndf": 16},
-        "cycle_gan": {"lambda_identity": 0.5},
         "optim": {"max_iters": 500},
         "runtime": {},
     },

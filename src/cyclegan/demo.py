@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from cyclegan.config import TrainConfig, fit_epochs_to_iterations, preset_config
+from cyclegan.models import preset_config_for
 
 DEMO_DATA = {"n": 200, "n_test": 20, "size": 64}
 DEMO_PRESET = "quick"
@@ -37,7 +38,7 @@ def demo_config(dataroot: Path, checkpoints_dir: Path, iters: int | None, device
     """The quick preset's CycleGAN, or pix2pix / CUT at the same size: each with its own defaults
     (pix2pix: batch norm, dropout, vanilla GAN, L1 × 100; CUT: --CUT_mode CUT, xavier init, no image
     pool) but the preset's generator and sizes (unet_256 would need 256-pixel crops)."""
-    config = preset_config(DEMO_PRESET)
+    config = preset_config_for(DEMO_PRESET) if model == "cycle_gan" else preset_config(DEMO_PRESET)
     optim = config.optim if iters is None else dataclasses.replace(config.optim, max_iters=iters)
     config = dataclasses.replace(
         config,

@@ -8,8 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 
-from cyclegan.config import TrainConfig
-from cyclegan.models.base import MODELS, StepResult, TrainingRecipe, Translator, recipe_defaults
+from cyclegan.config import PRESETS, TrainConfig, preset_config
+from cyclegan.models.base import (
+    MODELS,
+    StepResult,
+    TrainingRecipe,
+    Translator,
+    recipe_defaults,
+    recipe_preset,
+)
 from cyclegan.models.cut import CUTModel
 from cyclegan.models.cycle_gan import CycleGANModel
 from cyclegan.models.pix2pix import Pix2PixModel
@@ -25,7 +32,9 @@ __all__ = [
     "create_model",
     "default_config",
     "default_config_at_sizes",
+    "preset_config_for",
     "recipe_defaults",
+    "recipe_preset",
 ]
 
 
@@ -54,3 +63,12 @@ def default_config_at_sizes(model: str, sized: TrainConfig, **sections) -> Train
     config = default_config(model, data=sized.data, **sections)
     config.model.netG, config.model.ngf, config.model.ndf = sized.model.netG, sized.model.ngf, sized.model.ndf
     return config
+
+
+def preset_config_for(preset: str, model: str = "cycle_gan") -> TrainConfig:
+    """``--preset <preset> --model <model>`` with no other flag: the preset's shared settings, then the
+    recipe's defaults and what the preset sets for that recipe (``preset_defaults``)."""
+    config = preset_config(preset)
+    config = dataclasses.replace(config, model=dataclasses.replace(config.model, model=model))
+    given = {f"{section}.{name}" for section, values in PRESETS[preset].items() for name in values}
+    return recipe_preset(recipe_defaults(config, given), preset)

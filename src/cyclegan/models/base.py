@@ -86,6 +86,8 @@ class TrainingRecipe(nn.Module):
     config_section: ClassVar[str | None] = None
     #: shared options this recipe changes, "section.field" → value, unless a flag sets them
     defaults: ClassVar[Mapping[str, Any]] = {}
+    #: per preset name (config.PRESETS): what that preset also sets for this recipe, as ``defaults``
+    preset_defaults: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     #: whether the trainer calls data_dependent_init with the first batch (a property may decide)
     needs_first_batch: ClassVar[bool] = False
     #: how many training images that batch holds at least (default: the data's batch size)
@@ -246,10 +248,20 @@ def recipe_defaults(config: TrainConfig, given: set[str] = frozenset()) -> Train
     The reference's ``modify_commandline_options``: ``--model pix2pix`` means batch norm, a U-Net,
     aligned data ... unless the command line says otherwise.
     """
-    recipe = MODELS.get(config.model.model)
+    return _apply_settings(config, MODELS.get(config.model.model).defaults_for(config), given)
+
+
+def recipe_preset(config: TrainConfig, preset: str | None, flags: set[str] = frozenset()) -> TrainConfig:  # type: ignore[assignment]
+    """``config`` with what ``preset`` sets for its recipe (``preset_defaults``), except to the keys in
+    ``flags`` (the options given explicitly); these override the preset's shared settings."""
+    values = MODELS.get(config.model.model).preset_defaults.get(preset or "", {})
+    return _apply_settings(config, values, flags)
+
+
+def _apply_settings(config: TrainConfig, values: Mapping[str, Any], skip: set[str]) -> TrainConfig:
     updates: dict[str, dict[str, Any]] = {}
-    for key, value in recipe.defaults_for(config).items():
-        if key not in given:
+    for key, value in values.items():
+        if key not in skip:
             section, name = key.split(".")
             updates.setdefault(section, {})[name] = value
     return dataclasses.replace(

@@ -94,6 +94,15 @@ class CycleGANModel(TrainingRecipe):
     visual_names = ("real_A", "fake_B", "rec_A", "idt_B", "real_B", "fake_A", "rec_B", "idt_A")
     config_section = "cycle_gan"
     fallback_objective = ("val_cycle_l1", "min")  # no ground truth: follow the cycle-consistency L1
+    # --preset quick also sets, for CycleGAN (chosen by the learning curves in benchmarks/README.md):
+    # no instance norm, which removes each image's absolute colours at the first layer; generators
+    # that start as the identity; the vanilla GAN loss; no identity term; an average of the
+    # generators' weights; and 800 iterations, which a step without norms makes fit the demo's budget.
+    preset_defaults = {"quick": {
+        "model.norm": "none", "model.init_type": "kaiming", "model.residual_output": True,
+        "model.gan_mode": "vanilla", "cycle_gan.lambda_identity": 0.0, "optim.ema_decay": 0.995,
+        "optim.max_iters": 800,
+    }}
 
     def __init__(self, config: TrainConfig, is_train: bool = True) -> None:
         super().__init__()
