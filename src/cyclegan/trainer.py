@@ -207,7 +207,7 @@ class Trainer:
             self.model.data_dependent_init(self._first_batch(), self.precision, fresh=existing is None)
         self.model.build_optimizers()
         self.average = None
-        if config.optim.ema_decay > 0:
+        if config.optim.ema_decay:  # 0: off; WeightAverage refuses a value outside (0, 1)
             averaged = [name for t in self.model.translators for name in (t.net, t.back) if name]
             self.average = WeightAverage(self.model.nets, averaged, config.optim.ema_decay)
         mode = self.validator.mode if self.validator else "min"
