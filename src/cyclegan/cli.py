@@ -17,6 +17,7 @@ import argparse
 import dataclasses
 import logging
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from cyclegan.config import (
     TrainConfig,
     fit_epochs_to_iterations,
     preset_config,
+    preset_keys,
 )
 from cyclegan.models import MODELS
 from cyclegan.models.cut_objective import str2bool
@@ -101,6 +103,11 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, klass: type, skip: tupl
         group.add_argument(f"--{f.name}", type=kind, default=argparse.SUPPRESS, help=help_text)
 
 
+def as_flags(settings: Mapping[str, Any]) -> str:
+    """"section.field" → value settings as the command line that gives them (for help texts)."""
+    return " ".join(f"--{key.split('.')[1]}" + ("" if value is True else f" {value}") for key, value in settings.items())
+
+
 def add_ignored_reference_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("reference flags accepted for compatibility (no effect)")
     for flag, kind in IGNORED_REFERENCE_FLAGS.items():
@@ -147,8 +154,7 @@ def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None,
     config = TrainConfig(**{s: dataclasses.replace(getattr(config, s), **updates[s]) for s in sections})
     if base is None:
         flags = {f"{s}.{name}" for s, values in updates.items() for name in values}
-        preset_keys = {f"{s}.{name}" for s, values in PRESETS.get(preset or "", {}).items() for name in values}
-        config = recipe_preset(recipe_defaults(config, given=flags | preset_keys), preset, flags)
+        config = recipe_preset(recipe_defaults(config, given=flags | preset_keys(preset)), preset, flags)
     return config
 
 
@@ -172,10 +178,9 @@ def add_train_parser(subparsers) -> None:
     parser.add_argument("--epoch", default="latest", help="with --continue_train: which checkpoint to resume")
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
                         help="quick: settings for small, short CPU runs (64 px, resnet_6blocks, ngf/ndf 16, batch 4, "
-                             "500 iterations, the LR decaying over the second half; for cycle_gan also --norm none "
-                             "--init_type kaiming --residual_output --gan_mode vanilla --lambda_identity 0 "
-                             "--ema_decay 0.995 and 800 iterations); explicit flags override it. Default: the "
-                             "reference's")
+                             "500 iterations, the LR decaying over the second half; for cycle_gan also "
+                             f"{as_flags(MODELS.get('cycle_gan').preset_defaults['quick'])}); explicit flags "
+                             "override it. Default: the reference's")
     parser.add_argument("--tune", action="store_true",
                         help="time a few steps of candidate settings (precision fp32 / native bf16, channels_last, "
                              "threads) on this run and train with the fastest that keeps the losses; the choice is "

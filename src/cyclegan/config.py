@@ -246,7 +246,7 @@ class TrainConfig:
 # preset. "quick": small, short CPU runs (a 2-core laptop, minutes), chosen from the learning curves
 # in benchmarks/README.md ("Learning curves"); max_iters bounds it, and the learning rate decays over its
 # second half (see fit_epochs_to_iterations). A recipe adds its own settings to a preset (its
-# ``preset_defaults``: CycleGAN's quick preset drops instance norm and runs 1,000 iterations).
+# ``preset_defaults``: CycleGAN's quick preset drops instance norm and runs 800 iterations).
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "quick": {
         # ngf / ndf 16 at batch 4 for 500 iterations: the demo's time budget. In the learning curves
@@ -271,6 +271,11 @@ def preset_config(name: str | None) -> TrainConfig:
     for section, values in PRESETS[name].items():
         setattr(config, section, dataclasses.replace(getattr(config, section), **values))
     return config
+
+
+def preset_keys(name: str | None) -> set[str]:
+    """The "section.field" keys a preset sets (none for ``None``): they count as given."""
+    return {f"{section}.{field}" for section, values in PRESETS.get(name or "", {}).items() for field in values}
 
 
 def fit_epochs_to_iterations(optim: OptimConfig, images_per_epoch: int, batch_size: int = 1) -> OptimConfig:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from cyclegan.config import PRESETS, TrainConfig, preset_config
+from cyclegan.config import TrainConfig, preset_config, preset_keys
 from cyclegan.models.base import (
     MODELS,
     StepResult,
@@ -70,5 +70,4 @@ def preset_config_for(preset: str, model: str = "cycle_gan") -> TrainConfig:
     recipe's defaults and what the preset sets for that recipe (``preset_defaults``)."""
     config = preset_config(preset)
     config = dataclasses.replace(config, model=dataclasses.replace(config.model, model=model))
-    given = {f"{section}.{name}" for section, values in PRESETS[preset].items() for name in values}
-    return recipe_preset(recipe_defaults(config, given), preset)
+    return recipe_preset(recipe_defaults(config, preset_keys(preset)), preset)
