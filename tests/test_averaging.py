@@ -13,7 +13,7 @@ from cyclegan.averaging import WeightAverage, inference_weights
 from cyclegan.checkpoint import load_checkpoint
 from cyclegan.trainer import Trainer, train
 
-from .helpers import tiny_config, tiny_dataset
+from .helpers import tiny_config, tiny_dataset, whole_and_interrupted_runs
 
 
 def test_the_average_follows_the_ema_rule_and_buffers_follow_the_network():
@@ -51,10 +51,7 @@ def test_resume_continues_the_average_exactly_and_inference_loads_it(tmp_path):
 
     data = tiny_dataset(tmp_path / "data", n=5)
     options = {"optim__ema_decay": 0.5}
-    whole = train(tiny_config(data, tmp_path / "ck", name="whole", optim__max_iters=6, **options))
-    train(tiny_config(data, tmp_path / "ck", name="split", optim__max_iters=2, **options))
-    resumed = Trainer(tiny_config(data, tmp_path / "ck", name="split", optim__max_iters=6, **options),
-                      resume="required")
+    whole, resumed = whole_and_interrupted_runs(data, tmp_path / "ck", total=6, stop_at=2, **options)
     assert resumed.average.updates == 2
     resumed.fit()
     a = load_checkpoint(whole.run_dir / "latest.safetensors")

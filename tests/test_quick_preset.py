@@ -14,9 +14,9 @@ from cyclegan.models import CycleGANModel, preset_config_for
 from cyclegan.models.warm_start import identity_warm_start
 from cyclegan.networks import define_G
 from cyclegan.precision import Precision
-from cyclegan.trainer import Trainer, train
+from cyclegan.trainer import Trainer
 
-from .helpers import tiny_config, tiny_dataset
+from .helpers import tiny_config, tiny_dataset, whole_and_interrupted_runs
 
 
 def test_identity_warm_start_makes_the_generator_copy_its_input():
@@ -36,10 +36,7 @@ def test_identity_warm_start_makes_the_generator_copy_its_input():
 def test_warm_start_runs_in_fresh_runs_only_and_resume_stays_exact(tmp_path):
     data = tiny_dataset(tmp_path / "data", n=5)
     options = {"cycle_gan__identity_warmup_steps": 3}
-    whole = train(tiny_config(data, tmp_path / "ck", name="whole", optim__max_iters=6, **options))
-    train(tiny_config(data, tmp_path / "ck", name="split", optim__max_iters=2, **options))
-    resumed = Trainer(tiny_config(data, tmp_path / "ck", name="split", optim__max_iters=6, **options),
-                      resume="required")
+    whole, resumed = whole_and_interrupted_runs(data, tmp_path / "ck", total=6, stop_at=2, **options)
     result = resumed.fit()
     assert result.last_losses == whole.last_losses
     cold = Trainer(tiny_config(data, tmp_path / "ck", name="cold", optim__max_iters=1))

@@ -23,7 +23,7 @@ from cyclegan.runtime import parse_duration
 from cyclegan.schedulers import build_scheduler, step_scheduler
 from cyclegan.trainer import ArchitectureMismatch, Trainer, train
 
-from .helpers import tiny_config, tiny_dataset
+from .helpers import tiny_config, tiny_dataset, whole_and_interrupted_runs
 
 CPU = torch.device("cpu")
 
@@ -222,10 +222,8 @@ def test_resume_mid_epoch_gives_the_same_weights_and_losses(tmp_path):
     data = tiny_dataset(tmp_path / "data", n=5)
     # Dropout on: its masks come from the global torch RNG, which the resume must restore exactly.
     options = {"model__no_dropout": False}
-    whole = train(tiny_config(data, tmp_path / "ck", name="whole", optim__max_iters=8, **options))
-    train(tiny_config(data, tmp_path / "ck", name="split", optim__max_iters=3, **options))  # stops mid-epoch 1
-    resumed = Trainer(tiny_config(data, tmp_path / "ck", name="split", optim__max_iters=8, **options),
-                      resume="required")
+    # The split run stops after 3 iterations, mid-epoch 1.
+    whole, resumed = whole_and_interrupted_runs(data, tmp_path / "ck", total=8, stop_at=3, **options)
     assert resumed.progress.total_iters == 3 and resumed.progress.items_in_epoch == 3
     result = resumed.fit()
     assert result.last_losses == whole.last_losses
