@@ -15,8 +15,8 @@ Tasks (made here, nothing downloaded):
 
 Variants: ``reference``: the reference's hyper-parameters (lr 2e-4, λ_identity 0.5, batch 1, basic
 D, lsgan, random init) at the CPU preset's size (64 px, resnet_6blocks, ngf/ndf 32); ``quick``:
-``--preset quick``; ``cut`` / ``fastcut``: ``--model cut --CUT_mode CUT|FastCUT`` with CUT's own
-defaults at the preset's sizes (as ``cyclegan demo --model cut``); ``NAME=JSON``: the quick preset with overrides, e.g.
+``--preset quick``; ``cut`` / ``fastcut``: ``--preset quick --model cut --CUT_mode CUT|FastCUT`` (the
+preset's sizes; what it sets for CUT mode, CUT's own defaults for FastCUT; as ``cyclegan demo --model cut``); ``NAME=JSON``: the quick preset with overrides, e.g.
 ``lr5=\'{"optim.lr": 0.0005}\'``, or with a known variant before a dash, that variant with overrides
 (``cut-ngf32=\'{"model.ngf": 32}\'``). Each variant trains ``--iters`` iterations if given, else its own
 (``optim.max_iters`` in its overrides, the preset's for ``quick`` / ``cut`` / ``fastcut``, 2,000 for
@@ -41,10 +41,10 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_description, markdown_table  # noqa: E402
 
-from cyclegan.config import CUTOptions, TrainConfig, fit_epochs_to_iterations, preset_config  # noqa: E402
+from cyclegan.config import CUTOptions, TrainConfig, fit_epochs_to_iterations  # noqa: E402
 from cyclegan.data import write_synthetic_dataset  # noqa: E402
 from cyclegan.metrics.baselines import dataset_baselines  # noqa: E402
-from cyclegan.models import default_config_at_sizes, preset_config_for  # noqa: E402
+from cyclegan.models import preset_config_for  # noqa: E402
 from cyclegan.trainer import Trainer  # noqa: E402
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "stereo_motorcycle", "immunohistochemistry")
@@ -108,10 +108,8 @@ def variant_config(name: str, overrides: dict[str, Any], dataroot: Path, out: Pa
         config = TrainConfig()
         config.data = dataclasses.replace(config.data, load_size=72, crop_size=64, num_threads=0)
         config.model = dataclasses.replace(config.model, netG="resnet_6blocks", ngf=32, ndf=32)
-    elif base in ("cut", "fastcut"):  # the recipe's own defaults at the preset's sizes (as `demo --model cut`)
-        mode = CUTOptions(CUT_mode="FastCUT" if base == "fastcut" else "CUT")
-        quick = preset_config("quick")
-        config = default_config_at_sizes("cut", quick, cut=mode, optim=quick.optim)
+    elif base in ("cut", "fastcut"):  # `--preset quick --model cut [--CUT_mode FastCUT]` (as `demo --model cut`)
+        config = preset_config_for("quick", "cut", cut=CUTOptions(CUT_mode="FastCUT" if base == "fastcut" else "CUT"))
     else:
         config = preset_config_for("quick")
     if iters is None:

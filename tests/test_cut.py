@@ -212,6 +212,19 @@ def test_encode_only_returns_features_without_running_the_decoder():
         generator(torch.rand(1, 3, 30, 32), layers=[0], encode_only=True)
 
 
+def test_residual_output_starts_as_the_identity_with_cuts_keys():
+    plain = define_cut_G(3, 3, 4, "resnet_6blocks")
+    generator = define_cut_G(3, 3, 4, "resnet_6blocks", residual_output=True)
+    assert generator.state_dict().keys() == plain.state_dict().keys()  # loads CUT's checkpoints as before
+    x = torch.rand(2, 3, 32, 32) * 1.8 - 0.9
+    with torch.no_grad():
+        assert torch.allclose(generator(x), x, atol=1e-6)
+        nn.init.normal_(generator.model[-1].weight, std=0.1)
+        output, features = generator(x, layers=[0, 4, 16])
+        assert torch.equal(output, generator(x)) and not torch.allclose(output, x, atol=1e-2)
+        assert torch.equal(features[0], nn.functional.pad(x, (3, 3, 3, 3), mode="reflect"))
+
+
 def test_without_antialiasing_the_networks_are_the_references():
     cut_g = define_cut_G(3, 3, 4, "resnet_6blocks", no_antialias=True, no_antialias_up=True).eval()
     reference_g = ResnetGenerator(3, 3, 4, norm_layer=get_norm_layer("instance"), n_blocks=6, use_bias=True).eval()

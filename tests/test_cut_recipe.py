@@ -17,6 +17,7 @@ from cyclegan.data import write_synthetic_dataset
 from cyclegan.models import MODELS, CUTModel, create_model, default_config
 from cyclegan.precision import Precision
 from cyclegan.trainer import Trainer
+from cyclegan.translate import load_generators
 from tests.test_cut import CUT_FIXTURES, networks_from_fixture
 from tests.test_recipes import tiny_recipe_config
 
@@ -222,9 +223,14 @@ def test_demo_trains_cut_and_scores_it_against_the_baselines(tmp_path, capsys):
     run = tmp_path / "demo" / "checkpoints" / "synthetic_cut"
     state = load_checkpoint(run / "latest.safetensors")
     assert state["config"]["model"]["model"] == "cut" and set(state["nets"]) == {"G", "D", "F"}
-    quick = PRESETS["quick"]["model"]  # the preset's sizes, CUT's own defaults otherwise
+    quick = PRESETS["quick"]["model"]  # the preset's sizes and what it sets for CUT
     assert state["config"]["model"]["netG"] == quick["netG"] and state["config"]["model"]["ngf"] == quick["ngf"]
-    assert state["config"]["model"]["init_type"] == "xavier"
+    assert state["config"]["model"]["init_type"] == "kaiming" and state["config"]["cut"]["normG"] == "none"
+    assert state["config"]["model"]["pool_size"] == 0 and state["config"]["cut"]["nce_idt"] is True  # CUT's own
+    assert set(state["ema"]["nets"]) == {"G"}  # translated with the average of G's weights, as a residual-output G
+    generator = load_generators(run).nets["G"]
+    assert generator.residual_output and all(
+        torch.equal(value, state["ema"]["nets"]["G"][key]) for key, value in generator.state_dict().items())
     fakes = list((tmp_path / "demo" / "results" / "synthetic_cut" / "test_latest" / "images").glob("*_fake_B.png"))
     assert len(fakes) == 20
 

@@ -10,7 +10,7 @@ import torch
 
 from cyclegan.cli import build_parser, train_config_from_args
 from cyclegan.config import PRESETS, OptimConfig, TrainConfig, fit_epochs_to_iterations, preset_config
-from cyclegan.models import CycleGANModel, preset_config_for
+from cyclegan.models import CUTModel, CycleGANModel, preset_config_for
 from cyclegan.models.warm_start import identity_warm_start
 from cyclegan.networks import define_G
 from cyclegan.precision import Precision
@@ -96,10 +96,17 @@ def test_the_quick_preset_adds_cyclegans_own_settings_which_flags_override(tmp_p
     flagged = parsed("--preset", "quick", "--norm", "instance", "--max_iters", "40", "--ema_decay", "0")
     assert (flagged.model.norm, flagged.optim.max_iters, flagged.optim.ema_decay) == ("instance", 40, 0.0)
     assert flagged.model.residual_output and flagged.model.ngf == PRESETS["quick"]["model"]["ngf"]
-    # Other recipes take the preset's sizes with their own defaults, not CycleGAN's settings.
+    # CUT takes its own settings (CUT mode only), FastCUT and pix2pix their defaults at the preset's sizes.
     cut = parsed("--preset", "quick", "--model", "cut")
-    assert (cut.model.norm, cut.model.residual_output, cut.optim.ema_decay) == ("instance", False, 0.0)
-    assert cut.optim.max_iters == PRESETS["quick"]["optim"]["max_iters"] and cut.model.ngf == quick.model.ngf
+    expected = preset_config_for("quick", "cut")
+    assert (cut.model, cut.cut) == (expected.model, expected.cut)  # the CLI also fits epochs to the data
+    assert cut.model.ngf == quick.model.ngf
+    assert {key: getattr(getattr(cut, key.split(".")[0]), key.split(".")[1])
+            for key in CUTModel.preset_defaults["quick"]} == CUTModel.preset_defaults["quick"]
+    assert (cut.cut.lambda_NCE, cut.cut.nce_idt, cut.model.pool_size) == (1.0, True, 0)  # still CUT's
+    fastcut = parsed("--preset", "quick", "--model", "cut", "--CUT_mode", "FastCUT")
+    assert (fastcut.cut.normG, fastcut.model.residual_output, fastcut.optim.ema_decay) == ("instance", False, 0.0)
+    assert fastcut.optim.max_iters == PRESETS["quick"]["optim"]["max_iters"] and fastcut.cut.lambda_NCE == 10.0
     pix2pix = parsed("--preset", "quick", "--model", "pix2pix", "--n_epochs", "1", "--n_epochs_decay", "1")
     assert pix2pix.model.norm == "batch" and not pix2pix.model.residual_output
     assert parsed().model == TrainConfig().model  # without --preset: the reference's defaults

@@ -336,8 +336,6 @@ def test_residual_output_run_rebuilds_as_trained_and_is_not_exported_as_the_refe
         run_export_model(run, "latest", "reference", tmp_path / "ref")
     with pytest.raises(ArchitectureMismatch, match="--residual_output: saved True, now False"):
         Trainer(tiny_config(data, tmp_path / "ck", model__norm="none", cycle_gan__lambda_identity=0.0))
-    with pytest.raises(ValueError, match="--residual_output is for --model cycle_gan / pix2pix"):
-        create_model(tiny_config(data, tmp_path / "ck", name="cut", model__model="cut", model__residual_output=True))
 
 
 def test_resume_required_without_a_checkpoint(tmp_path):

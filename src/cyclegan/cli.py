@@ -179,7 +179,8 @@ def add_train_parser(subparsers) -> None:
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
                         help="quick: settings for small, short CPU runs (64 px, resnet_6blocks, ngf/ndf 16, batch 4, "
                              "500 iterations, the LR decaying over the second half; for cycle_gan also "
-                             f"{as_flags(MODELS.get('cycle_gan').preset_defaults['quick'])}); explicit flags "
+                             f"{as_flags(MODELS.get('cycle_gan').preset_defaults['quick'])}; for cut in CUT mode "
+                             f"{as_flags(MODELS.get('cut').preset_defaults['quick'])}); explicit flags "
                              "override it. Default: the reference's")
     parser.add_argument("--tune", action="store_true",
                         help="time a few steps of candidate settings (precision fp32 / native bf16, channels_last, "

@@ -65,9 +65,10 @@ def default_config_at_sizes(model: str, sized: TrainConfig, **sections) -> Train
     return config
 
 
-def preset_config_for(preset: str, model: str = "cycle_gan") -> TrainConfig:
+def preset_config_for(preset: str, model: str = "cycle_gan", **sections) -> TrainConfig:
     """``--preset <preset> --model <model>`` with no other flag: the preset's shared settings, then the
-    recipe's defaults and what the preset sets for that recipe (``preset_defaults``)."""
-    config = preset_config(preset)
+    recipe's defaults and what the preset sets for that recipe (``preset_defaults``). ``sections``
+    replace sections first, as flags would (``cut=CUTOptions(CUT_mode="FastCUT")``)."""
+    config = dataclasses.replace(preset_config(preset), **sections)
     config = dataclasses.replace(config, model=dataclasses.replace(config.model, model=model))
     return recipe_preset(recipe_defaults(config, preset_keys(preset)), preset)

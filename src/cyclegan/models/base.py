@@ -111,6 +111,11 @@ class TrainingRecipe(nn.Module):
         (CUT's ``--CUT_mode``) overrides this."""
         return cls.defaults
 
+    @classmethod
+    def preset_defaults_for(cls, config: TrainConfig, preset: str) -> Mapping[str, Any]:
+        """``preset_defaults[preset]`` for this config; overridden like ``defaults_for``."""
+        return cls.preset_defaults.get(preset, {})
+
     # --- building -------------------------------------------------------------------------
 
     @property
@@ -254,7 +259,7 @@ def recipe_defaults(config: TrainConfig, given: set[str] = frozenset()) -> Train
 def recipe_preset(config: TrainConfig, preset: str | None, flags: set[str] = frozenset()) -> TrainConfig:  # type: ignore[assignment]
     """``config`` with what ``preset`` sets for its recipe (``preset_defaults``), except to the keys in
     ``flags`` (the options given explicitly); these override the preset's shared settings."""
-    values = MODELS.get(config.model.model).preset_defaults.get(preset or "", {})
+    values = MODELS.get(config.model.model).preset_defaults_for(config, preset) if preset else {}
     return _apply_settings(config, values, flags)
 
 

@@ -70,6 +70,7 @@ class CUTConfig(CUTOptions):
     init_type: str = "xavier"
     init_gain: float = 0.02
     no_dropout: bool = True
+    residual_output: bool = False  # ours (the quick preset's): G starts as the identity
     gan_mode: str = "lsgan"
     pool_size: int = 0  # CUT keeps no image pool
     n_epochs: int | None = None  # CUT 200, FastCUT 150
@@ -133,6 +134,7 @@ def build_generator(config: CUTConfig) -> nn.Module:
         init_gain=config.init_gain,
         no_antialias=config.no_antialias,
         no_antialias_up=config.no_antialias_up,
+        residual_output=config.residual_output,
     )
 
 

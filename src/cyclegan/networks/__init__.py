@@ -126,14 +126,16 @@ def define_cut_G(
     init_gain: float = 0.02,
     no_antialias: bool = False,
     no_antialias_up: bool = False,
+    residual_output: bool = False,
 ) -> nn.Module:
-    """CUT's ``define_G``: resnet_9blocks | resnet_6blocks | resnet_4blocks, anti-aliased unless told not to."""
+    """CUT's ``define_G``: resnet_9blocks | resnet_6blocks | resnet_4blocks, anti-aliased unless told not to
+    (``residual_output``: ours, as in ``define_G``; the keys stay CUT's)."""
     name = CUT_GENERATOR_PREFIX + netG
     if name not in GENERATORS:
         known = ", ".join(n.removeprefix(CUT_GENERATOR_PREFIX) for n in GENERATORS if n.startswith(CUT_GENERATOR_PREFIX))
         raise ValueError(f"unknown CUT generator (netG) {netG!r}; known: {known}")
     return define_G(input_nc, output_nc, ngf, name, norm, use_dropout, init_type, init_gain,
-                    no_antialias=no_antialias, no_antialias_up=no_antialias_up)
+                    residual_output=residual_output, no_antialias=no_antialias, no_antialias_up=no_antialias_up)
 
 
 def define_cut_D(

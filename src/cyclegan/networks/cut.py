@@ -46,9 +46,11 @@ class CUTResnetGenerator(ResnetGenerator):
         use_bias: bool = True,
         no_antialias: bool = False,
         no_antialias_up: bool = False,
+        residual_output: bool = False,
     ):
         super().__init__(input_nc, output_nc, ngf, norm_layer, use_dropout, n_blocks, padding_type, use_bias,
-                         antialias=not no_antialias, antialias_up=not no_antialias_up)
+                         antialias=not no_antialias, antialias_up=not no_antialias_up,
+                         residual_output=residual_output)
 
     def forward(
         self, x: torch.Tensor, layers: Sequence[int] | None = None, encode_only: bool = False
@@ -81,7 +83,7 @@ class CUTResnetGenerator(ResnetGenerator):
                 features.append(feature)
                 if encode_only and index == wanted[-1]:
                     return features  # the decoder is not needed
-        return feature, features
+        return (self.add_input(feature, x) if self.residual_output else feature), features
 
 
 class CUTNLayerDiscriminator(NLayerDiscriminator):
