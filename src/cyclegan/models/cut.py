@@ -85,8 +85,8 @@ class CUTModel(TrainingRecipe):
     }
 
     # --preset quick also sets, for --CUT_mode CUT, what it sets for CycleGAN (measured in
-    # benchmarks/README.md, "Learning curves"): no norms, which keep each image's absolute colours; a
-    # generator that starts as the identity; the vanilla GAN loss; an average of G's weights; and 800
+    # benchmarks/README.md, "Learning curves"): no norms (instance norm removes each image's absolute
+    # colours); a generator that starts as the identity; the vanilla GAN loss; an average of G's weights; and 800
     # iterations. FastCUT keeps its own defaults there: with these settings it stayed the identity
     # (its 10× NCE weight holds G at the start) or, without the identity start, its D won outright.
     preset_defaults = {"quick": {
