@@ -103,7 +103,7 @@ def test_the_quick_preset_adds_cyclegans_own_settings_which_flags_override(tmp_p
     assert cut.model.ngf == quick.model.ngf
     assert {key: getattr(getattr(cut, key.split(".")[0]), key.split(".")[1])
             for key in CUTModel.preset_defaults["quick"]} == CUTModel.preset_defaults["quick"]
-    assert (cut.cut.lambda_NCE, cut.cut.nce_idt, cut.model.pool_size) == (1.0, True, 0)  # still CUT's
+    assert (cut.cut.lambda_NCE, cut.cut.nce_idt, cut.model.pool_size, cut.model.gan_mode) == (1.0, True, 0, "lsgan")
     fastcut = parsed("--preset", "quick", "--model", "cut", "--CUT_mode", "FastCUT")
     assert (fastcut.cut.normG, fastcut.model.residual_output, fastcut.optim.ema_decay) == ("instance", False, 0.0)
     assert fastcut.optim.max_iters == PRESETS["quick"]["optim"]["max_iters"] and fastcut.cut.lambda_NCE == 10.0
