@@ -88,8 +88,8 @@ class CUTModel(TrainingRecipe):
     # benchmarks/README.md, "Learning curves"): no norms (instance norm removes each image's absolute
     # colours); a generator that starts as the identity; an average of G's weights; 800 iterations.
     # Not the vanilla GAN loss: with it CUT's D won outright in one run of three; CUT's lsgan did not.
-    # FastCUT keeps its own defaults there: with these settings it stayed the identity (its 10× NCE
-    # weight holds G at the start) or, without the identity start, its D won outright.
+    # FastCUT keeps its own defaults there: with these settings and the vanilla loss it stayed the
+    # identity (its 10× NCE weight holds G at the start) or, without the identity start, its D won.
     preset_defaults = {"quick": {
         "cut.normG": "none", "cut.normD": "none", "model.init_type": "kaiming", "model.residual_output": True,
         "optim.ema_decay": 0.995, "optim.max_iters": 800,
