@@ -19,12 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from cyclegan.config import TrainConfig, fit_epochs_to_iterations, preset_config
-from cyclegan.models import preset_config_for
+from cyclegan.models import MODELS, preset_config_for
 
 DEMO_DATA = {"n": 200, "n_test": 20, "size": 64}
 DEMO_PRESET = "quick"
-# Recipes whose own quick-preset settings the demo trains (preset_defaults); pix2pix keeps its defaults.
-PRESET_RECIPES = ("cycle_gan", "cut")
 
 
 class DemoInterrupted(RuntimeError):
@@ -40,7 +38,9 @@ def demo_config(dataroot: Path, checkpoints_dir: Path, iters: int | None, device
     """The quick preset's CycleGAN or CUT (each with what the preset sets for it), or pix2pix at the
     same size with its own defaults (batch norm, dropout, vanilla GAN, L1 × 100) but the preset's
     generator and sizes (unet_256 would need 256-pixel crops)."""
-    config = preset_config_for(DEMO_PRESET, model) if model in PRESET_RECIPES else preset_config(DEMO_PRESET)
+    # A recipe with its own settings for the preset (preset_defaults) trains them; pix2pix has none.
+    has_preset = DEMO_PRESET in MODELS.get(model).preset_defaults
+    config = preset_config_for(DEMO_PRESET, model) if has_preset else preset_config(DEMO_PRESET)
     optim = config.optim if iters is None else dataclasses.replace(config.optim, max_iters=iters)
     config = dataclasses.replace(
         config,
@@ -52,7 +52,7 @@ def demo_config(dataroot: Path, checkpoints_dir: Path, iters: int | None, device
             precision=precision,
         ),
     )
-    if model in PRESET_RECIPES:
+    if has_preset:
         return config
     from cyclegan.models import default_config_at_sizes
 
