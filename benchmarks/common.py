@@ -8,14 +8,14 @@ a pooled fake and calling its own ``backward``; D's Adam step. Same networks (``
 ``define_D``), same losses (``nn.MSELoss`` against a label tensor expanded to the prediction, as the
 reference's GANLoss; ``nn.L1Loss`` for cycle and identity), the reference's Adam construction
 (``itertools.chain`` of both networks' parameters, no ``foreach`` argument) and the image pool's
-semantics (our :class:`cyclegan.pool.ImagePool`, seeded as our model seeds it, so that both steps
+semantics (our :class:`cyclegan.recipes.cycle_gan.pool.ImagePool`, seeded as our model seeds it, so that both steps
 draw the same pooled fakes). ``tests/test_benchmarks.py`` checks that it computes the same losses
 and weights as our step.
 
 :func:`build_our_step` builds our step as ``cyclegan train`` does (``create_model``, the networks
 moved and put in channels_last, optimizers, optionally ``torch.compile``), at a given precision.
 
-FLOPs per iteration are counted from ``cyclegan.inspect_net`` MACs (conv / transposed conv, batch
+FLOPs per iteration are counted from ``cyclegan.networks.inspect`` MACs (conv / transposed conv, batch
 of one) with the usual convention that a backward pass costs twice a forward::
 
     forward MACs per image = (4 + 2·[λ_identity > 0]) · MACs(G) + 6 · MACs(D)
@@ -53,12 +53,12 @@ from cyclegan.config import (
     RuntimeConfig,
     TrainConfig,
 )
-from cyclegan.models import preset_config_for
-from cyclegan.models.base import set_requires_grad
+from cyclegan.core.precision import Precision
 from cyclegan.networks import define_D, define_G
 from cyclegan.networks.layers import InstanceNorm2d
-from cyclegan.pool import ImagePool
-from cyclegan.precision import Precision
+from cyclegan.recipes import preset_config_for
+from cyclegan.recipes.base import set_requires_grad
+from cyclegan.recipes.cycle_gan.pool import ImagePool
 
 # --- configurations ------------------------------------------------------------------------------
 
@@ -269,8 +269,8 @@ def build_our_step(
 
     ``compile_backend`` other than the trainer's inductor is for dry runs: ``aot_eager`` traces the
     same graphs (dynamo and AOTAutograd, graph breaks included) without generating kernels."""
-    from cyclegan.models import create_model
-    from cyclegan.trainer import channels_last_weights
+    from cyclegan.recipes import create_model
+    from cyclegan.training.trainer import channels_last_weights
 
     model = create_model(config, is_train=True)
     model.to(device)
@@ -310,7 +310,7 @@ def random_batch(
 
 def network_macs(bench: BenchConfig) -> dict[str, int]:
     """MACs per image of one generator and one discriminator at the benchmark size."""
-    from cyclegan.inspect_net import inspect_network
+    from cyclegan.networks.inspect import inspect_network
 
     G = define_G(bench.input_nc, bench.output_nc, bench.ngf, bench.netG, norm=bench.norm)
     D = define_D(bench.output_nc, bench.ndf, bench.netD, norm=bench.norm)
@@ -395,7 +395,7 @@ def peak_rss_mib() -> float:
 
 
 # /proc/cpuinfo flag → the name people know, most capable last; AVX-512 BF16 / AMX are what make
-# bf16 autocast pay (cyclegan.precision), AVX-512 VNNI / AMX int8 what speeds up int8 inference.
+# bf16 autocast pay (cyclegan.core.precision), AVX-512 VNNI / AMX int8 what speeds up int8 inference.
 ISA_FLAGS = (
     ("avx2", "AVX2"),
     ("fma", "FMA"),

@@ -54,8 +54,8 @@ from common import (  # noqa: E402
 )
 
 from cyclegan.config import CUTOptions, TrainConfig  # noqa: E402
-from cyclegan.models import create_model, default_config  # noqa: E402
-from cyclegan.precision import Precision  # noqa: E402
+from cyclegan.core.precision import Precision  # noqa: E402
+from cyclegan.recipes import create_model, default_config  # noqa: E402
 
 VARIANTS = ("cyclegan", "cut", "fastcut")
 NO_ANTIALIAS_VARIANTS = ("cut_noaa", "fastcut_noaa")

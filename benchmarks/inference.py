@@ -13,11 +13,11 @@ Variants, all in this process, timed in alternating rounds so that drift hits ea
 - ``ours``: autocast at ``--precision`` (default bf16; on CUDA fp16 where bf16 is missing) with the
   network and input in channels_last, under ``torch.inference_mode``;
 - ``ours + compile`` (with ``--compile``): the same through ``torch.compile``;
-- ``onnxruntime fp32``: the file :func:`cyclegan.export.export_onnx` writes, run by
-  :class:`cyclegan.backends.OnnxGenerator` with as many threads as torch (CPU), or the CUDA
+- ``onnxruntime fp32``: the file :func:`cyclegan.deploy.export.export_onnx` writes, run by
+  :class:`cyclegan.deploy.backends.OnnxGenerator` with as many threads as torch (CPU), or the CUDA
   provider when the device is CUDA and onnxruntime has it (else the row is skipped);
 - ``onnxruntime int8`` (CPU, unless ``--no_int8``): that file statically quantised by
-  :func:`cyclegan.quantize.quantize_int8`, calibrated on ``--calibration_images`` random images
+  :func:`cyclegan.deploy.quantize.quantize_int8`, calibrated on ``--calibration_images`` random images
   (with ``--run_dir``: crops of the run's trainA, as ``cyclegan export --quantize int8`` does).
 
 onnxruntime picks its kernels from the CPU's own flags (cpuid) at start-up; unlike torch
@@ -42,8 +42,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from cyclegan.precision import resolve_precision
-from cyclegan.quantize import psnr
+from cyclegan.core.precision import resolve_precision
+from cyclegan.deploy.quantize import psnr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `common` when run from anywhere
 
@@ -102,7 +102,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def load_generator(args: argparse.Namespace) -> nn.Module:
     if args.run_dir:
-        from cyclegan.translate import load_generators
+        from cyclegan.recipes.loading import load_generators
 
         loaded = load_generators(args.run_dir, args.epoch, names=("G_A",))
         args.netG, args.ngf = loaded.config.model.netG, loaded.config.model.ngf  # for the report
@@ -115,8 +115,8 @@ def load_generator(args: argparse.Namespace) -> nn.Module:
 
 def int8_generator(net: nn.Module, fp32_path: Path, args: argparse.Namespace) -> nn.Module:
     """The fp32 ONNX file quantised to int8, calibrated on the run's trainA crops or random images."""
-    from cyclegan.backends import OnnxGenerator
-    from cyclegan.quantize import calibration_batches, quantize_int8, training_crops, training_folder
+    from cyclegan.deploy.backends import OnnxGenerator
+    from cyclegan.deploy.quantize import calibration_batches, quantize_int8, training_crops, training_folder
 
     if args.run_dir:
         from cyclegan.config import CONFIG_FILENAME, TrainConfig
@@ -172,8 +172,8 @@ def build_variants(
 
     if not args.no_onnx:
         try:
-            from cyclegan.backends import OnnxGenerator, default_providers
-            from cyclegan.export import export_onnx
+            from cyclegan.deploy.backends import OnnxGenerator, default_providers
+            from cyclegan.deploy.export import export_onnx
 
             providers = default_providers(device)
             if device.type == "cuda" and "CUDAExecutionProvider" not in providers:

@@ -28,8 +28,8 @@ from typing import Any
 
 import torch
 
-from cyclegan.precision import resolve_precision
-from cyclegan.trainer import compiled_channels_last_is_safe
+from cyclegan.core.precision import resolve_precision
+from cyclegan.training.trainer import compiled_channels_last_is_safe
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `common` when run from anywhere
 

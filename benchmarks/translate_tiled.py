@@ -63,7 +63,7 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 @torch.no_grad()
 def run_psnr(args) -> dict:
-    from cyclegan.tiling import TiledGenerator
+    from cyclegan.inference.tiling import TiledGenerator
 
     net, x = generator(args.ngf), photo(args.size, args.size)
     start = time.perf_counter()
@@ -90,7 +90,7 @@ class _Enough(Exception):
 
 @torch.no_grad()
 def one_size(label: str, mode: str, max_windows: int | None, ngf: int, stats: str = "exact") -> dict:
-    from cyclegan.tiling import TiledGenerator
+    from cyclegan.inference.tiling import TiledGenerator
 
     width, height = SIZES[label]
     net, x = generator(ngf), photo(height, width)
@@ -121,7 +121,7 @@ def one_size(label: str, mode: str, max_windows: int | None, ngf: int, stats: st
 
 
 def run_memory(args) -> list[dict]:
-    from cyclegan.tiling import bytes_per_pixel
+    from cyclegan.inference.tiling import bytes_per_pixel
 
     estimate = bytes_per_pixel(generator(args.ngf))
     rows = []
@@ -150,8 +150,8 @@ def run_video(args) -> dict:
     import av
     import numpy as np
 
-    from cyclegan.translator import Translator
-    from cyclegan.video import probe, translate_video
+    from cyclegan.inference.translator import Translator
+    from cyclegan.inference.video import probe, translate_video
 
     folder = Path(tempfile.mkdtemp())
     source = folder / "clip.mp4"
@@ -184,7 +184,7 @@ def main() -> None:
     parser.add_argument("--max_windows", type=int, default=None)
     parser.add_argument("--whole_limit_gb", type=float, default=8.0)
     parser.add_argument("--frames", type=int, default=8)
-    parser.add_argument("--stats", default="exact", help="memory: the tiled runs' statistics mode (cyclegan.tiling)")
+    parser.add_argument("--stats", default="exact", help="memory: the tiled runs' statistics mode (cyclegan.inference.tiling)")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     if args.what == "one":

@@ -53,7 +53,7 @@ class TrainedRun:
 def trained_run(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
     """One tiny run (3 iterations: one epoch, validated), trained once per session and shared by the
     CLI, export and browser tests; they read it and write their outputs elsewhere."""
-    from cyclegan.trainer import train
+    from cyclegan.training.trainer import train
 
     from .helpers import tiny_config, tiny_dataset
 

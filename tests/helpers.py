@@ -34,7 +34,7 @@ def whole_and_interrupted_runs(data: Path, checkpoints_dir: Path, total: int, st
     """The same tiny run twice: once for ``total`` iterations in one go, once stopped after ``stop_at``.
     Returns the whole run's TrainResult and a Trainer that resumes the stopped run up to ``total``
     (not yet fitted), for resume-equality tests."""
-    from cyclegan.trainer import Trainer, train
+    from cyclegan.training.trainer import Trainer, train
 
     whole = train(tiny_config(data, checkpoints_dir, name="whole", optim__max_iters=total, **overrides))
     train(tiny_config(data, checkpoints_dir, name="split", optim__max_iters=stop_at, **overrides))

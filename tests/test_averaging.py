@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from cyclegan.averaging import WeightAverage, inference_weights
-from cyclegan.checkpoint import load_checkpoint
-from cyclegan.trainer import Trainer, train
+from cyclegan.core.checkpoint import load_checkpoint
+from cyclegan.training.averaging import WeightAverage, inference_weights
+from cyclegan.training.trainer import Trainer, train
 
 from .helpers import tiny_config, tiny_dataset, whole_and_interrupted_runs
 
@@ -46,8 +46,8 @@ def test_inference_weights_prefer_the_average():
 
 @pytest.mark.slow
 def test_resume_continues_the_average_exactly_and_inference_loads_it(tmp_path):
-    from cyclegan.export import run_export_model
-    from cyclegan.translate import load_generators
+    from cyclegan.deploy.export import run_export_model
+    from cyclegan.recipes.loading import load_generators
 
     data = tiny_dataset(tmp_path / "data", n=5)
     options = {"optim__ema_decay": 0.5}

@@ -17,7 +17,7 @@ import sys
 import pytest
 import torch
 
-from cyclegan.precision import resolve_precision
+from cyclegan.core.precision import resolve_precision
 
 from .conftest import REPO_ROOT
 
@@ -235,7 +235,7 @@ def test_gpu_check_script_runs_end_to_end_in_its_dry_run(tmp_path):
     train = (out / "train_step.md").read_text()
     assert train.count("speed of ours relative to the baseline") == 3  # bf16, + channels-last, + compile
     # The compiled channels-last variant ran; on a CPU with contiguous batches, as the trainer compiles
-    # there (cyclegan.trainer.compiled_channels_last_is_safe), at the CPU's own precision (bf16 only
+    # there (cyclegan.training.trainer.compiled_channels_last_is_safe), at the CPU's own precision (bf16 only
     # where native: no test forces an emulated precision), and traced without inductor's kernels.
     assert f"| ours | {resolve_precision('auto', torch.device('cpu'))} | no | aot_eager |" in train
     assert len(table_rows((out / "inference.md").read_text())) == 6  # header, rule, 4 variants (int8 included)

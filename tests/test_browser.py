@@ -98,7 +98,7 @@ def test_parse_loss_log_reference_format(tmp_path: Path) -> None:
 
 
 def test_parse_loss_log_matches_trainer_format(tmp_path: Path) -> None:
-    from cyclegan.logs import format_loss_line
+    from cyclegan.training.logs import format_loss_line
 
     line = format_loss_line(3, 40, 0.25, 0.01, {"D_A": 0.125, "G_A": 1.5, "idt_A": 0.0})
     (rec,) = _parse(line + "\n", tmp_path)
@@ -182,7 +182,7 @@ def test_browser_check_catches_a_broken_page(tmp_path: Path, browser) -> None:
 @requires_browser
 def test_pages_of_a_real_training_run_in_chromium(tmp_path: Path, browser, trained_run) -> None:
     """A tiny real run (trainer + translate + results page), then the run report, all in Chromium."""
-    from cyclegan.testing import run_test
+    from cyclegan.inference.test_run import run_test
 
     summary = run_test(dataroot=trained_run.data, name="run", checkpoints_dir=trained_run.checkpoints,
                        results_dir=tmp_path / "results", device="cpu")

@@ -14,7 +14,7 @@ from PIL import Image
 
 from cyclegan.cli import main
 from cyclegan.config import TrainConfig
-from cyclegan.translate import load_generators
+from cyclegan.recipes.loading import load_generators
 
 
 def write_images(folder, count, size=(50, 37), prefix="img"):
@@ -83,7 +83,7 @@ def test_export_reference_layout_and_single_direction_test(trained_run, tmp_path
     assert len(fakes) == 3 and len(list(images.glob("*_real.png"))) == 3
     # Same pixels as our own checkpoint's G_A gives.
     ours = load_generators(checkpoints / "run", names=("G_A",)).nets["G_A"]
-    from cyclegan.translate import image_tensor
+    from cyclegan.recipes.loading import image_tensor
 
     first_input = sorted((data / "testA").glob("*.png"))[0]
     with torch.no_grad():
@@ -204,7 +204,7 @@ def test_download_offline_is_a_clear_error(tmp_path, capsys):
 
 
 def test_bf16_translation_is_close_to_fp32(trained_run, tmp_path):
-    from cyclegan.testing import run_test
+    from cyclegan.inference.test_run import run_test
 
     data, checkpoints = trained_run.data, trained_run.checkpoints
     outputs = {}

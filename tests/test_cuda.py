@@ -13,8 +13,8 @@ import sys
 import pytest
 import torch
 
-from cyclegan.checkpoint import load_checkpoint
-from cyclegan.trainer import Trainer, train
+from cyclegan.core.checkpoint import load_checkpoint
+from cyclegan.training.trainer import Trainer, train
 
 from .conftest import REPO_ROOT
 from .helpers import tiny_config, tiny_dataset
@@ -75,7 +75,7 @@ def test_compiled_step_matches_eager():
 
 
 def test_translate_a_run_trained_on_cuda(tmp_path):
-    from cyclegan.testing import run_test
+    from cyclegan.inference.test_run import run_test
 
     data = tiny_dataset(tmp_path / "data", n=4)
     run = train(tiny_config(data, tmp_path / "ck", optim__max_iters=2, runtime__device="cuda",

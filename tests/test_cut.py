@@ -9,8 +9,27 @@ import pytest
 import torch
 from torch import nn
 
-from cyclegan.checkpoint import CheckpointError
-from cyclegan.models.cut_objective import (
+from cyclegan.core.checkpoint import CheckpointError
+from cyclegan.networks import (
+    DISCRIMINATORS,
+    GENERATORS,
+    ImageSizeError,
+    NLayerDiscriminator,
+    ResnetGenerator,
+    define_D,
+    define_G,
+)
+from cyclegan.networks.antialias import Downsample, Upsample
+from cyclegan.networks.layers import get_norm_layer
+from cyclegan.recipes.cut.networks import (
+    FEATURE_PROJECTORS,
+    PatchSampleF,
+    define_cut_D,
+    define_cut_G,
+    define_F,
+    mlp_channels_in_state_dict,
+)
+from cyclegan.recipes.cut.objective import (
     CUTConfig,
     build_discriminator,
     build_feature_projector,
@@ -24,24 +43,7 @@ from cyclegan.models.cut_objective import (
     load_cut_generator,
     nce_loss,
 )
-from cyclegan.networks import (
-    DISCRIMINATORS,
-    FEATURE_PROJECTORS,
-    GENERATORS,
-    ImageSizeError,
-    NLayerDiscriminator,
-    PatchSampleF,
-    ResnetGenerator,
-    define_cut_D,
-    define_cut_G,
-    define_D,
-    define_F,
-    define_G,
-    mlp_channels_in_state_dict,
-)
-from cyclegan.networks.antialias import Downsample, Upsample
-from cyclegan.networks.layers import get_norm_layer
-from cyclegan.patchnce import multilayer_patch_nce, patch_nce_loss
+from cyclegan.recipes.cut.patchnce import multilayer_patch_nce, patch_nce_loss
 
 CUT_FIXTURES = sorted((Path(__file__).parent / "fixtures" / "cut").glob("*.pt"))
 

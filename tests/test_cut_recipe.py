@@ -10,14 +10,14 @@ import pytest
 import torch
 from PIL import Image
 
-from cyclegan.checkpoint import load_checkpoint
 from cyclegan.cli import build_parser, config_from_args, main
 from cyclegan.config import PRESETS
+from cyclegan.core.checkpoint import load_checkpoint
+from cyclegan.core.precision import Precision
 from cyclegan.data import write_synthetic_dataset
-from cyclegan.models import MODELS, CUTModel, create_model, default_config
-from cyclegan.precision import Precision
-from cyclegan.trainer import Trainer
-from cyclegan.translate import load_generators
+from cyclegan.recipes import MODELS, CUTModel, create_model, default_config
+from cyclegan.recipes.loading import load_generators
+from cyclegan.training.trainer import Trainer
 from tests.test_cut import CUT_FIXTURES, networks_from_fixture
 from tests.test_recipes import tiny_recipe_config
 

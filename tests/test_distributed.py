@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from cyclegan.checkpoint import load_checkpoint
 from cyclegan.cli import main
+from cyclegan.core.checkpoint import load_checkpoint
 from cyclegan.data import EpochSampler, epoch_order
-from cyclegan.distributed import DistributedContext
+from cyclegan.training.distributed import DistributedContext
 
 from .helpers import tiny_dataset
 

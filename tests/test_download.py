@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from cyclegan import download as dl
-from cyclegan.download import (
+from cyclegan.core import download as dl
+from cyclegan.core.download import (
     DownloadError,
     download,
     download_dataset,
@@ -236,7 +236,7 @@ def test_dataset_zip_without_its_folder(server: FileServer, tmp_path: Path) -> N
 def test_pretrained_lands_where_cyclegan_test_finds_it(server: FileServer, tmp_path: Path) -> None:
     from cyclegan.config import ModelConfig, TrainConfig
     from cyclegan.networks import define_G
-    from cyclegan.translate import load_generators
+    from cyclegan.recipes.loading import load_generators
 
     net = define_G(3, 3, 4, "resnet_6blocks", norm="instance", use_dropout=False)
     buffer = io.BytesIO()
@@ -352,8 +352,8 @@ def test_cut_pretrained_tar_unpacks_every_generator_where_cyclegan_test_finds_it
     """CUT's one tar (checkpoints/<name>_pretrained/latest_net_G.pth inside) → every generator in place;
     `cyclegan test --model cut` then loads it with CUT's test flags."""
     from cyclegan.cli import main
-    from cyclegan.models.cut_objective import CUTConfig, build_generator
-    from cyclegan.translate import load_generators
+    from cyclegan.recipes.cut.objective import CUTConfig, build_generator
+    from cyclegan.recipes.loading import load_generators
 
     torch.manual_seed(0)
     generators = {name: build_generator(CUTConfig(netG="resnet_6blocks", ngf=4)) for name in ("horse2zebra_cut",
@@ -373,7 +373,7 @@ def test_cut_pretrained_tar_unpacks_every_generator_where_cyclegan_test_finds_it
     assert dl.download_cut_pretrained("horse2zebra_cut", ckpt, base=f"{server.url}/CUT", progress=False) == (
         ckpt / "horse2zebra_cut_pretrained" / "latest_net_G.pth")
     assert len(server.requests) == 1
-    from cyclegan.models import default_config
+    from cyclegan.recipes import default_config
 
     flags = default_config("cut")
     flags.model.netG, flags.model.ngf = "resnet_6blocks", 4

@@ -18,8 +18,8 @@ from cyclegan.networks import ImageSizeError, define_G
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
-from cyclegan.backends import OnnxGenerator, load_backend_generators  # noqa: E402
-from cyclegan.export import (  # noqa: E402
+from cyclegan.deploy.backends import OnnxGenerator, load_backend_generators  # noqa: E402
+from cyclegan.deploy.export import (  # noqa: E402
     ExportError,
     check_parity,
     export_onnx,
@@ -133,7 +133,7 @@ def read_pixels(path) -> np.ndarray:
 
 @pytest.mark.slow
 def test_test_with_onnxruntime_matches_torch(trained_run, tmp_path):
-    from cyclegan.testing import run_test
+    from cyclegan.inference.test_run import run_test
 
     data, checkpoints = trained_run.data, trained_run.checkpoints
     common = {"dataroot": data, "name": "run", "checkpoints_dir": checkpoints, "device": "cpu"}
@@ -182,7 +182,7 @@ def test_given_onnx_files_are_used_as_they_are(trained_run, tmp_path):
 
 @pytest.mark.slow
 def test_batched_translation_equals_one_at_a_time(trained_run, tmp_path):
-    from cyclegan.translate import load_generators, translate_folder
+    from cyclegan.recipes.loading import load_generators, translate_folder
 
     checkpoints = trained_run.checkpoints
     folder = tmp_path / "mixed"

@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from cyclegan.inspect_net import (
+from cyclegan.networks.inspect import (
     ShapeArithmeticError,
     add_inspect_arguments,
     build_for_inspection,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from cyclegan.cli import main
-from cyclegan.trainer import train
+from cyclegan.training.trainer import train
 
 from .helpers import tiny_config, tiny_dataset
 
@@ -109,7 +109,7 @@ def test_demo_beats_every_trivial_baseline(tmp_path) -> None:
     model beats the best trivial baseline by 3 dB PSNR (the learning issue's bar) and in SSIM. A
     constant image (itself a baseline) has a margin of zero at best, noise a negative one, and a model
     that swapped two shapes' colours stayed within 1 dB, so none of them passes."""
-    from cyclegan.demo import run_demo
+    from cyclegan.cli.demo import run_demo
 
     result = run_demo(out=tmp_path / "demo", device="cpu")
     assert result.results_page.exists() and result.training_page.exists()

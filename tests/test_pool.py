@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cyclegan.pool import ImagePool
+from cyclegan.recipes.cycle_gan.pool import ImagePool
 
 
 def numbered(n: int, start: int = 0) -> torch.Tensor:

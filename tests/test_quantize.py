@@ -15,9 +15,9 @@ from cyclegan.networks import define_G
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
-from cyclegan.backends import OnnxGenerator, load_backend_generators  # noqa: E402
-from cyclegan.export import ExportError, export_onnx, format_export_summary, run_export_model  # noqa: E402
-from cyclegan.quantize import (  # noqa: E402
+from cyclegan.deploy.backends import OnnxGenerator, load_backend_generators  # noqa: E402
+from cyclegan.deploy.export import ExportError, export_onnx, format_export_summary, run_export_model  # noqa: E402
+from cyclegan.deploy.quantize import (  # noqa: E402
     QuantizationError,
     calibration_batches,
     int8_path,

@@ -10,11 +10,11 @@ import torch
 
 from cyclegan.cli import build_parser, train_config_from_args
 from cyclegan.config import PRESETS, OptimConfig, TrainConfig, fit_epochs_to_iterations, preset_config
-from cyclegan.models import CUTModel, CycleGANModel, preset_config_for
-from cyclegan.models.warm_start import identity_warm_start
+from cyclegan.core.precision import Precision
 from cyclegan.networks import define_G
-from cyclegan.precision import Precision
-from cyclegan.trainer import Trainer
+from cyclegan.recipes import CUTModel, CycleGANModel, preset_config_for
+from cyclegan.recipes.cycle_gan.warm_start import identity_warm_start
+from cyclegan.training.trainer import Trainer
 
 from .helpers import tiny_config, tiny_dataset, whole_and_interrupted_runs
 

@@ -11,18 +11,18 @@ import pytest
 import torch
 from PIL import Image
 
-from cyclegan.checkpoint import load_checkpoint
 from cyclegan.cli import build_parser, config_from_args, main
 from cyclegan.config import TrainConfig
+from cyclegan.core.checkpoint import load_checkpoint
+from cyclegan.core.precision import Precision
 from cyclegan.data import write_synthetic_dataset
 from cyclegan.data.paired import PairingError, combine_folders, write_paired_synthetic_dataset
 from cyclegan.data.synthetic import synthetic_map
-from cyclegan.export import run_export_model
-from cyclegan.models import MODELS, create_model, default_config
+from cyclegan.deploy.export import run_export_model
+from cyclegan.inference.test_run import run_test
 from cyclegan.networks import define_G
-from cyclegan.precision import Precision
-from cyclegan.testing import run_test
-from cyclegan.trainer import Trainer
+from cyclegan.recipes import MODELS, create_model, default_config
+from cyclegan.training.trainer import Trainer
 
 CPU = torch.device("cpu")
 
@@ -235,7 +235,7 @@ def test_config_from_before_the_recipe_sections_still_loads():
 def test_data_dependent_init_gets_the_first_batch_before_the_optimizers(tmp_path, monkeypatch):
     """What CUT needs: networks built from the first batch exist before the optimizers and the
     restore, on a fresh run and on a resume."""
-    from cyclegan.models import Pix2PixModel
+    from cyclegan.recipes import Pix2PixModel
 
     seen = []
 

@@ -291,8 +291,8 @@ def test_save_visuals_rejects_bad_input(tmp_path: Path, bad: object) -> None:
 def test_run_logger_redraws_plots_at_most_every_interval_and_always_at_the_end(tmp_path, monkeypatch):
     """Short epochs must not pay a matplotlib redraw each: within PLOT_INTERVAL_S the validation
     plot is drawn once, the newest records wait, and the run's last update draws them."""
-    from cyclegan import logs
     from cyclegan.config import TrainConfig
+    from cyclegan.training import logs
 
     drawn: list[int] = []
     clock = [1000.0]

@@ -15,10 +15,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from cyclegan import checkpoint as ckpt
-from cyclegan import fileio
-from cyclegan.checkpoint import CheckpointError, load_checkpoint, load_latest_good, load_reference_weights
-from cyclegan.trainer import Trainer, TrainingDiverged, train
+from cyclegan.core import checkpoint as ckpt
+from cyclegan.core import fileio
+from cyclegan.core.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_latest_good,
+    load_reference_weights,
+)
+from cyclegan.training.trainer import Trainer, TrainingDiverged, train
 
 from .conftest import code_pickle
 from .helpers import tiny_config, tiny_dataset

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cyclegan.translator import Translator
+from cyclegan.inference.translator import Translator
 
 from .browser import CHROMIUM_ARGS, chromium_path, requires_browser
 from .test_translate import make_run, save_photo
@@ -21,7 +21,7 @@ gr = pytest.importorskip("gradio")
 
 
 def test_description_escapes_the_run_name():
-    from cyclegan.serve import describe
+    from cyclegan.inference.serve import describe
 
     text = describe({"name": "<script>alert(1)</script>", "netG": "resnet_6blocks", "val_psnr": 13.456})
     assert "<script>" not in text and "&lt;script&gt;" in text and "13.46" in text
@@ -38,7 +38,7 @@ def free_port() -> int:
 def test_upload_translate_and_download_in_chromium(tmp_path: Path):
     from playwright.sync_api import sync_playwright
 
-    from cyclegan.serve import build_app, launch
+    from cyclegan.inference.serve import build_app, launch
 
     run = make_run(tmp_path / "checkpoints", "my<b>run")
     app = build_app(lambda direction: Translator.from_run(run, direction=direction), work_dir=tmp_path / "work")

@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from cyclegan.checkpoint import load_checkpoint
 from cyclegan.config import OptimConfig, TrainConfig
+from cyclegan.core.checkpoint import load_checkpoint
+from cyclegan.core.precision import Precision
+from cyclegan.core.runtime import parse_duration
 from cyclegan.losses import GAN_LOSSES
-from cyclegan.models import MODELS, create_model
-from cyclegan.precision import Precision
-from cyclegan.runtime import parse_duration
-from cyclegan.schedulers import build_scheduler, step_scheduler
-from cyclegan.trainer import ArchitectureMismatch, Trainer, train
+from cyclegan.recipes import MODELS, create_model
+from cyclegan.training.schedulers import build_scheduler, step_scheduler
+from cyclegan.training.trainer import ArchitectureMismatch, Trainer, train
 
 from .helpers import tiny_config, tiny_dataset, whole_and_interrupted_runs
 
@@ -320,8 +320,8 @@ def test_resume_with_another_architecture_lists_the_differences(tmp_path):
 
 
 def test_residual_output_run_rebuilds_as_trained_and_is_not_exported_as_the_reference(tmp_path):
-    from cyclegan.export import ExportError, run_export_model
-    from cyclegan.translate import load_generators
+    from cyclegan.deploy.export import ExportError, run_export_model
+    from cyclegan.recipes.loading import load_generators
 
     data = tiny_dataset(tmp_path / "data", n=2)
     options = {"model__residual_output": True, "model__norm": "none", "cycle_gan__lambda_identity": 0.0}

@@ -18,9 +18,7 @@ from PIL import Image
 
 from cyclegan.cli import main
 from cyclegan.config import DataConfig, ModelConfig, TrainConfig
-from cyclegan.networks import ResnetGenerator, define_G, init_weights
-from cyclegan.networks.layers import conv_bias_for, get_norm_layer
-from cyclegan.tiling import (
+from cyclegan.inference.tiling import (
     TiledGenerator,
     default_margin,
     plan_exact_passes,
@@ -28,7 +26,9 @@ from cyclegan.tiling import (
     receptive_reach,
     with_shared_stats,
 )
-from cyclegan.translator import Translator
+from cyclegan.inference.translator import Translator
+from cyclegan.networks import ResnetGenerator, define_G, init_weights
+from cyclegan.networks.layers import conv_bias_for, get_norm_layer
 
 
 def photo(height: int, width: int, seed: int = 0) -> torch.Tensor:
@@ -169,7 +169,7 @@ def test_plan_keeps_one_activation_per_resnet_block_where_it_fits():
 
 def test_cut_generator_tiles_equal_the_whole_image():
     """CUT's anti-aliased resampling puts the receptive field off centre: the margin must follow it."""
-    from cyclegan.networks.cut import CUTResnetGenerator
+    from cyclegan.recipes.cut.networks import CUTResnetGenerator
 
     torch.manual_seed(0)
     net = init_weights(CUTResnetGenerator(3, 3, 8, n_blocks=2), "normal", 0.02).eval()
@@ -178,7 +178,7 @@ def test_cut_generator_tiles_equal_the_whole_image():
         whole = net(x)
     # How far an output pixel's input gradient reaches, per side, with norm statistics held fixed.
     probe = torch.zeros(1, 3, 192, 192, requires_grad=True)
-    from cyclegan.inspect_net import _fixed_statistics_norm
+    from cyclegan.networks.inspect import _fixed_statistics_norm
 
     handles = [m.register_forward_hook(_fixed_statistics_norm) for m in net.modules()
                if isinstance(m, torch.nn.InstanceNorm2d)]
@@ -345,7 +345,7 @@ def make_clip(path: Path, frames: int = 7, rate: int = 12, size: tuple[int, int]
 @pytest.mark.parametrize("suffix,codec,audio", [(".mp4", "libx264", True), (".mkv", "libx264", True),
                                                 (".webm", "libvpx-vp9", False), (".gif", "gif", False)])
 def test_video_round_trip_keeps_frames_rate_size_and_audio(tmp_path, suffix, codec, audio):
-    from cyclegan.video import probe, translate_video
+    from cyclegan.inference.video import probe, translate_video
 
     run = make_run(tmp_path / "checkpoints")
     source = make_clip(tmp_path / f"clip{suffix}", codec=codec, audio=audio and suffix != ".webm")
@@ -361,7 +361,7 @@ def test_video_round_trip_keeps_frames_rate_size_and_audio(tmp_path, suffix, cod
 
 
 def test_video_span_and_max_frames(tmp_path):
-    from cyclegan.video import probe, translate_video
+    from cyclegan.inference.video import probe, translate_video
 
     run = make_run(tmp_path / "checkpoints")
     source = make_clip(tmp_path / "clip.mp4", frames=24, audio=True)

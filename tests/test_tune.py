@@ -1,6 +1,6 @@
 """``--tune``: the choice logic with injected timings and losses, the cache, and one real measurement.
 
-No test depends on this machine's speed: :func:`cyclegan.tune.choose` is fed made-up timings, and
+No test depends on this machine's speed: :func:`cyclegan.training.tune.choose` is fed made-up timings, and
 the one test that measures only checks that it measured (finite losses, positive times).
 """
 
@@ -11,7 +11,7 @@ import json
 import pytest
 import torch
 
-from cyclegan.tune import (
+from cyclegan.training.tune import (
     Candidate,
     Choice,
     Measurement,
@@ -67,12 +67,12 @@ def test_a_gain_within_the_noise_keeps_the_baseline():
 
 def test_candidates_offer_bf16_only_where_native(monkeypatch):
     cpu = torch.device("cpu")
-    monkeypatch.setattr("cyclegan.precision.cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr("cyclegan.core.precision.cpu_has_native_bf16", lambda: False)
     options = candidates(cpu, cpu_count=4)
     assert {c.precision for c in options} == {"fp32"}
     assert {c.threads for c in options} == {4, 2} and {c.channels_last for c in options} == {False, True}
     assert options[0] == Candidate("fp32", False, 4)  # the baseline comes first
-    monkeypatch.setattr("cyclegan.precision.cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr("cyclegan.core.precision.cpu_has_native_bf16", lambda: True)
     assert {c.precision for c in candidates(cpu, cpu_count=1)} == {"fp32", "bf16"}
     assert {c.threads for c in candidates(cpu, cpu_count=1)} == {1}
 
@@ -95,7 +95,7 @@ def test_choice_is_cached_per_machine_and_config(tmp_path):
 
 
 def test_tune_measures_once_then_reads_the_cache(tmp_path, monkeypatch):
-    monkeypatch.setattr("cyclegan.precision.cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr("cyclegan.core.precision.cpu_has_native_bf16", lambda: False)
     config = tiny_config(tmp_path / "data", tmp_path / "ck")
     cache = tmp_path / "tune.json"
     calls = []
@@ -118,7 +118,7 @@ def test_tune_measures_once_then_reads_the_cache(tmp_path, monkeypatch):
 
 
 def test_tune_stops_starting_candidates_after_its_budget_and_does_not_cache(tmp_path, monkeypatch):
-    monkeypatch.setattr("cyclegan.precision.cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr("cyclegan.core.precision.cpu_has_native_bf16", lambda: False)
     config = tiny_config(tmp_path / "data", tmp_path / "ck")
     ticks = iter(range(0, 1000, 100))  # each clock read: 100 s later
 
@@ -173,7 +173,7 @@ def test_cli_train_tune_prints_its_choice_and_trains_with_it(tmp_path, monkeypat
 
 def test_bf16_is_not_native_where_the_kernels_are_pinned_below_avx512(monkeypatch):
     # ATEN_CPU_CAPABILITY=avx2 (an AVX2 machine emulated, or the ISA pinned by the user) keeps bf16 emulated.
-    from cyclegan.precision import cpu_has_native_bf16, resolve_precision
+    from cyclegan.core.precision import cpu_has_native_bf16, resolve_precision
 
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
     assert not cpu_has_native_bf16()

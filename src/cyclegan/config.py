@@ -75,7 +75,7 @@ class ModelConfig:
         return {k: getattr(self, k) for k in keys}
 
 
-# --- each recipe's own section (``cyclegan.models.<recipe>`` reads it) ---------------------------
+# --- each recipe's own section (``cyclegan.recipes.<recipe>`` reads it) ---------------------------
 
 
 @dataclass
@@ -92,7 +92,7 @@ class CycleGANConfig:
     # Score real and pooled fake images in one discriminator call (same per-sample-norm rule).
     batch_discriminator_calls: bool = True
     # Steps of an L1 fit of each generator to the identity before training (0: the reference's random
-    # start). See cyclegan.models.warm_start; the quick preset uses it.
+    # start). See cyclegan.recipes.cycle_gan.warm_start; the quick preset uses it.
     identity_warmup_steps: int = 0
 
 
@@ -110,7 +110,7 @@ class CUTOptions:
     ``None``: the ``--CUT_mode`` default (CUT: lambda_NCE 1, nce_idt on, no flip; FastCUT: 10, off,
     flip). The networks' shared options (netG, ngf, init_type ...) stay in ``model``; CUT names its
     norms per network, so ``normG`` / ``normD`` live here. The recipe builds a
-    ``cyclegan.models.cut_objective.CUTConfig`` from both sections.
+    ``cyclegan.recipes.cut.objective.CUTConfig`` from both sections.
     """
 
     CUT_mode: str = "CUT"  # CUT | FastCUT
@@ -147,7 +147,7 @@ class OptimConfig:
     lr_decay_iters: int = 50  # step policy: multiply by 0.1 every this many epochs
     max_iters: int | None = None  # stop after this many iterations in total (demo, tests)
     # Keep an exponential moving average of the translating networks' weights (0: off), which
-    # validation, test, translate and export then use; see cyclegan.averaging.
+    # validation, test, translate and export then use; see cyclegan.training.averaging.
     ema_decay: float = 0.0
 
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cyclegan.registry import Registry
+from cyclegan.core.registry import Registry
 
 GanLoss = Callable[..., torch.Tensor]
 GAN_LOSSES: Registry[GanLoss] = Registry("gan_mode")

@@ -1,6 +1,6 @@
 """Data loading: image files, preprocessing, the reference's data set modes and a synthetic set."""
 
-from .datasets import (
+from cyclegan.data.datasets import (
     DATASETS,
     AlignedDataset,
     BaseDataset,
@@ -12,7 +12,7 @@ from .datasets import (
     epoch_order,
     item_seed,
 )
-from .images import (
+from cyclegan.data.images import (
     IMG_EXTENSIONS,
     BadImageError,
     DatasetError,
@@ -22,7 +22,7 @@ from .images import (
     scan_images,
     split_aligned,
 )
-from .synthetic import (
+from cyclegan.data.synthetic import (
     PALETTE_A,
     PALETTE_WEIGHTS,
     SYNTHETIC_DEFAULTS,
@@ -30,7 +30,7 @@ from .synthetic import (
     synthetic_map,
     write_synthetic_dataset,
 )
-from .transforms import PREPROCESS, get_params, get_transform
+from cyclegan.data.transforms import PREPROCESS, get_params, get_transform
 
 __all__ = [
     "DATASETS",

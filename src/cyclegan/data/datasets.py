@@ -21,10 +21,10 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ..config import DataConfig
-from ..registry import Registry
-from .images import list_images, load_image, scan_images, split_aligned
-from .transforms import get_params, get_transform
+from cyclegan.config import DataConfig
+from cyclegan.core.registry import Registry
+from cyclegan.data.images import list_images, load_image, scan_images, split_aligned
+from cyclegan.data.transforms import get_params, get_transform
 
 DATASETS: Registry[type[BaseDataset]] = Registry("dataset mode")
 logger = logging.getLogger(__name__)

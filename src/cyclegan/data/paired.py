@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from cyclegan.core.fileio import atomic_write
 from cyclegan.data.images import list_images, load_image
 from cyclegan.data.synthetic import SYNTHETIC_DEFAULTS, draw_scene, prepare_output_folder, synthetic_map
-from cyclegan.fileio import atomic_write
 
 # The unpaired set's generator streams for trainA, testA, valA (cyclegan.data.synthetic._STREAMS):
 # a scene is a pure function of (seed, stream, index), so the A halves equal those images.

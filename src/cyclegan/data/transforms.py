@@ -21,8 +21,8 @@ from PIL import Image
 from torchvision.transforms import InterpolationMode, v2
 from torchvision.transforms.v2 import functional as F
 
-from ..config import DataConfig
-from ..registry import Registry
+from cyclegan.config import DataConfig
+from cyclegan.core.registry import Registry
 
 BICUBIC = InterpolationMode.BICUBIC
 

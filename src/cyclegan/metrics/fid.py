@@ -44,8 +44,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cyclegan.download import INCEPTION_FILENAME, inception_cache_path
-from cyclegan.fileio import load_tensor_dict
+from cyclegan.core.download import INCEPTION_FILENAME, inception_cache_path
+from cyclegan.core.fileio import load_tensor_dict
 
 __all__ = [
     "FEATURE_DIM",

@@ -28,8 +28,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cyclegan.download import cache_dir
-from cyclegan.fileio import load_tensor_dict
+from cyclegan.core.download import cache_dir
+from cyclegan.core.fileio import load_tensor_dict
 
 __all__ = [
     "BACKBONES",

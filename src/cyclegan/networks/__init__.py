@@ -13,14 +13,8 @@ from typing import Any
 from torch import nn
 
 from cyclegan.config import ModelConfig
+from cyclegan.core.registry import Registry
 from cyclegan.networks.compat import load_reference_state_dict
-from cyclegan.networks.cut import (
-    CUTNLayerDiscriminator,
-    CUTResnetGenerator,
-    PatchSampleF,
-    ReshapeF,
-    mlp_channels_in_state_dict,
-)
 from cyclegan.networks.discriminators import NLayerDiscriminator, PixelDiscriminator
 from cyclegan.networks.generators import (
     ImageSizeError,
@@ -31,33 +25,16 @@ from cyclegan.networks.generators import (
     enable_gradient_checkpointing,
 )
 from cyclegan.networks.layers import NORM_LAYERS, conv_bias_for, get_norm_layer, init_weights
-from cyclegan.registry import Registry
 
 GENERATORS: Registry[Callable[..., nn.Module]] = Registry("generator (netG)")
 GENERATORS.add("resnet_9blocks", functools.partial(ResnetGenerator, n_blocks=9))
 GENERATORS.add("resnet_6blocks", functools.partial(ResnetGenerator, n_blocks=6))
 GENERATORS.add("unet_128", functools.partial(UnetGenerator, num_downs=7))
 GENERATORS.add("unet_256", functools.partial(UnetGenerator, num_downs=8))
-# CUT's generators (anti-aliased by default); define_cut_G maps CUT's own --netG names onto these.
-CUT_GENERATOR_PREFIX = "cut_"
-GENERATORS.add("cut_resnet_9blocks", functools.partial(CUTResnetGenerator, n_blocks=9))
-GENERATORS.add("cut_resnet_6blocks", functools.partial(CUTResnetGenerator, n_blocks=6))
-GENERATORS.add("cut_resnet_4blocks", functools.partial(CUTResnetGenerator, n_blocks=4))
-
 DISCRIMINATORS: Registry[Callable[..., nn.Module]] = Registry("discriminator (netD)")
 DISCRIMINATORS.add("basic", functools.partial(NLayerDiscriminator, n_layers=3))
 DISCRIMINATORS.add("n_layers", NLayerDiscriminator)
 DISCRIMINATORS.add("pixel", PixelDiscriminator)
-DISCRIMINATORS.add("cut_basic", functools.partial(CUTNLayerDiscriminator, n_layers=3))
-DISCRIMINATORS.add("cut_n_layers", CUTNLayerDiscriminator)
-
-# CUT's --netF: how PatchNCE samples and projects the generator's encoder features.
-FEATURE_PROJECTORS: Registry[Callable[..., nn.Module]] = Registry("feature projector (netF)")
-FEATURE_PROJECTORS.add("mlp_sample", functools.partial(PatchSampleF, use_mlp=True))
-FEATURE_PROJECTORS.add("sample", functools.partial(PatchSampleF, use_mlp=False))
-FEATURE_PROJECTORS.add("reshape", lambda **_: ReshapeF())
-
-
 def define_G(
     input_nc: int,
     output_nc: int,
@@ -115,63 +92,7 @@ def define_D(
     return init_weights(net, init_type, init_gain)
 
 
-def define_cut_G(
-    input_nc: int,
-    output_nc: int,
-    ngf: int,
-    netG: str,
-    norm: str = "instance",
-    use_dropout: bool = False,
-    init_type: str = "xavier",
-    init_gain: float = 0.02,
-    no_antialias: bool = False,
-    no_antialias_up: bool = False,
-    residual_output: bool = False,
-) -> nn.Module:
-    """CUT's ``define_G``: resnet_9blocks | resnet_6blocks | resnet_4blocks, anti-aliased unless told not to
-    (``residual_output``: ours, as in ``define_G``; the keys stay CUT's)."""
-    name = CUT_GENERATOR_PREFIX + netG
-    if name not in GENERATORS:
-        known = ", ".join(n.removeprefix(CUT_GENERATOR_PREFIX) for n in GENERATORS if n.startswith(CUT_GENERATOR_PREFIX))
-        raise ValueError(f"unknown CUT generator (netG) {netG!r}; known: {known}")
-    return define_G(input_nc, output_nc, ngf, name, norm, use_dropout, init_type, init_gain,
-                    residual_output=residual_output, no_antialias=no_antialias, no_antialias_up=no_antialias_up)
-
-
-def define_cut_D(
-    input_nc: int,
-    ndf: int,
-    netD: str,
-    n_layers_D: int = 3,
-    norm: str = "instance",
-    init_type: str = "xavier",
-    init_gain: float = 0.02,
-    no_antialias: bool = False,
-) -> nn.Module:
-    """CUT's ``define_D``: basic | n_layers (anti-aliased PatchGAN) | pixel."""
-    if netD == "pixel":  # no down-sampling, so nothing to anti-alias: the reference's PixelGAN
-        return define_D(input_nc, ndf, netD, n_layers_D, norm, init_type, init_gain)
-    name = CUT_GENERATOR_PREFIX + netD
-    if name not in DISCRIMINATORS:
-        raise ValueError(f"unknown CUT discriminator (netD) {netD!r}; known: basic, n_layers, pixel")
-    return define_D(input_nc, ndf, name, n_layers_D, norm, init_type, init_gain, no_antialias=no_antialias)
-
-
-def define_F(netF: str = "mlp_sample", init_type: str = "xavier", init_gain: float = 0.02, netF_nc: int = 256) -> nn.Module:
-    """CUT's ``define_F``: mlp_sample | sample | reshape. An mlp_sample's MLPs are built on its first batch."""
-    return FEATURE_PROJECTORS.get(netF)(init_type=init_type, init_gain=init_gain, nc=netF_nc)
-
-
 __all__ = [
-    "CUTNLayerDiscriminator",
-    "CUTResnetGenerator",
-    "FEATURE_PROJECTORS",
-    "PatchSampleF",
-    "ReshapeF",
-    "define_F",
-    "define_cut_D",
-    "define_cut_G",
-    "mlp_channels_in_state_dict",
     "DISCRIMINATORS",
     "GENERATORS",
     "NORM_LAYERS",

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn import init
 
-from cyclegan.registry import Registry
+from cyclegan.core.registry import Registry
 
 NormFactory = Callable[[int], nn.Module]
 

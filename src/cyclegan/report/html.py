@@ -26,8 +26,8 @@ from urllib.parse import quote
 import jinja2
 import torch
 
+from cyclegan.core.fileio import atomic_write
 from cyclegan.data.images import is_image_file
-from cyclegan.fileio import atomic_write
 from cyclegan.metrics.evaluate import split_label
 from cyclegan.report.plots import History, plot_losses, plot_scores
 from cyclegan.report.visuals import save_visuals

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from cyclegan.fileio import atomic_write
+from cyclegan.core.fileio import atomic_write
 
 __all__ = ["X_KEYS", "plot_losses"]
 

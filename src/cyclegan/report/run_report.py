@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from cyclegan.fileio import atomic_write
+from cyclegan.core.fileio import atomic_write
 from cyclegan.metrics.baselines import page_items
 from cyclegan.report.html import (
     _fmt_number,

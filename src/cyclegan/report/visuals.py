@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from torchvision.utils import make_grid, save_image
 
-from cyclegan.fileio import atomic_write
+from cyclegan.core.fileio import atomic_write
 
 __all__ = ["safe_name", "save_visuals", "tensor_to_image", "to_unit_range"]
 

@@ -1,0 +1,225 @@
+"""``cyclegan test``: translate whole folders, write the reference's file names and a results page.
+
+The run's recipe says which networks translate (``TrainingRecipe.translators``) and its data mode
+where the images are:
+
+- ``--model cycle_gan`` (unaligned data): every image of ``<dataroot>/<phase>A`` goes A→B→A and every
+  image of ``<phase>B`` goes B→A→B, written as ``<stem>_real_A.png``, ``<stem>_fake_B.png``,
+  ``<stem>_rec_A.png`` and ``<stem>_real_B.png``, ``<stem>_fake_A.png``, ``<stem>_rec_B.png``, each
+  named by its own input (the reference names the B results after the paired A file);
+- ``--model pix2pix`` (aligned data): every A|B file of ``<dataroot>/<phase>`` gives
+  ``<stem>_real_A.png``, ``<stem>_fake_B.png``, ``<stem>_real_B.png``, scored against real_B;
+- ``--model test --dataset_mode single``: one direction over the folder ``<dataroot>`` itself,
+  ``<stem>_real.png`` and ``<stem>_fake.png``, with ``<epoch>_net_G<model_suffix>``.
+
+Networks run in train mode, as the reference's ``test.py`` does, unless ``--eval`` (see
+:mod:`cyclegan.recipes.loading`); dropout then draws from a generator seeded with ``--seed``. No silent
+50-image cap: every image is translated unless ``--num_test`` is given. When the data set holds the
+true translations (``<phase>A_gt``, as the synthetic set does, or the B half of paired data), PSNR /
+SSIM are computed and shown on the page beside each image, next to the trivial baselines' scores on
+the same images (:mod:`cyclegan.metrics.baselines`: doing nothing, a constant image, colour transfer,
+histogram matching) and the margin over the best of them; the true translation is shown beside
+``fake_B`` (unpaired data: copied in as ``<stem>_true_B.png``; paired data: its ``real_B``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import glob
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cyclegan.config import DataConfig, TrainConfig
+from cyclegan.core.fileio import atomic_write
+from cyclegan.core.runtime import resolve_device
+from cyclegan.deploy.backends import BACKENDS, load_backend_generators
+from cyclegan.metrics import evaluate_folders, to_json
+from cyclegan.metrics.baselines import dataset_baselines, folder_baselines, margins, page_items
+from cyclegan.recipes import MODELS
+from cyclegan.recipes.loading import aligned_halves, folder_images, save_tensor_image, translate_folder
+from cyclegan.report import collect_result_rows, write_results_page
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TestSummary:
+    results_dir: Path
+    images_dir: Path
+    page: Path
+    count: int
+    scores: dict[str, Any] | None
+
+
+def run_test(
+    dataroot: str | Path,
+    name: str,
+    checkpoints_dir: str | Path = "./checkpoints",
+    results_dir: str | Path = "./results",
+    model: str | None = None,
+    model_suffix: str = "",
+    dataset_mode: str | None = None,
+    phase: str = "test",
+    epoch: str = "latest",
+    num_test: int | None = None,
+    direction: str | None = None,
+    device: str = "auto",
+    flags: TrainConfig | None = None,
+    preprocess: str = "none",
+    load_size: int = 256,
+    crop_size: int = 256,
+    backend: str = "torch",
+    batch_size: int = 1,
+    precision: str = "fp32",
+    eval_mode: bool = False,
+    seed: int = 0,
+    quantize: str = "none",
+) -> TestSummary:
+    """Translate the test folders and write the results page.
+
+    ``model``: ``test`` (one generator over one folder) or a recipe name; ``None`` or a recipe name
+    means the run's own recipe (from its config; a different one is an error). ``backend``: ``torch``
+    or ``onnxruntime`` (the generators exported once to ONNX beside the checkpoint, see
+    :mod:`cyclegan.deploy.backends`). ``batch_size``: images of the same size translated together (one at a
+    time when a network runs in train mode, whose batch statistics would mix them). ``eval_mode``:
+    the reference's ``--eval``. ``quantize="int8"`` (onnxruntime): the int8 graphs, calibrated on
+    ``<dataroot>/train<A|B>`` when that folder exists, else on the run's own dataroot.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
+    if batch_size < 1:
+        raise ValueError(f"--batch_size must be >= 1, got {batch_size}")
+    torch_device = resolve_device(device)
+    dataroot = Path(dataroot)
+    run_dir = Path(checkpoints_dir) / name
+    out_dir = Path(results_dir) / name / f"{phase}_{epoch}"
+    images_dir = out_dir / "images"
+    images_dir.mkdir(parents=True, exist_ok=True)
+    # Train mode is the reference's default; ONNX graphs are exported in eval mode.
+    mode_eval = eval_mode or backend != "torch"
+    calibration_dataroot = dataroot if any((dataroot / f"train{side}").is_dir() for side in "AB") else None
+
+    if model == "test" and dataset_mode not in (None, "single"):
+        raise ValueError("--model test translates one folder: use --dataset_mode single")
+    suffix_name = f"G{model_suffix}"  # --model test: the lone generator <epoch>_net_G<suffix>.pth
+    loaded = load_backend_generators(run_dir, epoch, names=(suffix_name,) if model == "test" else None,
+                                     backend=backend, flags=flags, device=torch_device, eval_mode=mode_eval,
+                                     quantize=quantize, calibration_dataroot=calibration_dataroot)
+    read = None
+    if model == "test":
+        jobs = [(dataroot, loaded.nets[suffix_name], None, ("real", "fake", "rec"), loaded.config.data.input_nc)]
+        recipe = None
+    else:
+        config = loaded.config
+        if model is not None and model != config.model.model:
+            raise ValueError(f"{run_dir} holds a {config.model.model} run, not {model}: use --model "
+                             f"{config.model.model} (or --model test for a lone generator)")
+        recipe = MODELS.get(config.model.model)
+        mode = dataset_mode or config.data.dataset_mode
+        direction = direction or config.data.direction
+        channels = {"A": config.data.input_nc, "B": config.data.output_nc}
+        jobs = []
+        if mode == "aligned":
+            first = recipe.translators[0]
+            folder = dataroot / phase
+            if not folder.is_dir():
+                raise FileNotFoundError(f"no {folder}: --dataset_mode aligned expects <dataroot>/{phase}/ of A|B images")
+            data = dataclasses.replace(config.data, direction=direction)
+            nc_A, nc_B = (channels["B"], channels["A"]) if direction == "BtoA" else (channels["A"], channels["B"])
+            read = functools.partial(_read_aligned, channels=(nc_A, nc_B), direction=direction,
+                                     data=_test_preprocess(data, preprocess, load_size, crop_size))
+            jobs.append((folder, loaded.nets[first.net], None, first.labels, channels[first.source]))
+        elif mode in ("unaligned", "single"):
+            for translator in recipe.translators:
+                folder_domain = translator.source
+                if direction == "BtoA":  # the folders stay A / B; the roles swap
+                    folder_domain = "B" if folder_domain == "A" else "A"
+                folder = dataroot if mode == "single" else dataroot / f"{phase}{folder_domain}"
+                if folder.is_dir():
+                    back = loaded.nets[translator.back] if translator.back else None
+                    jobs.append((folder, loaded.nets[translator.net], back, translator.labels,
+                                 channels[translator.source]))
+                if mode == "single":
+                    break
+            if not jobs:
+                raise FileNotFoundError(
+                    f"no {dataroot / (phase + 'A')} or {dataroot / (phase + 'B')}: --dataset_mode unaligned expects "
+                    f"<dataroot>/{phase}A and {phase}B (for one folder use --dataset_mode single)"
+                )
+        else:
+            raise ValueError(f"unknown --dataset_mode {mode!r}; known: unaligned, aligned, single")
+
+    data_cfg = _test_preprocess(loaded.config.data, preprocess, load_size, crop_size)
+    if not mode_eval and any(getattr(net, "training", False) for _, net, *_ in jobs):
+        if batch_size > 1:
+            log.info("networks run in train mode (the reference's default; --eval to change): one image at a time")
+            batch_size = 1
+        torch.manual_seed(seed)  # dropout masks: the same results on every run
+    count = 0
+    for folder, forward, backward, labels, channels_in in jobs:
+        paths = folder_images(folder, num_test)
+        log.info("translating %d image(s) from %s", len(paths), folder)
+        for item in translate_folder(paths, forward, backward, channels_in, labels, torch_device, data_cfg,
+                                     batch_size=batch_size, precision=precision if backend == "torch" else "fp32",
+                                     read=read):
+            for label, tensor in item.images.items():
+                save_tensor_image(tensor, images_dir / f"{item.stem}_{label}.png")
+            count += 1
+
+    scores = None
+    if read is not None:  # paired data: fake_B against the B half
+        scores = evaluate_folders(images_dir, images_dir, fake_label="fake_B")
+        comparison = folder_baselines({r["name"] for r in scores["per_image"]}, images_dir, images_dir,
+                                      input_nc=loaded.config.data.input_nc, output_nc=loaded.config.data.output_nc,
+                                      plain_sources=False)
+    elif recipe is not None:
+        ground_truth = dataroot / f"{phase}A_gt"
+        comparison = None
+        if ground_truth.is_dir() and (direction or "AtoB") == "AtoB" and recipe.translators[0].source == "A":
+            scores = evaluate_folders(images_dir, ground_truth, fake_label=recipe.translators[0].labels[1])
+            stems = {r["name"] for r in scores["per_image"]}
+            for stem in stems:  # the truth beside each fake_B on the page
+                truth = next(iter(sorted(ground_truth.glob(f"{glob.escape(stem)}.*"))), None)
+                if truth is not None:
+                    shutil.copyfile(truth, images_dir / f"{stem}_true_B{truth.suffix}")
+            comparison = dataset_baselines(dataroot, phase, "AtoB", loaded.config.data.input_nc,
+                                           loaded.config.data.output_nc, stems=stems)
+    if scores is not None:
+        if comparison is not None:
+            scores["baselines"] = comparison
+            scores.update(margins(scores, comparison["baselines"]))
+        atomic_write(out_dir / "scores.json", to_json(scores) + "\n")  # `cyclegan report` reads it
+    rows = collect_result_rows(out_dir)
+    title = f"{name}: {phase} results, epoch {epoch}"
+    page = write_results_page(out_dir, rows, title=title, scores=_page_scores(scores),
+                              per_image_scores=scores["per_image"] if scores else None)
+    return TestSummary(out_dir, images_dir, page, count, scores)
+
+
+def _test_preprocess(data: DataConfig, preprocess: str, load_size: int, crop_size: int) -> DataConfig | None:
+    """The data config that resizes test images, or None to keep each image's own size."""
+    if preprocess == "none":
+        return None
+    return dataclasses.replace(data, preprocess=preprocess, load_size=load_size, crop_size=crop_size, no_flip=True)
+
+
+def _read_aligned(path: Path, channels: tuple[int, int], direction: str,
+                  data: DataConfig | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    source, target = aligned_halves(path, channels, direction, data)
+    return source, {"real_B": target}
+
+
+def _page_scores(scores: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not scores:
+        return None
+    items = page_items(scores, scores.get("baselines"), model_label="fake_B vs ground truth")
+    return {**items, "images scored": scores["count"]}
+
+
+__all__ = ["TestSummary", "run_test"]

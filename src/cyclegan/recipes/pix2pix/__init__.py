@@ -1,0 +1,1 @@
+"""recipes/pix2pix."""

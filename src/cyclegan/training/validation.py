@@ -1,0 +1,142 @@
+"""Validation during training: held-out images scored every ``--eval_freq`` epochs.
+
+The held-out set is the training data's mode on the ``val`` phase: ``valA / valB`` for unpaired
+data, ``val/`` (A|B side by side) for paired data. Every translator of the recipe (see
+``TrainingRecipe.translators``) runs on its source images; the first one's output is scored with
+PSNR and SSIM against its ground truth when there is one: the paired B half, or the true
+translations ``valA_gt/`` that the synthetic set writes. That PSNR is the objective (the
+``plateau`` LR policy follows it and ``best.safetensors`` is chosen by it). Without ground truth the
+objective is the recipe's own score (CycleGAN: the cycle-consistency L1, lower is better).
+
+With ground truth, the trivial baselines (:mod:`cyclegan.metrics.baselines`: doing nothing, a
+constant image, colour transfer, histogram matching) are scored once on the same images, and every
+record carries the best of them (``val_baseline_psnr`` / ``val_baseline_ssim``) and the model's
+margin over it (``val_margin_psnr`` / ``val_margin_ssim``): a PSNR alone cannot say whether the model
+learned anything. Their colour statistics come from ``train<target>/`` (unpaired data) or, for
+paired data, from the validation truths themselves (which favours the baselines).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from cyclegan.config import TrainConfig
+from cyclegan.core.precision import Precision
+from cyclegan.data import create_dataset
+from cyclegan.metrics.baselines import domain_statistics, pooled_statistics, score_baseline_pairs
+from cyclegan.metrics.paired import PSNR_CAP_DB, psnr, ssim
+from cyclegan.recipes import MODELS, TrainingRecipe
+from cyclegan.recipes.loading import unit_image_tensor
+
+
+class Validator:
+    def __init__(self, config: TrainConfig, seed: int) -> None:
+        root = Path(config.data.dataroot)
+        self.direction = config.data.direction
+        data = dataclasses.replace(config.data, phase="val", preprocess="none", no_flip=True, serial_batches=True)
+        self.dataset = create_dataset(data, seed=seed)
+        self.paired = config.data.dataset_mode == "aligned"
+        recipe = MODELS.get(config.model.model)
+        self.translator = recipe.translators[0]
+        self.output_nc = config.data.output_nc
+        # Unpaired data: ground truth for the first translator's direction in val<source>_gt (the folder
+        # roles swap for BtoA runs: valA_gt holds T(valA), valB_gt T^-1(valB)).
+        source_folder = self.translator.source
+        if self.direction == "BtoA":
+            source_folder = "B" if source_folder == "A" else "A"
+        self.ground_truth: Path | None = None
+        if not self.paired and (root / f"val{source_folder}_gt").is_dir():
+            self.ground_truth = root / f"val{source_folder}_gt"
+        # The source-domain files, each scored once (the unaligned set cycles the shorter folder).
+        self.sources = [Path(p) for p in getattr(self.dataset, f"{source_folder}_paths", [])]
+        target_folder = "A" if source_folder == "B" else "B"
+        self.domains = (root / f"train{source_folder}", root / f"train{target_folder}")
+        self.input_nc = config.data.input_nc
+        self.baselines: dict[str, dict[str, float]] | None = None  # scored once, on the first pass
+        if self.paired or self.ground_truth is not None:
+            self.objective, self.mode = "val_psnr", "max"
+        elif recipe.fallback_objective is not None:
+            self.objective, self.mode = recipe.fallback_objective
+        else:
+            raise ValueError(
+                f"{config.model.model} has no validation score without ground truth: add "
+                f"{root / f'val{source_folder}_gt'} or remove the validation folders"
+            )
+
+    @staticmethod
+    def expected_folders(config: TrainConfig) -> str:
+        root = Path(config.data.dataroot)
+        if config.data.dataset_mode == "aligned":
+            return f"{root / 'val'} (A|B pairs)"
+        return f"{root / 'valA'} and {root / 'valB'}"
+
+    @staticmethod
+    def available(config: TrainConfig) -> bool:
+        root = Path(config.data.dataroot)
+        if config.data.dataset_mode == "aligned":
+            return (root / "val").is_dir()
+        if config.data.dataset_mode == "unaligned":
+            return (root / "valA").is_dir() and (root / "valB").is_dir()
+        return False
+
+    def improved(self, score: float, best: float | None) -> bool:
+        return best is None or (score > best if self.mode == "max" else score < best)
+
+    @torch.no_grad()
+    def score(self, model: TrainingRecipe, device: torch.device, precision: Precision) -> dict[str, float]:
+        model.eval()
+        terms: dict[str, list[float]] = {}
+        psnrs, ssims = [], []
+        pairs: list[tuple[torch.Tensor, torch.Tensor]] = []  # (source, truth) in [0, 1], for the baselines
+        _, fake_label, _ = self.translator.labels
+        truth_label = f"real_{self.translator.target}"
+        try:
+            for i in range(len(self.dataset)):
+                item = self.dataset[(0, i)]
+                batch = {key: item[key].unsqueeze(0).to(device) for key in ("A", "B") if key in item}
+                if self.direction == "BtoA":  # the folders stay A / B; the roles swap
+                    batch["A"], batch["B"] = batch["B"], batch["A"]
+                with precision.autocast():
+                    out = model.translate(batch)
+                for name, values in model.validation_terms(out).items():
+                    terms.setdefault(name, []).extend(values)
+                if self.paired:
+                    truth = (out[truth_label].float() + 1) / 2
+                elif self.ground_truth is not None and i < len(self.sources):
+                    truth = unit_image_tensor(self.ground_truth / self.sources[i].name, self.output_nc).to(device)
+                else:
+                    continue
+                fake = (out[fake_label].float().clamp(-1, 1) + 1) / 2
+                if fake.shape[-2:] != truth.shape[-2:]:
+                    fake = F.interpolate(fake, size=truth.shape[-2:], mode="bicubic", antialias=True).clamp(0, 1)
+                psnrs.append(float(psnr(fake, truth)))
+                ssims.append(float(ssim(fake, truth)))
+                if self.baselines is None:
+                    source = (batch[self.translator.source].float() + 1) / 2
+                    pairs.append((source[0].cpu(), truth[0].cpu()))
+        finally:
+            model.train()
+        scores = {name: sum(values) / max(len(values), 1) for name, values in terms.items()}
+        if psnrs:
+            scores["val_psnr"] = sum(min(p, PSNR_CAP_DB) for p in psnrs) / len(psnrs)
+            scores["val_ssim"] = sum(ssims) / len(ssims)
+            if self.baselines is None:
+                self.baselines = self._score_baselines(pairs)
+            for metric in ("psnr", "ssim"):
+                best = max(b[metric] for b in self.baselines.values())
+                scores[f"val_baseline_{metric}"] = best
+                scores[f"val_margin_{metric}"] = scores[f"val_{metric}"] - best
+        return scores
+
+    def _score_baselines(self, pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, dict[str, float]]:
+        source_dir, target_dir = self.domains
+        if target_dir.is_dir():
+            target = domain_statistics(target_dir, self.output_nc)
+        else:
+            target = pooled_statistics([truth for _, truth in pairs], "the validation truths")
+        source = domain_statistics(source_dir, self.input_nc) if source_dir.is_dir() else None
+        return score_baseline_pairs(pairs, target, source)
