@@ -116,14 +116,15 @@ def load_generator(args: argparse.Namespace) -> nn.Module:
 def int8_generator(net: nn.Module, fp32_path: Path, args: argparse.Namespace) -> nn.Module:
     """The fp32 ONNX file quantised to int8, calibrated on the run's trainA crops or random images."""
     from cyclegan.deploy.backends import OnnxGenerator
-    from cyclegan.deploy.quantize import calibration_batches, quantize_int8, training_crops, training_folder
+    from cyclegan.deploy.quantize import calibration_batches, calibration_inputs, quantize_int8
 
     if args.run_dir:
         from cyclegan.config import CONFIG_FILENAME, TrainConfig
+        from cyclegan.recipes import MODELS
 
-        data = TrainConfig.load(Path(args.run_dir) / CONFIG_FILENAME).data
-        folder = training_folder(data.dataroot, "G_A", data.direction)
-        crops = training_crops(folder, args.size, args.size, net.input_nc, args.calibration_images)
+        config = TrainConfig.load(Path(args.run_dir) / CONFIG_FILENAME)
+        crops, _ = calibration_inputs(config, MODELS.get(config.model.model).directions[0].net,
+                                      limit=args.calibration_images)
     else:
         generator = torch.Generator().manual_seed(1)  # not the timed input's seed
         crops = list(torch.rand(args.calibration_images, net.input_nc, args.size, args.size, generator=generator) * 2 - 1)

@@ -240,3 +240,27 @@ def test_gpu_check_script_runs_end_to_end_in_its_dry_run(tmp_path):
     assert f"| ours | {resolve_precision('auto', torch.device('cpu'))} | no | aot_eager |" in train
     assert len(table_rows((out / "inference.md").read_text())) == 6  # header, rule, 4 variants (int8 included)
     assert [row[0] for row in table_rows((out / "cut_vs_cyclegan.md").read_text())[2:]] == ["cyclegan", "cut", "fastcut"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)  # a subprocess that trains; more than the default
+def test_learning_suite_prints_one_row_per_task_and_seed(tmp_path):
+    """`learning_suite.py` at tiny settings (2 iterations, one task, one seed): the table's shape, the
+    summary line and the JSON records; the scores of so short a run mean nothing."""
+    out = tmp_path / "suite.json"
+    completed = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "learning_suite.py"), "--tasks", "zebra", "--seeds", "0", "--iters", "2",
+         "--n", "8", "--n_test", "4", "--threads", "1", "--workdir", str(tmp_path / "work"), "--out", str(out)],
+        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=500)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    rows = table_rows(completed.stdout)
+    assert len(rows) == 3 and all(len(row) == len(rows[0]) == 9 for row in rows)  # header, rule, one pair
+    assert rows[0][:4] == ["task", "seed", "PSNR (dB)", "SSIM"] and rows[2][:2] == ["zebra", "0"]
+    assert rows[2][7] in ("yes", "no") and float(rows[2][5]) == pytest.approx(float(rows[2][2]) - float(
+        rows[2][4].split()[0]), abs=0.011)
+    assert "task x seed pairs" in completed.stdout and "machine: " in completed.stdout
+    report = json.loads(out.read_text())
+    (record,) = report["settings"]["quick"]
+    assert record["task"] == "zebra" and record["iters"] == 2 and record["wall_s"] > 0
+    assert record["margin_psnr"] == pytest.approx(record["psnr"] - record["baseline_psnr"])
+    assert set(record["baselines"]) == {"doing nothing", "constant image", "colour transfer", "histogram matching"}

@@ -10,7 +10,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from cyclegan.config import DataConfig, TrainConfig
 from cyclegan.networks import define_G
+from cyclegan.recipes import default_config
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
@@ -20,11 +22,10 @@ from cyclegan.deploy.export import ExportError, export_onnx, format_export_summa
 from cyclegan.deploy.quantize import (  # noqa: E402
     QuantizationError,
     calibration_batches,
+    calibration_inputs,
     int8_path,
     psnr,
     quantize_int8,
-    training_crops,
-    training_folder,
 )
 
 PSNR_BAR_DB = 30.0  # int8 vs fp32 on a random-weights generator; the goal for trained ones is 35
@@ -89,9 +90,10 @@ def test_quantize_without_calibration_is_a_clear_error(tmp_path):
         quantize_int8(fp32, [])
 
 
-def test_missing_training_folder_is_a_clear_error(tmp_path):
-    with pytest.raises(QuantizationError, match=r"trainB.*does not exist.*--dataroot"):
-        training_folder(tmp_path, "G_B")
+def test_missing_training_data_is_a_clear_error(tmp_path):
+    config = default_config("pix2pix", data=DataConfig(dataroot=str(tmp_path)))
+    with pytest.raises(QuantizationError, match=r"--dataset_mode aligned.*cannot be read.*--dataroot"):
+        calibration_inputs(config, "G")
 
 
 def test_quantize_needs_onnx_format(tmp_path):
@@ -104,8 +106,10 @@ def test_quantize_needs_onnx_format(tmp_path):
 @pytest.mark.slow
 def test_export_quantize_int8_on_the_runs_training_images(trained_run, tmp_path):
     checkpoints, data = trained_run.checkpoints, trained_run.data
-    crops = training_crops(data / "trainA", crop_size=16, load_size=18)
-    assert crops and crops[0].shape == (3, 16, 16) and -1 <= float(crops[0].min()) <= float(crops[0].max()) <= 1
+    config = TrainConfig.load(checkpoints / "run" / "config.json")
+    crops, _ = calibration_inputs(config, "G_B", data, limit=2)
+    crop = config.data.crop_size
+    assert len(crops) == 2 and crops[0].shape == (3, crop, crop) and -1 <= float(crops[0].min()) <= float(crops[0].max()) <= 1
     result = run_export_model(
         checkpoints / "run", "latest", "onnx", tmp_path / "onnx", height=32, width=32, quantize="int8", dataroot=data
     )

@@ -18,7 +18,6 @@ from cyclegan.core.precision import Precision
 from cyclegan.data import write_synthetic_dataset
 from cyclegan.data.paired import PairingError, combine_folders, write_paired_synthetic_dataset
 from cyclegan.data.synthetic import synthetic_map
-from cyclegan.deploy.export import run_export_model
 from cyclegan.inference.test_run import run_test
 from cyclegan.networks import define_G
 from cyclegan.recipes import MODELS, create_model, default_config
@@ -49,44 +48,8 @@ def recipe_data(model: str, root):
     return write_synthetic_dataset(root, n=4, size=32, n_test=2, n_val=2)
 
 
-# --- every recipe through every piece -------------------------------------------------------------
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("model", MODELS.names())
-def test_every_recipe_trains_resumes_translates_exports_and_renders(model, tmp_path):
-    data = recipe_data(model, tmp_path / "data")
-
-    def with_iters(folder, iters):
-        config = tiny_recipe_config(model, data, tmp_path / folder)
-        return dataclasses.replace(config, optim=dataclasses.replace(config.optim, max_iters=iters))
-
-    straight = Trainer(with_iters("a", 2)).fit()
-    assert straight.progress.total_iters == 2 and straight.checkpoint.exists()
-    Trainer(with_iters("b", 1)).fit()
-    resumed = Trainer(with_iters("b", 2), resume="required")
-    assert resumed.resumed_from is not None
-    resumed.fit()
-    state_a = load_checkpoint(straight.checkpoint)
-    state_b = load_checkpoint(tmp_path / "b" / "run" / "latest.safetensors")
-    for name in state_a["nets"]:
-        for key, value in state_a["nets"][name].items():
-            assert torch.equal(value, state_b["nets"][name][key]), f"{model}: {name}.{key} differs after resume"
-
-    recipe = MODELS.get(model)
-    summary = run_test(data, "run", checkpoints_dir=tmp_path / "a", results_dir=tmp_path / "res", device="cpu")
-    labels = {p.stem.split("_", 2)[-1] for p in summary.images_dir.glob("*.png")}
-    for translator in recipe.translators:
-        assert set(translator.labels[:2]) <= labels
-    assert summary.page.exists() and (straight.run_dir / "web" / "index.html").exists()
-    if summary.scores is not None:
-        assert summary.scores["count"] >= 1
-
-    onnx = run_export_model(straight.run_dir, fmt="onnx", out_dir=tmp_path / "onnx", height=32, width=32)
-    assert set(onnx["files"]) == {t.net for t in recipe.translators}
-    assert max(onnx["parity"].values()) < 1e-4
-    reference = run_export_model(straight.run_dir, fmt="reference", out_dir=tmp_path / "ref")
-    assert set(reference["files"]) == set(state_a["nets"])
+# Every recipe through every door (train, resume, test, translate, serve, export, int8, report, demo):
+# tests/test_matrix.py.
 
 
 # --- pix2pix ---------------------------------------------------------------------------------------

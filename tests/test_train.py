@@ -19,7 +19,7 @@ from cyclegan.core.checkpoint import load_checkpoint
 from cyclegan.core.precision import Precision
 from cyclegan.core.runtime import parse_duration
 from cyclegan.losses import GAN_LOSSES
-from cyclegan.recipes import MODELS, create_model
+from cyclegan.recipes import MODELS, create_model, default_config
 from cyclegan.training.schedulers import build_scheduler, step_scheduler
 from cyclegan.training.trainer import ArchitectureMismatch, Trainer, train
 
@@ -98,13 +98,17 @@ def test_every_gan_mode_trains(tmp_path, mode):
 
 @pytest.mark.parametrize("recipe", MODELS.names())
 def test_every_recipe_takes_a_step_and_names_its_losses_and_visuals(tmp_path, recipe):
-    config = tiny_config(tmp_path, tmp_path, model__model=recipe, model__pool_size=0)  # pix2pix and CUT use none
+    # The recipe's own channel counts (colorization: L in, ab out); pix2pix and CUT use no pool.
+    channels = default_config(recipe).data
+    config = tiny_config(tmp_path, tmp_path, model__model=recipe, model__pool_size=0,
+                         data__input_nc=channels.input_nc, data__output_nc=channels.output_nc)
+    batch = {"A": tiny_batch()["A"][:, :channels.input_nc], "B": tiny_batch()["B"][:, :channels.output_nc]}
     model = create_model(config)
     if model.needs_first_batch:  # CUT builds its feature MLPs from the first batch
-        model.data_dependent_init(tiny_batch(), Precision("fp32", CPU))
+        model.data_dependent_init(batch, Precision("fp32", CPU))
     model.build_optimizers()
     before = {name: [p.detach().clone() for p in net.parameters()] for name, net in model.nets.items()}
-    losses = model.training_step(tiny_batch(), Precision("fp32", CPU)).losses
+    losses = model.training_step(batch, Precision("fp32", CPU)).losses
     assert losses and all(v.dim() == 0 and math.isfinite(v.item()) for v in losses.values())
     visuals = model.current_visuals()
     assert visuals and all(v.shape[-2:] == (32, 32) for v in visuals.values())

@@ -31,8 +31,20 @@ from cyclegan.config import (
     preset_config,
     preset_keys,
 )
-from cyclegan.core.runtime import parse_duration
-from cyclegan.recipes import MODELS
+from cyclegan.core.runtime import parse_duration, resolve_device
+from cyclegan.data.synthetic_tasks import (
+    DEFAULT_TASK,
+    SYNTHETIC_TASKS,
+    describe_tasks,
+    write_paired_task_dataset,
+    write_task_dataset,
+)
+from cyclegan.inference.paths import translate_paths
+from cyclegan.inference.pretrained import fetch_pretrained
+from cyclegan.inference.serve import serve
+from cyclegan.inference.tiling import STATS_MODES
+from cyclegan.inference.translator import Translator
+from cyclegan.recipes import MODELS, recipe_defaults
 from cyclegan.recipes.cut.objective import str2bool
 
 log = logging.getLogger("cyclegan")
@@ -242,9 +254,6 @@ def add_test_parser(subparsers) -> None:
     parser.add_argument("--name", required=True)
     parser.add_argument("--checkpoints_dir", default="./checkpoints")
     parser.add_argument("--results_dir", default="./results")
-    parser.add_argument("--model", default=None, choices=(*MODELS.names(), "test"),
-                        help="default: the run's own recipe; test: one generator <epoch>_net_G<suffix>.pth over one folder")
-    parser.add_argument("--model_suffix", default="", help="--model test: load <epoch>_net_G<suffix>.pth")
     parser.add_argument("--dataset_mode", default=None,
                         help="unaligned (cycle_gan) | aligned (pix2pix: <dataroot>/<phase>/ of A|B files) | single")
     parser.add_argument("--phase", default="test")
@@ -259,16 +268,7 @@ def add_test_parser(subparsers) -> None:
     parser.add_argument("--preprocess", default="none", help="none (default): keep each image's own size")
     parser.add_argument("--load_size", type=int, default=256)
     parser.add_argument("--crop_size", type=int, default=256)
-    # Architecture flags: only used for reference .pth weights without a saved config (the defaults
-    # are the recipe's, as the reference's test.py takes them from modify_commandline_options).
-    # CUT's (--model cut with its latest_net_G.pth): --CUT_mode, --normG and the anti-aliasing switches.
-    for flag, kind in (("netG", str), ("norm", str), ("init_type", str), ("ngf", int), ("input_nc", int),
-                       ("output_nc", int)):
-        parser.add_argument(f"--{flag}", type=kind, default=argparse.SUPPRESS)
-    for flag in ("--no_dropout", "--no_antialias", "--no_antialias_up"):
-        parser.add_argument(flag, action="store_true", default=argparse.SUPPRESS)
-    parser.add_argument("--CUT_mode", default=argparse.SUPPRESS, choices=("CUT", "cut", "FastCUT", "fastcut"))
-    parser.add_argument("--normG", default=argparse.SUPPRESS, choices=("instance", "batch", "none"))
+    add_bare_weights_flags(parser)
     parser.add_argument("--no_flip", action="store_true")
     parser.add_argument("--serial_batches", action="store_true")
     parser.add_argument("--batch_size", type=int, default=1)
@@ -287,20 +287,8 @@ def add_test_parser(subparsers) -> None:
 
 def run_test_command(args: argparse.Namespace) -> int:
     from cyclegan.inference.test_run import run_test
-    from cyclegan.recipes import recipe_defaults
 
-    given = vars(args)
-    model_flags = {k: given[k] for k in ("netG", "ngf", "norm", "init_type") if k in given}
-    data_flags = {k: given[k] for k in ("input_nc", "output_nc") if k in given}
-    cut_flags = {k: given[k] for k in ("CUT_mode", "normG", "no_antialias", "no_antialias_up") if k in given}
-    recipe = args.model if args.model not in (None, "test") else "cycle_gan"
-    # The reference's test options keep dropout unless --no_dropout is given; CUT's default is no dropout.
-    model_flags["no_dropout"] = given.get("no_dropout", recipe == "cut")
-    flags = recipe_defaults(
-        TrainConfig(data=DataConfig(**data_flags), model=ModelConfig(model=recipe, **model_flags),
-                    cut=CUTOptions(**cut_flags)),
-        given={f"model.{k}" for k in model_flags} | {f"data.{k}" for k in data_flags},
-    )
+    flags = bare_weights_config(args)
     summary = run_test(
         dataroot=args.dataroot, name=args.name, checkpoints_dir=args.checkpoints_dir, results_dir=args.results_dir,
         model=args.model, model_suffix=args.model_suffix, dataset_mode=args.dataset_mode, phase=args.phase,
@@ -338,42 +326,81 @@ def print_scores(result: dict[str, Any], fmt: str, label: str, max_rows: int | N
 # --- translate, serve ----------------------------------------------------------------------------
 
 
+def add_bare_weights_flags(parser: argparse.ArgumentParser) -> None:
+    """``--model`` and the architecture flags, read only for the reference's bare ``.pth`` weights (a run
+    of ours carries its config); their defaults are the recipe's, as the reference's ``test.py`` takes
+    them from ``modify_commandline_options``."""
+    parser.add_argument("--model", default=None, choices=(*MODELS.names(), "test"),
+                        help="default: the run's own recipe; test: one generator <epoch>_net_G<suffix>.pth "
+                             "(the reference's --model test)")
+    parser.add_argument("--model_suffix", default="", help="--model test: load <epoch>_net_G<suffix>.pth")
+    group = parser.add_argument_group("architecture of bare .pth weights (a run of ours carries its own)")
+    for flag, kind in (("netG", str), ("norm", str), ("init_type", str), ("ngf", int), ("input_nc", int),
+                       ("output_nc", int)):
+        group.add_argument(f"--{flag}", type=kind, default=argparse.SUPPRESS, help=HELP.get(flag, f"the reference's --{flag}"))
+    group.add_argument("--no_dropout", action="store_true", default=argparse.SUPPRESS,
+                       help="the generator has no dropout (the reference's test options keep it unless told)")
+    group.add_argument("--CUT_mode", default=argparse.SUPPRESS, choices=("CUT", "cut", "FastCUT", "fastcut"),
+                       help=HELP["CUT_mode"])
+    group.add_argument("--normG", default=argparse.SUPPRESS, choices=("instance", "batch", "none"),
+                       help="CUT's generator norm")
+    for flag in ("no_antialias", "no_antialias_up"):
+        group.add_argument(f"--{flag}", action="store_true", default=argparse.SUPPRESS,
+                           help="CUT: plain strided down-sampling" if flag == "no_antialias" else
+                           "CUT: plain transposed-convolution up-sampling")
+
+
+def bare_weights_config(args: argparse.Namespace) -> TrainConfig:
+    """The architecture ``--model`` and the flags describe, for weights that carry no config: the
+    recipe's defaults (``--model test``: CycleGAN's networks) under the flags given."""
+    given = vars(args)
+    model_flags = {k: given[k] for k in ("netG", "ngf", "norm", "init_type") if k in given}
+    data_flags = {k: given[k] for k in ("input_nc", "output_nc") if k in given}
+    cut_flags = {k: given[k] for k in ("CUT_mode", "normG", "no_antialias", "no_antialias_up") if k in given}
+    recipe = given.get("model") if given.get("model") not in (None, "test") else "cycle_gan"
+    explicit = {f"model.{k}" for k in model_flags} | {f"data.{k}" for k in data_flags}
+    # The reference's test options keep dropout unless --no_dropout; a recipe's defaults may say otherwise.
+    if "no_dropout" in given:
+        explicit.add("model.no_dropout")
+    model = ModelConfig(model=recipe, no_dropout=given.get("no_dropout", False), **model_flags)
+    return recipe_defaults(TrainConfig(data=DataConfig(**data_flags), model=model, cut=CUTOptions(**cut_flags)),
+                           given=explicit)
+
+
 def add_model_source_flags(parser: argparse.ArgumentParser) -> None:
-    """Where the generator comes from: as for `test` (architecture flags only for bare reference .pth files)."""
-    parser.add_argument("--name", required=True)
-    parser.add_argument("--checkpoints_dir", default="./checkpoints")
-    parser.add_argument("--epoch", default="latest")
-    parser.add_argument("--device", default="auto")
-    for flag, default in (("--netG", "resnet_9blocks"), ("--norm", "instance"), ("--init_type", "normal")):
-        parser.add_argument(flag, default=default)
-    parser.add_argument("--ngf", type=int, default=64)
-    parser.add_argument("--input_nc", type=int, default=3)
-    parser.add_argument("--output_nc", type=int, default=3)
-    parser.add_argument("--no_dropout", action="store_true")
+    """Where the network comes from: a run (``--name``), or a published model (``--pretrained``)."""
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--name", help=HELP["name"])
+    source.add_argument("--pretrained", metavar="NAME",
+                        help="a published model `cyclegan download pretrained` knows (the reference's CycleGAN and "
+                             "pix2pix models, CUT's): downloaded into the cache on first use")
+    parser.add_argument("--checkpoints_dir", default="./checkpoints", help="where --name's run folder is")
+    parser.add_argument("--epoch", default="latest", help="which checkpoint: latest, best, or an epoch number")
+    parser.add_argument("--device", default="auto", help=HELP["device"])
+    add_bare_weights_flags(parser)
 
 
-def translator_from_args(args: argparse.Namespace, direction: str = "AtoB"):
-    from cyclegan.inference.translator import Translator
-    from cyclegan.training.trainer import resolve_device
-
-    flags = TrainConfig(
-        data=DataConfig(input_nc=args.input_nc, output_nc=args.output_nc),
-        model=ModelConfig(netG=args.netG, ngf=args.ngf, norm=args.norm, no_dropout=args.no_dropout,
-                          init_type=args.init_type),
-    )
+def translator_from_args(args: argparse.Namespace, direction: str = "AtoB") -> Translator:
+    """The :class:`Translator` the flags name, for ``direction``."""
     options = {key: getattr(args, key) for key in ("tile", "tile_overlap", "stats") if hasattr(args, key)}
-    return Translator.from_run(Path(args.checkpoints_dir) / args.name, args.epoch, direction, flags=flags,
+    if args.pretrained is not None:
+        published = fetch_pretrained(args.pretrained)
+        run_dir, model, flags = published.run_dir, published.model, published.flags
+    else:
+        run_dir, model, flags = Path(args.checkpoints_dir) / args.name, args.model, bare_weights_config(args)
+    if model == "test" and args.model_suffix:
+        raise ValueError("--model_suffix is for `cyclegan test`; translate reads <epoch>_net_G.pth")
+    return Translator.from_run(run_dir, args.epoch, direction, flags=flags, model=model,
                                device=resolve_device(args.device), **options)
 
 
 def add_translate_parser(subparsers) -> None:
-    from cyclegan.inference.tiling import STATS_MODES
-
     parser = subparsers.add_parser("translate", help="translate your own images, folders, globs or videos")
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image, folder, glob or video")
     add_model_source_flags(parser)
     parser.add_argument("--out", required=True, help="output folder: <stem>_fake_B.<ext> (BtoA: _fake_A)")
-    parser.add_argument("--direction", default="AtoB", choices=("AtoB", "BtoA"))
+    parser.add_argument("--direction", default="AtoB", choices=("AtoB", "BtoA"),
+                        help="AtoB: the run's A→B network (G_A, or G of a one-direction recipe); BtoA: G_B")
     parser.add_argument("--tile", type=int, default=None,
                         help="kept tile side in px (default: whole image, tiled only when it would not fit in "
                              "memory; 0: never tile)")
@@ -389,8 +416,6 @@ def add_translate_parser(subparsers) -> None:
 
 
 def run_translate_command(args: argparse.Namespace) -> int:
-    from cyclegan.inference.translator import translate_paths
-
     translator = translator_from_args(args, args.direction)
     summary = translate_paths(translator, args.inputs, args.out, batch_size=args.batch_size,
                               max_frames=args.max_frames, start=args.start, duration=args.duration)
@@ -406,15 +431,13 @@ def run_translate_command(args: argparse.Namespace) -> int:
 def add_serve_parser(subparsers) -> None:
     parser = subparsers.add_parser("serve", help="a web page (Gradio) to try a model: pip install 'cyclegan[web]'")
     add_model_source_flags(parser)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback by default)")
+    parser.add_argument("--port", type=int, default=7860, help="port to listen on")
     parser.add_argument("--tile", type=int, default=None, help="as for translate")
     parser.set_defaults(handler=run_serve_command)
 
 
 def run_serve_command(args: argparse.Namespace) -> int:
-    from cyclegan.inference.serve import serve
-
     serve(lambda direction: translator_from_args(args, direction), host=args.host, port=args.port)
     return 0
 
@@ -505,7 +528,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def add_download_parser(subparsers) -> None:
-    from cyclegan.core.download import CUT_PRETRAINED, DATASETS, PIX2PIX_DATASETS, PRETRAINED
+    from cyclegan.core.download import DATASETS, PIX2PIX_DATASETS, PRETRAINED_NAMES
 
     parser = subparsers.add_parser("download", help="the reference's data sets, pretrained generators, FID weights")
     kinds = parser.add_subparsers(dest="download_command", required=True)
@@ -517,9 +540,12 @@ def add_download_parser(subparsers) -> None:
                          help="the pix2pix (A|B) version of facades, cityscapes or maps; the pix2pix-only sets "
                               "(edges2shoes, edges2handbags, night2day) are always paired")
     pretrained = kinds.add_parser("pretrained", help="a published generator into <checkpoints_dir>/<name>_pretrained "
-                                                        "(CycleGAN's, or CUT's *_cut / *_fastcut)")
-    pretrained.add_argument("name", choices=(*PRETRAINED, *CUT_PRETRAINED))
+                                                        "(CycleGAN's, pix2pix's, or CUT's *_cut / *_fastcut)")
+    pretrained.add_argument("name", choices=PRETRAINED_NAMES)
     pretrained.add_argument("--checkpoints_dir", default="./checkpoints")
+    pretrained.add_argument("--paired", action="store_true",
+                            help="pix2pix's generator of sat2map, map2sat or facades_label2photo (without it: "
+                                 "CycleGAN's); edges2shoes and day2night are always pix2pix's")
     inception = kinds.add_parser("inception", help="the Inception-v3 weights `cyclegan eval --metrics fid` reads")
     inception.add_argument("--cache", default=None, help="cache folder (default: $CYCLEGAN_CACHE or ~/.cache/cyclegan)")
     inception.add_argument("--url", default=None)
@@ -538,6 +564,12 @@ def run_download(args: argparse.Namespace) -> int:
             path = download.download_pix2pix_dataset(args.name, args.root, base=args.base, sha256=args.sha256)
         else:
             path = download.download_dataset(args.name, args.root, base=args.base, sha256=args.sha256)
+    elif args.download_command == "pretrained" and download.pretrained_source(args.name, args.paired) == "pix2pix":
+        path = download.download_pix2pix_pretrained(args.name, args.checkpoints_dir, base=args.base,
+                                                    sha256=args.sha256)
+        direction = download.pretrained_direction(args.name, "pix2pix")  # as the reference tests it
+        print(f"translate with: cyclegan test --dataroot DIR --name {args.name}_pretrained --checkpoints_dir "
+              f"{args.checkpoints_dir} --model pix2pix --direction {direction}  (DIR: its pix2pix data set)")
     elif args.download_command == "pretrained" and args.name in download.CUT_PRETRAINED:
         path = download.download_cut_pretrained(args.name, args.checkpoints_dir, base=args.base, sha256=args.sha256)
         mode = "FastCUT" if args.name.endswith("_fastcut") else "CUT"
@@ -622,8 +654,13 @@ def add_data_parser(subparsers) -> None:
 
     parser = subparsers.add_parser("data", help="data set tools")
     data_sub = parser.add_subparsers(dest="data_command", required=True)
-    synthetic = data_sub.add_parser("synthetic", help="write the built-in synthetic unpaired data set")
+    synthetic = data_sub.add_parser("synthetic", help="write a synthetic unpaired data set with known true translations",
+                                    epilog="tasks:\n" + describe_tasks(),
+                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     synthetic.add_argument("out")
+    synthetic.add_argument("--task", default=DEFAULT_TASK, choices=SYNTHETIC_TASKS.names(), metavar="NAME",
+                           help=f"which mapping B is drawn under (default: {DEFAULT_TASK}, the built-in set); one of "
+                                f"{', '.join(SYNTHETIC_TASKS.names())} (listed below; cyclegan.data.synthetic_tasks)")
     synthetic.add_argument("--n", type=int, default=SYNTHETIC_DEFAULTS["n"], help="training images per domain")
     synthetic.add_argument("--n_test", type=int, default=SYNTHETIC_DEFAULTS["n_test"], help="test images per domain")
     synthetic.add_argument("--size", type=int, default=SYNTHETIC_DEFAULTS["size"])
@@ -640,17 +677,16 @@ def add_data_parser(subparsers) -> None:
 
 
 def run_data_synthetic(args: argparse.Namespace) -> int:
-    from cyclegan.data import write_synthetic_dataset
-    from cyclegan.data.paired import write_paired_synthetic_dataset
-
+    task = SYNTHETIC_TASKS.get(getattr(args, "task", DEFAULT_TASK))  # an unknown name lists the known ones
+    sizes = {"n": args.n, "size": args.size, "seed": args.seed, "n_test": args.n_test, "overwrite": args.overwrite}
     if args.paired:
-        root = write_paired_synthetic_dataset(args.out, n=args.n, size=args.size, seed=args.seed, n_test=args.n_test,
-                                              overwrite=args.overwrite)
-        print(f"wrote {root}: train/ val/ test/ of A|B pairs (B = the true translation of A)")
+        root = write_paired_task_dataset(task.name, args.out, **sizes)
+        print(f"wrote {root} (task {task.name}): train/ val/ test/ of A|B pairs (B = the true translation of A)")
         return 0
-    root = write_synthetic_dataset(args.out, n=args.n, size=args.size, seed=args.seed, n_test=args.n_test,
-                                   overwrite=args.overwrite)
-    print(f"wrote {root}: trainA/ trainB/ testA/ testB/ and the true translations testA_gt/ testB_gt/")
+    root = write_task_dataset(task.name, args.out, **sizes)
+    truths = "testA_gt/ testB_gt/" if task.invertible else "testA_gt/"
+    print(f"wrote {root} (task {task.name}: {task.formula}): trainA/ trainB/ testA/ testB/ and the true "
+          f"translations {truths}")
     return 0
 
 

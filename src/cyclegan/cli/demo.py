@@ -1,6 +1,7 @@
 """``cyclegan demo``: the main job end to end on the built-in synthetic data set.
 
-Makes the synthetic set (no download), trains a small CycleGAN (or ``--model pix2pix`` / ``cut``) on it
+Makes the synthetic set in the recipe's data layout (no download), trains a small CycleGAN (or any
+registered recipe: ``--model pix2pix`` / ``cut`` / ``colorization``) on it
 with the quick preset's sizes, translates the test set, writes the training and results pages, and
 scores the translated testA against the true translations next to the trivial baselines (doing
 nothing, a constant image, colour transfer, histogram matching) on the same images: the margin over
@@ -19,7 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from cyclegan.config import TrainConfig, fit_epochs_to_iterations, preset_config
-from cyclegan.recipes import MODELS, preset_config_for
+from cyclegan.data.datasets import DATASETS
+from cyclegan.data.paired import write_synthetic_for_layout
+from cyclegan.inference.test_run import run_test
+from cyclegan.metrics.baselines import format_comparison
+from cyclegan.recipes import MODELS, default_config, default_config_at_sizes, preset_config_for
+from cyclegan.training.trainer import Trainer
 
 DEMO_DATA = {"n": 200, "n_test": 20, "size": 64}
 DEMO_PRESET = "quick"
@@ -54,8 +60,6 @@ def demo_config(dataroot: Path, checkpoints_dir: Path, iters: int | None, device
     )
     if has_preset:
         return config
-    from cyclegan.recipes import default_config_at_sizes
-
     return default_config_at_sizes(model, config, optim=config.optim, runtime=config.runtime)
 
 
@@ -78,8 +82,6 @@ class DemoResult:
         return self.scores["margin_ssim"]
 
     def summary(self) -> str:
-        from cyclegan.metrics.baselines import format_comparison
-
         table = format_comparison(self.scores, self.scores["baselines"]["baselines"],
                                   label=f"{self.translator}(testA)")
         return "\n".join([
@@ -93,22 +95,14 @@ class DemoResult:
 
 def run_demo(out: str | Path = "./demo", iters: int | None = None, device: str = "auto", seed: int = 0,
              precision: str | None = None, model: str = "cycle_gan") -> DemoResult:
-    from cyclegan.data import write_synthetic_dataset
-    from cyclegan.data.paired import write_paired_synthetic_dataset
-    from cyclegan.inference.test_run import run_test
-    from cyclegan.recipes import MODELS
-    from cyclegan.training.trainer import Trainer
-
+    """Make the synthetic set in the recipe's data layout, train ``model`` on it with the quick preset,
+    translate its test images and score them beside the trivial baselines."""
     out = Path(out)
-    dataroot = out / "data"
-    if not (dataroot / "trainA").is_dir():
-        write_synthetic_dataset(dataroot, seed=seed, **DEMO_DATA)
-    test_root = dataroot
-    if model == "pix2pix":
-        # Its test A halves are testA and its B halves testA_gt: the same images as the CycleGAN demo.
-        test_root = out / "data_paired"
-        if not (test_root / "train").is_dir():
-            write_paired_synthetic_dataset(test_root, seed=seed, **DEMO_DATA)
+    layout = DATASETS.get(default_config(model).data.dataset_mode).layout
+    # The unpaired set keeps its old folder; the others sit beside it, named by their layout.
+    test_root = out / ("data" if layout == "unaligned" else f"data_{layout}")
+    if not test_root.is_dir():
+        write_synthetic_for_layout(layout, test_root, seed=seed, **DEMO_DATA)
     config = demo_config(test_root, out / "checkpoints", iters, device, seed, precision or "auto", model)
     start = time.perf_counter()
     result = Trainer(config, resume="auto").fit()
@@ -127,5 +121,5 @@ def run_demo(out: str | Path = "./demo", iters: int | None = None, device: str =
     return DemoResult(
         run_dir=result.run_dir, results_page=summary.page, training_page=result.run_dir / "web" / "index.html",
         scores=summary.scores or {}, iterations=result.progress.total_iters, seconds=seconds,
-        translator=MODELS.get(model).translators[0].net,
+        translator=MODELS.get(model).directions[0].net,
     )

@@ -138,6 +138,21 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return unflatten_state(json.loads(metadata["state"]), tensors)
 
 
+def read_checkpoint_state_skeleton(path: str | Path) -> dict[str, Any]:
+    """A checkpoint's state without its tensors (config, iteration ...): the metadata alone, read
+    without loading the weights; :func:`load_checkpoint` verifies the file when the weights are read."""
+    try:
+        with safe_open(path, framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such checkpoint") from None
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"{path}: unreadable or truncated checkpoint ({error})") from None
+    if metadata.get("format") != FORMAT_NAME or "state" not in metadata:
+        raise CheckpointError(f"{path}: not a {FORMAT_NAME} file")
+    return json.loads(metadata["state"])
+
+
 def checkpoint_candidates(folder: Path) -> Iterator[Path]:
     """Checkpoints in a folder, newest (by recorded write order, then mtime) first."""
     files = [p for p in folder.glob(f"*{CHECKPOINT_SUFFIX}") if not p.name.startswith(".")]

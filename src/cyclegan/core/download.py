@@ -1,36 +1,33 @@
-"""Downloads: the reference's CycleGAN data sets and pretrained generators, and the FID Inception weights.
+"""What can be downloaded, and where it lands: the reference's data sets and pretrained generators
+(CycleGAN's, pix2pix's, CUT's) and the FID Inception weights.
 
-One downloader, :func:`download`, does all of it: a tqdm progress bar, resume of a partial file
-(``<dest>.part`` plus an HTTP ``Range`` request; a server that ignores ``Range`` makes it start again
-cleanly), a SHA-256 check (a mismatch deletes the file and raises), an atomic final rename (a reader
-never sees half a file under the final name) and, when the host cannot be reached, an error that
-names the URL and says where to put the file by hand.
+Catalogues (the reference's ``datasets/download_*_dataset.sh``, ``scripts/download_cyclegan_model.sh``
+and ``scripts/download_pix2pix_model.sh``, and CUT's README): :data:`DATASETS`,
+:data:`PIX2PIX_DATASETS` (``facades``, ``cityscapes`` and ``maps`` are in both: ``paired=True`` /
+``--paired`` picks this one), :data:`PRETRAINED`, :data:`PIX2PIX_PRETRAINED` (``sat2map``,
+``map2sat`` and ``facades_label2photo`` are in both: ``--paired`` picks this one),
+:data:`CUT_PRETRAINED`; each ``download_*`` function says where its files go. Mirrors: the ``base``
+argument, else ``$CYCLEGAN_DOWNLOAD_BASE`` (``$CYCLEGAN_PIX2PIX_DOWNLOAD_BASE``,
+``$CYCLEGAN_CUT_DOWNLOAD_BASE``). Every generator is checked to be a weights-only state dict before
+it is moved into place.
 
+The transfer itself (resume, checksum, atomic rename, safe unpacking) is :mod:`cyclegan.core.transfer`'s;
+its public names are re-exported here, where the rest of the package has always imported them.
 Nothing here runs at import time and nothing else in the package downloads: the FID code reads the
 Inception weights from a path or from the cache that :func:`download_inception` fills.
-
-Registries (the reference's ``datasets/download_*_dataset.sh`` and ``scripts/download_cyclegan_model.sh``,
-and CUT's README): :data:`DATASETS`, :data:`PIX2PIX_DATASETS` (``facades``, ``cityscapes`` and ``maps``
-are in both: ``paired=True`` / ``--paired`` picks this one), :data:`PRETRAINED`, :data:`CUT_PRETRAINED`;
-each ``download_*`` function says where its files go. Mirrors: the ``base`` argument, else
-``$CYCLEGAN_DOWNLOAD_BASE`` (``CYCLEGAN_PIX2PIX_DOWNLOAD_BASE``, ``CYCLEGAN_CUT_DOWNLOAD_BASE``).
 """
 
 from __future__ import annotations
 
-import hashlib
-import http.client
 import os
-import shutil
-import stat
-import tarfile
 import tempfile
-import urllib.error
-import urllib.request
 import zipfile
-from pathlib import Path, PurePosixPath
+from collections.abc import Callable
+from pathlib import Path
 
-from cyclegan.core.fileio import fsync_directory, load_tensor_dict
+from cyclegan.core.checkpoint import CheckpointError, load_reference_weights
+from cyclegan.core.fileio import load_tensor_dict
+from cyclegan.core.transfer import DownloadError, cache_dir, download, safe_extract, safe_extract_tar
 
 __all__ = [
     "CUT_PRETRAINED",
@@ -39,10 +36,13 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_PIX2PIX_BASE_URL",
     "PIX2PIX_DATASETS",
+    "PIX2PIX_PRETRAINED",
     "INCEPTION_FILENAME",
     "INCEPTION_SHA256_PREFIX",
     "INCEPTION_URL",
     "PRETRAINED",
+    "PRETRAINED_DOWNLOADERS",
+    "PRETRAINED_NAMES",
     "DownloadError",
     "base_url",
     "cache_dir",
@@ -51,9 +51,13 @@ __all__ = [
     "download_dataset",
     "download_inception",
     "download_pix2pix_dataset",
+    "download_pix2pix_pretrained",
     "download_pretrained",
     "inception_cache_path",
+    "pretrained_direction",
+    "pretrained_source",
     "safe_extract",
+    "safe_extract_tar",
 ]
 
 DEFAULT_BASE_URL = "http://efrosgans.eecs.berkeley.edu/cyclegan"
@@ -101,6 +105,10 @@ PRETRAINED = (
     "iphone2dslr_flower",
 )
 
+# The reference's download_pix2pix_model.sh list: <pix2pix base>/models-pytorch/<name>.pth, each a
+# generator of the pix2pix recipe's defaults (unet_256, batch norm, dropout).
+PIX2PIX_PRETRAINED = ("edges2shoes", "sat2map", "map2sat", "facades_label2photo", "day2night")
+
 # CUT's README ("Apply a pre-trained CUT model"): one tar holding checkpoints/<name>_pretrained/latest_net_G.pth
 # for each of these; the name says the --CUT_mode to test it with.
 CUT_PRETRAINED = (
@@ -113,6 +121,17 @@ CUT_PRETRAINED = (
 )
 DEFAULT_CUT_BASE_URL = "http://efrosgans.eecs.berkeley.edu/CUT"
 CUT_PRETRAINED_ARCHIVE = "pretrained_models.tar"
+
+# Every pretrained name, each once, in catalogue order (CycleGAN's, then pix2pix's own, then CUT's).
+PRETRAINED_NAMES = tuple(dict.fromkeys((*PRETRAINED, *PIX2PIX_PRETRAINED, *CUT_PRETRAINED)))
+
+# The generators whose paired data set is read right half first (`--direction BtoA`), as their
+# authors test them: the pix2pix data sets put photo | label (facades), aerial | map (maps) and
+# night | day (night2day); CUT's README tests its cityscapes models so.
+_READ_B_TO_A = {
+    "pix2pix": frozenset({"facades_label2photo", "map2sat", "day2night"}),
+    "cut": frozenset({"cityscapes_cut", "cityscapes_fastcut"}),
+}
 
 # torch_fidelity.feature_extractor_inceptionv3.URL_INCEPTION_V3 (torch-fidelity 0.4.0); copied rather
 # than imported so that `cyclegan download inception` works without importing torch-fidelity.
@@ -128,21 +147,6 @@ INCEPTION_SHA256_PREFIX = "6726825d"
 # Keys every FID Inception-v3 state dict (torch-fidelity's / pytorch-fid's layout) holds.
 _INCEPTION_KEYS = ("Conv2d_1a_3x3.conv.weight", "Mixed_7c.branch_pool.conv.weight", "fc.weight")
 
-_CHUNK = 1 << 16
-
-
-class DownloadError(RuntimeError):
-    """A download or unpacking failed; the message says what to do (retry, or place the file by hand)."""
-
-
-# ----------------------------------------------------------------------------------------- paths
-
-
-def cache_dir() -> Path:
-    """``$CYCLEGAN_CACHE`` if set, else ``~/.cache/cyclegan``."""
-    env = os.environ.get("CYCLEGAN_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "cyclegan"
-
 
 def inception_cache_path(cache: str | Path | None = None) -> Path:
     """Where the FID Inception weights are looked for: ``<cache>/inception/pt_inception-2015-12-05-6726825d.pth``."""
@@ -156,193 +160,12 @@ def base_url(
     return (base or os.environ.get(env) or default).rstrip("/")
 
 
-# ------------------------------------------------------------------------------------ downloader
-
-
-def _check_digest(expected: str | None) -> str | None:
-    if expected is None:
-        return None
-    expected = expected.strip().lower()
-    if not (8 <= len(expected) <= 64) or any(c not in "0123456789abcdef" for c in expected):
-        raise ValueError(f"sha256 must be 8 to 64 hex digits (a full digest or its prefix), got {expected!r}")
-    return expected
-
-
-def _digest_ok(path: Path, expected: str) -> tuple[bool, str]:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    actual = digest.hexdigest()
-    # A prefix is accepted because some files are only published with one (torch.hub file names).
-    return actual.startswith(expected), actual
-
-
-def _unreachable(url: str, dest: Path, reason: object, manual: str | None) -> DownloadError:
-    how = manual or f"download it on a machine with network access and copy it to {dest}"
-    return DownloadError(
-        f"cannot download {url}: {reason}.\n"
-        f"If this machine is offline or the host is down, {how}; then run the command again."
-    )
-
-
-def download(
-    url: str,
-    dest: str | Path,
-    sha256: str | None = None,
-    progress: bool = True,
-    timeout: float = 60.0,
-    manual: str | None = None,
-) -> Path:
-    """Fetch ``url`` into ``dest`` and return ``dest``.
-
-    Args:
-        url: http(s) URL.
-        dest: final file path; the download goes to ``<dest>.part`` first and is renamed into place
-            (atomically, same folder) only when complete and verified.
-        sha256: expected SHA-256, a full hex digest or a prefix of at least 8 digits. On a mismatch
-            the file is deleted and :class:`DownloadError` raised. Without it, the file is not checked.
-        progress: show a tqdm progress bar (on stderr).
-        timeout: seconds to wait for the connection and for each read.
-        manual: what the "place the file by hand" advice should say instead of the default.
-
-    If ``dest`` exists it is kept (and checked against ``sha256`` when given: a file that does not
-    match is an error, never silently replaced). If ``<dest>.part`` exists, only the missing bytes are
-    requested (``Range: bytes=<size>-``); a server that answers with the whole file (200) or refuses
-    the range (416) makes the download start again from byte 0.
-    """
-    from tqdm.auto import tqdm
-
-    dest = Path(dest)
-    expected = _check_digest(sha256)
-    if dest.exists():
-        if expected is not None:
-            ok, actual = _digest_ok(dest, expected)
-            if not ok:
-                raise DownloadError(
-                    f"{dest} exists but its SHA-256 is {actual}, expected {expected}: delete it and run again"
-                )
-        return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-
-    for _attempt in range(2):  # the second pass only after a refused range (416)
-        offset = part.stat().st_size if part.exists() else 0
-        request = urllib.request.Request(url, headers={"User-Agent": "cyclegan-downloader"})
-        if offset:
-            request.add_header("Range", f"bytes={offset}-")
-        try:
-            response = urllib.request.urlopen(request, timeout=timeout)
-        except urllib.error.HTTPError as error:
-            if error.code == 416 and offset:
-                # The partial file is not a prefix the server recognises (e.g. longer than the file,
-                # or the file changed): start over rather than guess.
-                error.close()
-                part.unlink(missing_ok=True)
-                continue
-            error.close()
-            raise DownloadError(f"cannot download {url}: HTTP {error.code} {error.reason}") from None
-        except (TimeoutError, urllib.error.URLError, ConnectionError, http.client.HTTPException) as error:
-            reason = getattr(error, "reason", error)
-            raise _unreachable(url, dest, reason, manual) from None
-
-        with response:
-            status = getattr(response, "status", 200)
-            if offset and status == 206:
-                mode = "ab"
-            else:
-                # 200 to a range request: the server sent the whole file, so the partial one is dropped.
-                offset, mode = 0, "wb"
-            length = response.headers.get("Content-Length")
-            total = offset + int(length) if length and length.isdigit() else None
-            try:
-                with open(part, mode) as out, tqdm(
-                    total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
-                    desc=dest.name, disable=not progress, leave=False,
-                ) as bar:
-                    while True:
-                        block = response.read(_CHUNK)
-                        if not block:
-                            break
-                        out.write(block)
-                        bar.update(len(block))
-                    out.flush()
-                    os.fsync(out.fileno())
-            except (OSError, http.client.HTTPException) as error:
-                # The .part file stays: running again resumes from where this stopped.
-                raise DownloadError(
-                    f"download of {url} interrupted after {part.stat().st_size if part.exists() else 0} bytes "
-                    f"({error}); run the command again to resume"
-                ) from None
-        break
-    else:  # pragma: no cover - two refused ranges in a row cannot happen: the second has no Range
-        raise DownloadError(f"cannot download {url}: the server refused the request range twice")
-
-    size = part.stat().st_size
-    if total is not None and size != total:
-        raise DownloadError(
-            f"download of {url} ended early ({size} of {total} bytes); run the command again to resume"
-        )
-    if expected is not None:
-        ok, actual = _digest_ok(part, expected)
-        if not ok:
-            part.unlink(missing_ok=True)
-            raise DownloadError(
-                f"checksum mismatch for {url}: SHA-256 {actual}, expected {expected}; the file was deleted "
-                f"(a damaged mirror or a changed file); run again, or place a good copy at {dest}"
-            )
-    os.replace(part, dest)
-    fsync_directory(dest.parent)
-    return dest
-
-
-# --------------------------------------------------------------------------------------- unzip
-
-
-def _member_target(root: Path, name: str) -> Path:
-    """Where a zip member goes under ``root``; raises for absolute paths and ``..`` components."""
-    # Zip names use "/", but a hostile archive may use "\\" to hide ".." from POSIX-only checks.
-    pure = PurePosixPath(name.replace("\\", "/"))
-    if pure.is_absolute() or any(part == ".." for part in pure.parts) or (pure.parts and ":" in pure.parts[0]):
-        raise DownloadError(f"refusing to unpack {name!r}: the path leaves the destination folder")
-    target = (root / Path(*pure.parts)).resolve() if pure.parts else root.resolve()
-    if target != root.resolve() and root.resolve() not in target.parents:
-        raise DownloadError(f"refusing to unpack {name!r}: the path leaves the destination folder")
-    return target
-
-
-def safe_extract(zip_path: str | Path, root: str | Path) -> None:
-    """Unpack ``zip_path`` into ``root``.
-
-    Every member is checked before anything is written: absolute paths, ``..`` components, drive
-    letters and symbolic links are refused (:class:`DownloadError`), so a hostile archive cannot write
-    outside ``root``. ``__MACOSX/`` resource-fork folders are skipped.
-    """
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(zip_path) as archive:
-        members = []
-        for info in archive.infolist():
-            if info.filename.startswith("__MACOSX/"):
-                continue
-            if stat.S_ISLNK(info.external_attr >> 16):
-                raise DownloadError(f"refusing to unpack {info.filename!r}: symbolic links are not allowed")
-            members.append((info, _member_target(root, info.filename)))
-        for info, target in members:
-            if info.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with archive.open(info) as src, open(target, "wb") as out:
-                shutil.copyfileobj(src, out, _CHUNK)
-
-
-# ----------------------------------------------------------------------------------- registries
-
-
 def _check_name(name: str, known: tuple[str, ...], what: str) -> None:
     if name not in known:
         raise ValueError(f"unknown {what} {name!r}; available: {', '.join(known)}")
+
+
+# -------------------------------------------------------------------------------------- data sets
 
 
 def download_dataset(
@@ -402,21 +225,7 @@ def _download_folder(name: str, root: Path, url: str, sha256: str | None, progre
     return target
 
 
-def safe_extract_tar(tar_path: str | Path, root: str | Path) -> None:
-    """Unpack a ``.tar.gz`` into ``root``, refusing (:class:`DownloadError`) any member whose path
-    leaves ``root``, links, and device files, before anything is written."""
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    try:
-        with tarfile.open(tar_path, "r:*") as archive:
-            members = archive.getmembers()
-            for member in members:
-                if not (member.isfile() or member.isdir()):
-                    raise DownloadError(f"refusing to unpack {member.name!r}: only files and folders are allowed")
-                _member_target(root, member.name)
-            archive.extractall(root, members=members, filter="data")
-    except (tarfile.TarError, EOFError, OSError) as error:
-        raise DownloadError(f"{tar_path} is not a valid .tar.gz ({error})") from None
+# ----------------------------------------------------------------------------- pretrained models
 
 
 def download_pretrained(
@@ -430,15 +239,36 @@ def download_pretrained(
     to be a weights-only state dict before it is moved into place.
     """
     _check_name(name, PRETRAINED, "pretrained model")
-    url = f"{base_url(base)}/pretrained_models/{name}.pth"
+    return _download_generator(f"{base_url(base)}/pretrained_models/{name}.pth", name, checkpoints_dir,
+                               sha256, progress)
+
+
+def download_pix2pix_pretrained(
+    name: str, checkpoints_dir: str | Path = "./checkpoints", base: str | None = None, progress: bool = True,
+    sha256: str | None = None,
+) -> Path:
+    """Download a reference pix2pix generator to ``<checkpoints_dir>/<name>_pretrained/latest_net_G.pth``.
+
+    From ``<base>/models-pytorch/<name>.pth`` (base: ``base``, else ``$CYCLEGAN_PIX2PIX_DOWNLOAD_BASE``,
+    else :data:`DEFAULT_PIX2PIX_BASE_URL`), checked as :func:`download_pretrained` checks; ``cyclegan
+    test --dataroot <its pix2pix data set> --name <name>_pretrained --model pix2pix`` then loads it.
+    """
+    _check_name(name, PIX2PIX_PRETRAINED, "pix2pix pretrained model")
+    pix2pix_base = base_url(base, "CYCLEGAN_PIX2PIX_DOWNLOAD_BASE", DEFAULT_PIX2PIX_BASE_URL)
+    return _download_generator(f"{pix2pix_base}/models-pytorch/{name}.pth", name, checkpoints_dir,
+                               sha256, progress)
+
+
+def _download_generator(url: str, name: str, checkpoints_dir: str | Path, sha256: str | None,
+                        progress: bool) -> Path:
+    """``url`` to ``<checkpoints_dir>/<name>_pretrained/latest_net_G.pth`` once it loads as weights only."""
     dest = Path(checkpoints_dir) / f"{name}_pretrained" / "latest_net_G.pth"
     if dest.exists():
         return dest
+    # Downloaded under another name: a file that is not weights only never sits where a loader looks.
     staging = dest.with_name(f".{name}.pth.download")
     download(url, staging, sha256=sha256, progress=progress,
              manual=f"download {url} elsewhere and save it as {dest}")
-    from cyclegan.core.checkpoint import CheckpointError, load_reference_weights
-
     try:
         load_reference_weights(staging)
     except CheckpointError as error:
@@ -477,8 +307,6 @@ def download_cut_pretrained(
 
 
 def _unpack_cut_generators(archive: Path, url: str, name: str, checkpoints_dir: Path) -> None:
-    from cyclegan.core.checkpoint import CheckpointError, load_reference_weights
-
     with tempfile.TemporaryDirectory(prefix=".cut_pretrained.", dir=checkpoints_dir) as tmp:
         safe_extract_tar(archive, tmp)
         # CUT's tar holds checkpoints/<name>_pretrained/...; accept the folders at any depth.
@@ -497,6 +325,38 @@ def _unpack_cut_generators(archive: Path, url: str, name: str, checkpoints_dir: 
                 raise DownloadError(f"{url}: {model}'s generator is not a usable state dict: {error}") from None
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(path, target)
+
+
+# Each catalogue's downloader, by the recipe its generators belong to (what pretrained_source says).
+PRETRAINED_DOWNLOADERS: dict[str, Callable[..., Path]] = {
+    "cycle_gan": download_pretrained,
+    "pix2pix": download_pix2pix_pretrained,
+    "cut": download_cut_pretrained,
+}
+
+
+def pretrained_source(name: str, paired: bool = False) -> str:
+    """Which catalogue publishes ``name``, by recipe: ``"cycle_gan"``, ``"pix2pix"`` or ``"cut"``.
+
+    A name in both CycleGAN's and pix2pix's lists is CycleGAN's unless ``paired`` (``--paired``, as for
+    data sets); a name only pix2pix publishes is pix2pix's either way. An unknown name, or ``paired``
+    with a name pix2pix does not publish, raises :class:`ValueError` listing the names there are.
+    """
+    if paired:
+        _check_name(name, PIX2PIX_PRETRAINED, "pix2pix pretrained model")
+        return "pix2pix"
+    _check_name(name, PRETRAINED_NAMES, "pretrained model")
+    if name in CUT_PRETRAINED:
+        return "cut"
+    return "cycle_gan" if name in PRETRAINED else "pix2pix"
+
+
+def pretrained_direction(name: str, source: str) -> str:
+    """The ``--direction`` (``AtoB`` / ``BtoA``) that ``source``'s ``name`` reads its paired data set in."""
+    return "BtoA" if name in _READ_B_TO_A.get(source, ()) else "AtoB"
+
+
+# ------------------------------------------------------------------------------------ FID weights
 
 
 def download_inception(

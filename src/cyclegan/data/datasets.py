@@ -16,7 +16,7 @@ import logging
 import random
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -66,6 +66,12 @@ def _good_images(folder: Path, cfg: DataConfig) -> tuple[list[Path], int, int]:
 class BaseDataset(Dataset):
     """Common epoch / seed handling. An index is an ``int`` (uses ``set_epoch``) or ``(epoch, index)``."""
 
+    #: how ``cyclegan test`` and int8 calibration find this mode's images: ``unaligned`` (folders
+    #: ``<phase>A`` / ``<phase>B``), ``aligned`` (``<phase>/`` of A|B files), ``single`` (``dataroot``
+    #: itself) or ``pictures`` (``<phase>/`` of pictures, each the truth of its own encoded input:
+    #: colorization)
+    layout: ClassVar[str] = "pictures"
+
     def __init__(self, cfg: DataConfig, seed: int = 0) -> None:
         for name in ("input_nc", "output_nc"):
             if getattr(cfg, name) not in (1, 3):
@@ -110,6 +116,8 @@ class UnalignedDataset(BaseDataset):
     only the channel counts swap here, and the model swaps the roles (reference behaviour).
     """
 
+    layout = "unaligned"
+
     def __init__(self, cfg: DataConfig, seed: int = 0) -> None:
         super().__init__(cfg, seed)
         root = Path(cfg.dataroot)
@@ -150,6 +158,8 @@ class AlignedDataset(BaseDataset):
     Both halves get the same crop and flip.
     """
 
+    layout = "aligned"
+
     def __init__(self, cfg: DataConfig, seed: int = 0) -> None:
         super().__init__(cfg, seed)
         self.dir_AB = Path(cfg.dataroot) / cfg.phase
@@ -172,6 +182,8 @@ class AlignedDataset(BaseDataset):
 @DATASETS.register("single")
 class SingleDataset(BaseDataset):
     """One folder of images, ``dataroot`` itself (for ``test --model test``); returns A only."""
+
+    layout = "single"
 
     def __init__(self, cfg: DataConfig, seed: int = 0) -> None:
         super().__init__(cfg, seed)

@@ -19,7 +19,13 @@ from PIL import Image
 
 from cyclegan.core.fileio import atomic_write
 from cyclegan.data.images import list_images, load_image
-from cyclegan.data.synthetic import SYNTHETIC_DEFAULTS, draw_scene, prepare_output_folder, synthetic_map
+from cyclegan.data.synthetic import (
+    SYNTHETIC_DEFAULTS,
+    draw_scene,
+    prepare_output_folder,
+    synthetic_map,
+    write_synthetic_dataset,
+)
 
 # The unpaired set's generator streams for trainA, testA, valA (cyclegan.data.synthetic._STREAMS):
 # a scene is a pure function of (seed, stream, index), so the A halves equal those images.
@@ -69,6 +75,39 @@ def write_paired_synthetic_dataset(
     }
     atomic_write(root / METADATA_FILENAME, json.dumps(metadata, indent=2, sort_keys=True) + "\n")
     return root
+
+
+def write_synthetic_pictures(
+    out_dir: str | Path,
+    n: int = SYNTHETIC_DEFAULTS["n"],
+    size: int = SYNTHETIC_DEFAULTS["size"],
+    seed: int = SYNTHETIC_DEFAULTS["seed"],
+    n_test: int = SYNTHETIC_DEFAULTS["n_test"],
+    overwrite: bool = False,
+    n_val: int | None = None,
+) -> Path:
+    """Write ``train/ val/ test/`` of the synthetic scenes alone (domain A's, the same pictures as the
+    paired set's A halves): the layout of a recipe whose every picture is its own truth (colorization)."""
+    n_val = n_test if n_val is None else n_val
+    root = prepare_output_folder(out_dir, tuple(_A_STREAMS), n, n_test, size, overwrite)
+    for split, count in (("train", n), ("test", n_test), ("val", n_val)):
+        (root / split).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            _save_png(draw_scene(np.random.default_rng([seed, _A_STREAMS[split], i]), size),
+                      root / split / f"A_{i:05d}.png")
+    metadata = {"pictures": True, "n": n, "size": size, "seed": seed, "n_test": n_test, "n_val": n_val}
+    atomic_write(root / METADATA_FILENAME, json.dumps(metadata, indent=2, sort_keys=True) + "\n")
+    return root
+
+
+def write_synthetic_for_layout(layout: str, out_dir: str | Path, **options: Any) -> Path:
+    """The synthetic set in a data set mode's layout (``BaseDataset.layout``): unaligned folders,
+    aligned A|B files, or pictures."""
+    writers = {"unaligned": write_synthetic_dataset, "aligned": write_paired_synthetic_dataset,
+               "pictures": write_synthetic_pictures}
+    if layout not in writers:
+        raise ValueError(f"no synthetic data for the {layout!r} layout; known: {', '.join(writers)}")
+    return writers[layout](out_dir, **options)
 
 
 def combine_folders(fold_A: str | Path, fold_B: str | Path, out: str | Path) -> dict[str, int]:

@@ -35,10 +35,9 @@ from cyclegan.deploy.quantize import (
     DEFAULT_CALIBRATION_IMAGES,
     QUANTIZATIONS,
     calibration_batches,
+    calibration_inputs,
     int8_path,
     quantize_int8,
-    training_crops,
-    training_folder,
 )
 from cyclegan.networks.generators import pad_to_multiple
 from cyclegan.recipes.loading import LoadedGenerators, load_generators, translator_names
@@ -101,19 +100,20 @@ def cached_int8(
     """The int8 sibling of the cached ``fp32_path``, quantised again only when the fp32 file or the
     calibration set changed. Calibration: crops of ``<dataroot>/train<A|B>`` (default the run's dataroot)."""
     data = config.data
-    folder = training_folder(dataroot or data.dataroot, name, data.direction)
+    root = Path(dataroot or data.dataroot)
     path = int8_path(fp32_path)
     fingerprint = {
         "cache_version": CACHE_VERSION,
         "quantization": "int8",
         "fp32": _stamp(fp32_path),
-        "calibration": {"folder": str(folder.resolve()), "images": DEFAULT_CALIBRATION_IMAGES,
-                        "crop_size": data.crop_size, "load_size": data.load_size},
+        "calibration": {"dataroot": str(root.resolve()), "mode": data.dataset_mode,
+                        "images": DEFAULT_CALIBRATION_IMAGES, "crop_size": data.crop_size,
+                        "load_size": data.load_size},
     }
 
     def build() -> None:
-        log.info("quantising %s to int8 in %s, calibrated on %s", name, path, folder)
-        crops = training_crops(folder, data.crop_size, data.load_size, net.input_nc, DEFAULT_CALIBRATION_IMAGES)
+        crops, source = calibration_inputs(config, name, root, DEFAULT_CALIBRATION_IMAGES)
+        log.info("quantising %s to int8 in %s, calibrated on %s", name, path, source)
         quantize_int8(fp32_path, calibration_batches(crops, net.size_multiple), path)
 
     return _cached(path, fingerprint, build)
@@ -135,7 +135,7 @@ def load_backend_generators(
 ):
     """A run's generators as :class:`cyclegan.recipes.loading.LoadedGenerators` for ``backend``.
 
-    ``names``: default the run recipe's translators. ``torch``: exactly
+    ``names``: default the run recipe's directions. ``torch``: exactly
     :func:`cyclegan.recipes.loading.load_generators` (``eval_mode`` as there). ``onnxruntime``: each generator
     as an :class:`OnnxGenerator`, from ``onnx_paths[name]`` when given (the config then comes from
     the run's ``config.json``, else ``flags``), else from the cache beside the checkpoint.

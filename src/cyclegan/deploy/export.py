@@ -43,10 +43,9 @@ from cyclegan.deploy.quantize import (
     DEFAULT_CALIBRATION_IMAGES,
     QUANTIZATIONS,
     calibration_batches,
+    calibration_inputs,
     psnr,
     quantize_int8,
-    training_crops,
-    training_folder,
 )
 from cyclegan.networks.generators import pad_to_multiple
 from cyclegan.recipes import create_model
@@ -278,7 +277,7 @@ def run_export_model(
 
     ``fmt``: ``onnx`` (``<name>.onnx``), ``torch_export`` (``<name>.pt2``), or ``reference`` (every
     network as the reference's ``latest_net_<name>.pth``, plus ``config.json``). For onnx /
-    torch_export the generators (``names``, default the recipe's translators: ``G_A`` / ``G_B`` for
+    torch_export the generators (``names``, default the recipe's directions: ``G_A`` / ``G_B`` for
     CycleGAN, ``G`` for pix2pix) come from :func:`cyclegan.recipes.loading.load_generators` (our
     checkpoint or the reference's .pth files), and the result holds per generator the max
     absolute difference to torch, in the images' [-1, 1] units, at ``1×C×height×width``
@@ -286,8 +285,8 @@ def run_export_model(
     axes). Print it with :func:`format_export_summary`.
 
     ``quantize="int8"`` (onnx only): each generator is also written as ``<name>.int8.onnx``, statically
-    quantised with activation ranges calibrated on up to ``calibration_images`` crops of its training
-    folder (``<dataroot>/trainA`` for G_A ...; ``dataroot`` defaults to the run's); the result then
+    quantised with activation ranges calibrated on up to ``calibration_images`` of its training inputs,
+    read by the recipe's own data set mode (``dataroot`` defaults to the run's); the result then
     holds ``int8_files``, ``int8_psnr`` (dB of the int8 output against the fp32 ONNX output on those
     crops) and both files' sizes in bytes (``bytes`` / ``int8_bytes``).
     """
@@ -335,9 +334,7 @@ def run_export_model(
         result["parity_dynamic"][name] = check_parity(net, path, input=second)
         result["sizes"][name] = {"export": [1, net.input_nc, h, w], "dynamic": [2, net.input_nc, h2, w2]}
         if quantize == "int8":
-            data = loaded.config.data
-            folder = training_folder(dataroot or data.dataroot, name, data.direction)
-            crops = training_crops(folder, data.crop_size, data.load_size, net.input_nc, calibration_images)
+            crops, source = calibration_inputs(loaded.config, name, dataroot, calibration_images)
             batches = calibration_batches(crops, multiple)
             quantized = quantize_int8(path, batches)
             fp32_session = OnnxGenerator(path, multiple, threads=1)
@@ -347,7 +344,7 @@ def run_export_model(
             result.setdefault("int8_psnr", {})[name] = sum(scores) / len(scores)
             result.setdefault("bytes", {})[name] = path.stat().st_size
             result.setdefault("int8_bytes", {})[name] = quantized.stat().st_size
-            result["calibration"] = {"folder": str(folder), "images": len(crops)}
+            result["calibration"] = {"source": source, "images": len(crops)}
     atomic_write(out_dir / CONFIG_FILENAME, loaded.config.to_json())
     return result
 

@@ -4,8 +4,8 @@ On AVX2-only CPUs bf16 is emulated (slower than fp32), so the fast inference pat
 onnxruntime's static quantisation (``onnxruntime.quantization.quantize_static``) turns every
 convolution's weights (but the first and last, which touch the pixels) into per-channel int8 and
 its input activations into uint8, with activation
-ranges calibrated on the run's own training images (:class:`CropCalibrationReader`: crops of
-``<dataroot>/train<A|B>``, preprocessed as the test phase does). The graph keeps QuantizeLinear /
+ranges calibrated on the run's own training inputs (:func:`calibration_inputs`: the crops the
+recipe's own data set mode feeds the network). The graph keeps QuantizeLinear /
 DequantizeLinear pairs around each convolution (QDQ format, which onnxruntime fuses into int8
 kernels); instance norm, the residual adds and tanh stay in fp32.
 
@@ -18,6 +18,7 @@ The int8 file sits beside the fp32 one as ``<name>.int8.onnx`` and loads with th
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import logging
 import tempfile
@@ -26,8 +27,12 @@ from pathlib import Path
 
 import torch
 
+from cyclegan.config import TrainConfig
 from cyclegan.core.fileio import atomic_write
+from cyclegan.data import create_dataset
+from cyclegan.data.images import DatasetError
 from cyclegan.networks.generators import pad_to_multiple
+from cyclegan.recipes import MODELS
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +40,7 @@ QUANTIZATIONS = ("none", "int8")
 INT8_SUFFIX = ".int8.onnx"
 DEFAULT_CALIBRATION_IMAGES = 32
 QUANTIZED_OPS = ("Conv", "ConvTranspose")
+SYMBOLIC_SHAPE_GAPS = ("Atanh",)  # ops onnxruntime's symbolic shape inference cannot follow
 
 
 class QuantizationError(ValueError):
@@ -54,30 +60,6 @@ def calibration_batches(
     images = [image.float() for image in images]
     return [pad_to_multiple(torch.stack(images[start : start + batch_size]), size_multiple)[0]
             for start in range(0, len(images), batch_size)]
-
-
-def training_crops(
-    folder: str | Path, crop_size: int, load_size: int, channels: int = 3, limit: int = DEFAULT_CALIBRATION_IMAGES
-) -> list[torch.Tensor]:
-    """Up to ``limit`` C×crop×crop tensors in [-1, 1] from ``folder``: resized so the shorter side is
-    ``load_size``, centre-cropped (the deterministic version of the training crops), evenly spaced
-    over the sorted file list so a large set is sampled end to end."""
-    from torchvision.transforms import v2
-
-    from cyclegan.data.images import list_images, load_image
-
-    paths, _ = list_images(folder)
-    step = max(1, len(paths) // max(1, limit))
-    chosen = paths[::step][:limit]
-    transform = v2.Compose(
-        [
-            v2.PILToTensor(),
-            v2.Resize(load_size, antialias=True),
-            v2.CenterCrop(crop_size),
-            v2.ToDtype(torch.float32, scale=True),
-        ]
-    )
-    return [transform(load_image(path, channels)) * 2 - 1 for path in chosen]
 
 
 def _reader(batches: Sequence[torch.Tensor], input_name: str):
@@ -130,7 +112,11 @@ def quantize_int8(
         prepared = Path(workdir) / "prepared.onnx"
         quantized = Path(workdir) / "int8.onnx"
         # Shape inference and constant folding first, as onnxruntime recommends before quantising.
-        quant_pre_process(str(fp32_path), str(prepared))
+        # onnxruntime's symbolic shape inference has no rule for Atanh (the skip of a --residual_output
+        # generator): it fails, leaving temporary files in the working folder. ONNX's own shape
+        # inference, which the pre-processing also runs, covers these graphs.
+        no_symbolic_rule = any(node.op_type in SYMBOLIC_SHAPE_GAPS for node in model.graph.node)
+        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=no_symbolic_rule)
         convolutions = [node.name for node in onnx.load(str(prepared)).graph.node if node.op_type in QUANTIZED_OPS]
         # The quantiser warns once per ConvTranspose bias that "axis 1 is out of range" for its 1-D
         # bias (it then quantises it per tensor, which is right); not something a user can act on.
@@ -172,17 +158,31 @@ def psnr(produced: torch.Tensor, expected: torch.Tensor, peak_to_peak: float = 2
     return float("inf") if mse == 0 else 10 * float(torch.log10(torch.tensor(peak_to_peak**2 / mse)))
 
 
-def training_folder(dataroot: str | Path, name: str, direction: str = "AtoB") -> Path:
-    """The folder that feeds generator ``name``: ``G_A`` (A→B) reads trainA, ``G_B`` trainB; ``G``
-    (pix2pix, CUT) reads the domain its direction starts from."""
-    source = {"G_A": "A", "G_B": "B"}.get(name, "A" if direction == "AtoB" else "B")
-    folder = Path(dataroot) / f"train{source}"
-    if not folder.is_dir():
+def calibration_inputs(config: TrainConfig, name: str, dataroot: str | Path | None = None,
+                       limit: int = DEFAULT_CALIBRATION_IMAGES) -> tuple[list[torch.Tensor], str]:
+    """Up to ``limit`` inputs of network ``name`` as training feeds it (C×crop×crop, the network's own
+    input: a picture in [-1, 1], or colorization's L channel), read by the recipe's own data set mode
+    from ``dataroot`` (default the run's) with its crops, and where they came from.
+
+    The recipe says which domain feeds ``name`` (its ``directions``), and its data set mode where
+    that domain's images are: ``trainA`` / ``trainB`` for unpaired data, the A|B files of ``train/``
+    for paired data, the pictures of ``train/`` for colorization.
+    """
+    recipe = MODELS.get(config.model.model)
+    direction = next((d for d in recipe.directions if d.net == name), recipe.directions[0])
+    source = direction.target if config.data.direction == "BtoA" else direction.source  # the loader's key
+    data = dataclasses.replace(config.data, dataroot=str(dataroot or config.data.dataroot), phase="train",
+                               no_flip=True, serial_batches=True, max_dataset_size=limit)
+    try:
+        dataset = create_dataset(data, seed=0)
+    except (DatasetError, FileNotFoundError) as error:
         raise QuantizationError(
-            f"calibration images for {name} are read from {folder}, which does not exist; pass "
-            f"--dataroot pointing at the training set (with trainA / trainB), or export without --quantize"
-        )
-    return folder
+            f"calibration images for {name} come from the training data of --dataset_mode {data.dataset_mode} "
+            f"in {data.dataroot}, which cannot be read ({error}); pass --dataroot pointing at the training set, "
+            f"or export without --quantize") from None
+    count = min(limit, len(dataset))
+    inputs = [dataset[(0, index)][source] for index in range(count)]
+    return inputs, f"{data.dataroot} ({data.dataset_mode}, {source} side of train)"
 
 
 __all__ = [
@@ -190,9 +190,8 @@ __all__ = [
     "QUANTIZATIONS",
     "QuantizationError",
     "calibration_batches",
+    "calibration_inputs",
     "int8_path",
     "psnr",
     "quantize_int8",
-    "training_crops",
-    "training_folder",
 ]

@@ -16,7 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cyclegan.data.images import BadImageError
 from cyclegan.inference.translator import DIRECTIONS, TranslateError, Translator
+from cyclegan.inference.video import translate_video
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +40,7 @@ def describe(info: dict[str, Any]) -> str:
         return html.escape(text).replace("|", "&#124;")
 
     lines = [f"### {cell(info.get('name', 'model'))}", "", "| | |", "| --- | --- |"]
-    for key in ("netG", "ngf", "norm", "generator", "weights"):
+    for key in ("model", "netG", "ngf", "norm", "generator", "weights"):
         if key in info:
             lines.append(f"| {key} | {cell(info[key])} |")
     scores = {key: value for key, value in info.items() if key.startswith("val_")}
@@ -49,12 +51,24 @@ def describe(info: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def translate_upload(translator: Translator, source: Path, out_root: Path) -> Path:
+    """What the page's Translate button does: the uploaded image's translation, as a PNG named after
+    the upload in a fresh folder under ``out_root`` (PNG whatever came in, so nothing is lost again)."""
+    target = Path(tempfile.mkdtemp(dir=out_root)) / f"{source.stem}_{translator.fake_label}.png"
+    translator(source).save(target, format="PNG")
+    return target
+
+
+def translate_upload_video(translator: Translator, source: Path, out_root: Path) -> Path:
+    """What the page's Translate video button does: the first :data:`MAX_VIDEO_FRAMES` frames."""
+    target = Path(tempfile.mkdtemp(dir=out_root)) / f"{source.stem}_{translator.fake_label}.mp4"
+    translate_video(translator, source, target, max_frames=MAX_VIDEO_FRAMES)
+    return target
+
+
 def build_app(load: Callable[[str], Translator], work_dir: str | Path | None = None):
     """The Gradio ``Blocks`` app; ``load(direction)`` returns the :class:`Translator` for a direction."""
     gr = _import_gradio()
-    from cyclegan.data.images import BadImageError
-    from cyclegan.inference.video import translate_video
-
     translators = functools.cache(load)  # one per direction, on first use (a reference run may have one)
     first = translators("AtoB")
     out_root = Path(work_dir or tempfile.mkdtemp(prefix="cyclegan-serve-"))
@@ -64,13 +78,7 @@ def build_app(load: Callable[[str], Translator], work_dir: str | Path | None = N
         if not path:
             raise gr.Error("upload an image first")
         try:
-            translator = translators(direction)
-            target_dir = Path(tempfile.mkdtemp(dir=out_root))
-            source = Path(path)
-            # Name the download after the upload; PNG, whatever came in, so nothing is lost again.
-            result = translator(source)
-            target = target_dir / f"{source.stem}_{translator.fake_label}.png"
-            result.save(target, format="PNG")
+            target = translate_upload(translators(direction), Path(path), out_root)
         except (BadImageError, TranslateError, ValueError) as error:
             raise gr.Error(html.escape(str(error))) from None
         return str(target), str(target)
@@ -79,10 +87,7 @@ def build_app(load: Callable[[str], Translator], work_dir: str | Path | None = N
         if not path:
             raise gr.Error("upload a video first")
         try:
-            translator = translators(direction)
-            source = Path(path)
-            target = Path(tempfile.mkdtemp(dir=out_root)) / f"{source.stem}_{translator.fake_label}.mp4"
-            translate_video(translator, source, target, max_frames=MAX_VIDEO_FRAMES)
+            target = translate_upload_video(translators(direction), Path(path), out_root)
         except (TranslateError, ValueError) as error:
             raise gr.Error(html.escape(str(error))) from None
         return str(target)
@@ -90,7 +95,9 @@ def build_app(load: Callable[[str], Translator], work_dir: str | Path | None = N
     title = f"cyclegan: {first.info.get('name', 'model')}"
     with gr.Blocks(title=title, analytics_enabled=False) as app:
         gr.Markdown(describe(first.info), elem_id="run-info")
-        direction = gr.Radio(list(DIRECTIONS), value="AtoB", label="direction", elem_id="direction")
+        # Only the directions the model has: a pix2pix, CUT or colorization run translates A→B alone.
+        directions = list(first.info.get("directions", DIRECTIONS))
+        direction = gr.Radio(directions, value=directions[0], label="direction", elem_id="direction")
         with gr.Tab("image"):
             with gr.Row():
                 image_in = gr.Image(type="filepath", image_mode=None, label="input", elem_id="image-in")
@@ -129,4 +136,4 @@ def serve(load: Callable[[str], Translator], host: str = "127.0.0.1", port: int 
     launch(app, host, port, block=True)
 
 
-__all__ = ["build_app", "describe", "launch", "serve"]
+__all__ = ["build_app", "describe", "launch", "serve", "translate_upload", "translate_upload_video"]

@@ -1,6 +1,6 @@
 """``cyclegan test``: translate whole folders, write the reference's file names and a results page.
 
-The run's recipe says which networks translate (``TrainingRecipe.translators``) and its data mode
+The run's recipe says which networks translate (``TrainingRecipe.directions``) and its data mode
 where the images are:
 
 - ``--model cycle_gan`` (unaligned data): every image of ``<dataroot>/<phase>A`` goes A→B→A and every
@@ -38,11 +38,19 @@ import torch
 from cyclegan.config import DataConfig, TrainConfig
 from cyclegan.core.fileio import atomic_write
 from cyclegan.core.runtime import resolve_device
+from cyclegan.data.datasets import DATASETS
 from cyclegan.deploy.backends import BACKENDS, load_backend_generators
 from cyclegan.metrics import evaluate_folders, to_json
 from cyclegan.metrics.baselines import dataset_baselines, folder_baselines, margins, page_items
-from cyclegan.recipes import MODELS
-from cyclegan.recipes.loading import aligned_halves, folder_images, save_tensor_image, translate_folder
+from cyclegan.recipes import MODELS, TrainingRecipe
+from cyclegan.recipes.codec import ImageCodec, picture_network
+from cyclegan.recipes.loading import (
+    aligned_halves,
+    folder_images,
+    image_tensor,
+    save_tensor_image,
+    translate_folder,
+)
 from cyclegan.report import collect_result_rows, write_results_page
 
 log = logging.getLogger(__name__)
@@ -111,78 +119,50 @@ def run_test(
     loaded = load_backend_generators(run_dir, epoch, names=(suffix_name,) if model == "test" else None,
                                      backend=backend, flags=flags, device=torch_device, eval_mode=mode_eval,
                                      quantize=quantize, calibration_dataroot=calibration_dataroot)
-    read = None
+    config = loaded.config
     if model == "test":
-        jobs = [(dataroot, loaded.nets[suffix_name], None, ("real", "fake", "rec"), loaded.config.data.input_nc)]
-        recipe = None
+        codec = ImageCodec(config.data.input_nc, config.data.output_nc)
+        jobs = [Job(dataroot, loaded.nets[suffix_name], None, ("real", "fake", "rec"), codec.read_nc)]
+        recipe, layout = None, "single"
     else:
-        config = loaded.config
         if model is not None and model != config.model.model:
             raise ValueError(f"{run_dir} holds a {config.model.model} run, not {model}: use --model "
                              f"{config.model.model} (or --model test for a lone generator)")
         recipe = MODELS.get(config.model.model)
         mode = dataset_mode or config.data.dataset_mode
-        direction = direction or config.data.direction
-        channels = {"A": config.data.input_nc, "B": config.data.output_nc}
-        jobs = []
-        if mode == "aligned":
-            first = recipe.translators[0]
-            folder = dataroot / phase
-            if not folder.is_dir():
-                raise FileNotFoundError(f"no {folder}: --dataset_mode aligned expects <dataroot>/{phase}/ of A|B images")
-            data = dataclasses.replace(config.data, direction=direction)
-            nc_A, nc_B = (channels["B"], channels["A"]) if direction == "BtoA" else (channels["A"], channels["B"])
-            read = functools.partial(_read_aligned, channels=(nc_A, nc_B), direction=direction,
-                                     data=_test_preprocess(data, preprocess, load_size, crop_size))
-            jobs.append((folder, loaded.nets[first.net], None, first.labels, channels[first.source]))
-        elif mode in ("unaligned", "single"):
-            for translator in recipe.translators:
-                folder_domain = translator.source
-                if direction == "BtoA":  # the folders stay A / B; the roles swap
-                    folder_domain = "B" if folder_domain == "A" else "A"
-                folder = dataroot if mode == "single" else dataroot / f"{phase}{folder_domain}"
-                if folder.is_dir():
-                    back = loaded.nets[translator.back] if translator.back else None
-                    jobs.append((folder, loaded.nets[translator.net], back, translator.labels,
-                                 channels[translator.source]))
-                if mode == "single":
-                    break
-            if not jobs:
-                raise FileNotFoundError(
-                    f"no {dataroot / (phase + 'A')} or {dataroot / (phase + 'B')}: --dataset_mode unaligned expects "
-                    f"<dataroot>/{phase}A and {phase}B (for one folder use --dataset_mode single)"
-                )
-        else:
-            raise ValueError(f"unknown --dataset_mode {mode!r}; known: unaligned, aligned, single")
+        layout = DATASETS.get(mode).layout
+        data = dataclasses.replace(config.data, direction=direction or config.data.direction)
+        jobs = recipe_jobs(recipe, loaded.nets, dataclasses.replace(config, data=data), layout, dataroot, phase,
+                           _test_preprocess(data, preprocess, load_size, crop_size))
 
     data_cfg = _test_preprocess(loaded.config.data, preprocess, load_size, crop_size)
-    if not mode_eval and any(getattr(net, "training", False) for _, net, *_ in jobs):
+    if not mode_eval and any(getattr(job.forward, "training", False) for job in jobs):
         if batch_size > 1:
             log.info("networks run in train mode (the reference's default; --eval to change): one image at a time")
             batch_size = 1
         torch.manual_seed(seed)  # dropout masks: the same results on every run
     count = 0
-    for folder, forward, backward, labels, channels_in in jobs:
-        paths = folder_images(folder, num_test)
-        log.info("translating %d image(s) from %s", len(paths), folder)
-        for item in translate_folder(paths, forward, backward, channels_in, labels, torch_device, data_cfg,
-                                     batch_size=batch_size, precision=precision if backend == "torch" else "fp32",
-                                     read=read):
+    for job in jobs:
+        paths = folder_images(job.folder, num_test)
+        log.info("translating %d image(s) from %s", len(paths), job.folder)
+        for item in translate_folder(paths, job.forward, job.backward, job.channels, job.labels, torch_device,
+                                     data_cfg, batch_size=batch_size,
+                                     precision=precision if backend == "torch" else "fp32", read=job.read):
             for label, tensor in item.images.items():
                 save_tensor_image(tensor, images_dir / f"{item.stem}_{label}.png")
             count += 1
 
     scores = None
-    if read is not None:  # paired data: fake_B against the B half
+    if layout in ("aligned", "pictures") and recipe is not None:  # the truth is in each item: fake_B vs real_B
+        codec = recipe.image_codec(config, recipe.directions[0])
         scores = evaluate_folders(images_dir, images_dir, fake_label="fake_B")
         comparison = folder_baselines({r["name"] for r in scores["per_image"]}, images_dir, images_dir,
-                                      input_nc=loaded.config.data.input_nc, output_nc=loaded.config.data.output_nc,
-                                      plain_sources=False)
+                                      input_nc=codec.input_nc, output_nc=codec.image_nc, plain_sources=False)
     elif recipe is not None:
         ground_truth = dataroot / f"{phase}A_gt"
         comparison = None
-        if ground_truth.is_dir() and (direction or "AtoB") == "AtoB" and recipe.translators[0].source == "A":
-            scores = evaluate_folders(images_dir, ground_truth, fake_label=recipe.translators[0].labels[1])
+        if ground_truth.is_dir() and (direction or "AtoB") == "AtoB" and recipe.directions[0].source == "A":
+            scores = evaluate_folders(images_dir, ground_truth, fake_label=recipe.directions[0].labels[1])
             stems = {r["name"] for r in scores["per_image"]}
             for stem in stems:  # the truth beside each fake_B on the page
                 truth = next(iter(sorted(ground_truth.glob(f"{glob.escape(stem)}.*"))), None)
@@ -195,11 +175,78 @@ def run_test(
             scores["baselines"] = comparison
             scores.update(margins(scores, comparison["baselines"]))
         atomic_write(out_dir / "scores.json", to_json(scores) + "\n")  # `cyclegan report` reads it
-    rows = collect_result_rows(out_dir)
+    # The columns in the order the jobs write them, the truth beside each translation.
+    order = [label for job in jobs for label in (*job.labels[:2], "true_B", *job.labels[2:])]
+    rows = collect_result_rows(out_dir, order=list(dict.fromkeys([*order, "real_A", "real_B"])))
     title = f"{name}: {phase} results, epoch {epoch}"
     page = write_results_page(out_dir, rows, title=title, scores=_page_scores(scores),
                               per_image_scores=scores["per_image"] if scores else None)
     return TestSummary(out_dir, images_dir, page, count, scores)
+
+
+@dataclass
+class Job:
+    """One folder through one network: ``forward`` maps pictures in [-1, 1] to pictures (the recipe's
+    codec already wrapped around it), ``read(path)`` → (input, extra visuals) when an item is more than
+    one picture; ``labels``: the reference's (real, fake, rec) file labels."""
+
+    folder: Path
+    forward: Any
+    backward: Any
+    labels: tuple[str, str, str]
+    channels: int
+    read: Any = None
+
+
+def recipe_jobs(recipe: type[TrainingRecipe], nets: dict[str, Any], config: TrainConfig, layout: str,
+                dataroot: Path, phase: str, data: DataConfig | None) -> list[Job]:
+    """What ``test`` translates for a run, as its recipe and its data layout say (see
+    ``BaseDataset.layout``): every direction over its own folder, or the one direction over the items
+    that hold their own truth (aligned A|B files; pictures whose encoding is the input)."""
+    direction = config.data.direction
+    if layout in ("aligned", "pictures"):
+        first = recipe.directions[0]
+        folder = dataroot / phase
+        if not folder.is_dir():
+            raise FileNotFoundError(f"no {folder}: --dataset_mode {config.data.dataset_mode} expects "
+                                    f"<dataroot>/{phase}/ of " + ("A|B images" if layout == "aligned" else "pictures"))
+        codec = recipe.image_codec(config, first)
+        if layout == "aligned":
+            nc_in, nc_out = recipe.channels(config, first)
+            # The file's halves: with BtoA the right half is the input, so the left one has its channels.
+            halves = (nc_out, nc_in) if direction == "BtoA" else (nc_in, nc_out)
+            read = functools.partial(_read_aligned, channels=halves, direction=direction, data=data)
+            return [Job(folder, picture_network(nets[first.net], codec), None, first.labels, nc_in, read)]
+        read = functools.partial(_read_picture, codec=codec, data=data)
+        return [Job(folder, picture_network(nets[first.net], codec), None, ("real_B", "fake_B", "rec_B"),
+                    codec.read_nc, read)]
+    if layout not in ("unaligned", "single"):
+        raise ValueError(f"unknown data layout {layout!r} of --dataset_mode {config.data.dataset_mode}")
+    jobs = []
+    for translator in recipe.directions:
+        folder_domain = translator.source
+        if direction == "BtoA":  # the folders stay A / B; the roles swap
+            folder_domain = translator.target
+        folder = dataroot if layout == "single" else dataroot / f"{phase}{folder_domain}"
+        if folder.is_dir():
+            codec = recipe.image_codec(config, translator)
+            back = nets[translator.back] if translator.back else None
+            jobs.append(Job(folder, picture_network(nets[translator.net], codec), back, translator.labels,
+                            codec.read_nc))
+        if layout == "single":
+            break
+    if not jobs:
+        raise FileNotFoundError(
+            f"no {dataroot / (phase + 'A')} or {dataroot / (phase + 'B')}: --dataset_mode unaligned expects "
+            f"<dataroot>/{phase}A and {phase}B (for one folder use --dataset_mode single)"
+        )
+    return jobs
+
+
+def _read_picture(path: Path, codec: ImageCodec, data: DataConfig | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """A picture that is its own truth: (the picture, {"real_A": the network's encoded input})."""
+    picture = image_tensor(path, codec.read_nc, data)
+    return picture, {"real_A": codec.encode((picture + 1) / 2)}
 
 
 def _test_preprocess(data: DataConfig, preprocess: str, load_size: int, crop_size: int) -> DataConfig | None:

@@ -20,10 +20,9 @@ Input rules, stated once:
 
 from __future__ import annotations
 
-import glob
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,13 +32,21 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 from torch import nn
 from torchvision.transforms.v2 import functional as TF
+from tqdm import tqdm
 
-from cyclegan.data.images import IMG_EXTENSIONS, BadImageError, _to_rgb_or_l, load_image
+from cyclegan.config import TrainConfig
+from cyclegan.core.fileio import atomic_write
+from cyclegan.data.images import BadImageError, _to_rgb_or_l, load_image
+from cyclegan.inference.tiling import TiledGenerator, choose_tile, default_margin
+from cyclegan.recipes import MODELS
+from cyclegan.recipes.codec import ImageCodec, inner_network, picture_network
+from cyclegan.recipes.loading import is_lone_generator, load_generators, run_config
+from cyclegan.report.run_report import read_val_scores
+from cyclegan.report.visuals import tensor_to_image
 
 log = logging.getLogger(__name__)
 
-VIDEO_EXTENSIONS = (".mp4", ".mov", ".webm", ".mkv", ".gif", ".avi", ".m4v")
-DIRECTIONS = {"AtoB": ("G_A", "fake_B"), "BtoA": ("G_B", "fake_A")}
+DIRECTIONS = ("AtoB", "BtoA")
 ALPHA_FORMATS = (".png", ".webp", ".tif", ".tiff")
 
 
@@ -94,35 +101,47 @@ class Translator:
 
     @classmethod
     def from_run(cls, run_dir: str | os.PathLike[str], epoch: str = "latest", direction: str = "AtoB",
-                 flags: Any = None, device: str | torch.device = "cpu", **options: Any) -> Translator:
-        """The generator of ``run_dir`` for ``direction``: ours (``<epoch>.safetensors``, G_A / G_B),
-        the reference's CycleGAN pair (``<epoch>_net_G_A.pth`` / ``G_B``) or a single
-        ``<epoch>_net_G.pth`` (reference test model, CUT), whose architecture comes from ``flags``."""
-        from cyclegan.core.checkpoint import CheckpointError
-        from cyclegan.recipes.loading import load_generators
+                 flags: TrainConfig | None = None, device: str | torch.device = "cpu", model: str | None = None,
+                 **options: Any) -> Translator:
+        """The network of ``run_dir`` that translates ``direction``, as the run's recipe declares it
+        (``TrainingRecipe.directions``): G_A / G_B of a CycleGAN run, G of pix2pix, CUT or colorization,
+        from our checkpoint (``<epoch>.safetensors``) or the reference's ``<epoch>_net_<name>.pth``.
 
+        ``model``: the reference's ``--model``: ``test`` (one bare ``<epoch>_net_G.pth``, architecture
+        from ``flags``), a recipe name (it must be the run's), or None (the run's own; a folder holding
+        ``<epoch>_net_G.pth`` but not its recipe's files is read as ``test``). A one-direction run asked
+        for the other direction says which one it has.
+        """
         if direction not in DIRECTIONS:
             raise ValueError(f"--direction must be AtoB or BtoA, got {direction!r}")
-        run_dir = Path(run_dir)
-        device = torch.device(device)
-        name, fake_label = DIRECTIONS[direction]
-        try:
-            loaded = load_generators(run_dir, epoch, names=(name,), flags=flags, device=device)
-        except CheckpointError:
-            if not (run_dir / f"{epoch}_net_G.pth").exists():
-                raise
+        run_dir, device = Path(run_dir), torch.device(device)
+        if model == "test" or (model is None and is_lone_generator(run_dir, epoch, flags)):
             if direction != "AtoB":
-                raise CheckpointError(
-                    f"{run_dir / f'{epoch}_net_G.pth'} is a single generator (one direction): "
-                    f"drop --direction BtoA, or train both directions") from None
+                raise ValueError(f"{run_dir / f'{epoch}_net_G.pth'} is a single generator (A→B only, the "
+                                 f"reference's --model test): drop --direction {direction}")
             loaded = load_generators(run_dir, epoch, names=("G",), flags=flags, device=device)
-            name, fake_label = "G", "fake"
-        data, model = loaded.config.data, loaded.config.model
-        input_nc, output_nc = (data.input_nc, data.output_nc) if name in ("G_A", "G") else (data.output_nc, data.input_nc)
-        info = {"name": run_dir.name, "generator": name, "direction": direction, "netG": model.netG,
-                "ngf": model.ngf, "norm": model.norm, "weights": ", ".join(str(p) for p in loaded.source)}
+            config, net_name, fake_label = loaded.config, "G", "fake"
+            codec = ImageCodec(config.data.input_nc, config.data.output_nc)
+            available: tuple[str, ...] = ("AtoB",)
+        else:
+            config = run_config(run_dir, epoch, flags)
+            if model is not None and model != config.model.model:
+                raise ValueError(f"{run_dir} holds a {config.model.model} run, not {model}: use --model "
+                                 f"{config.model.model} (or --model test for a lone generator)")
+            recipe = MODELS.get(config.model.model)
+            chosen = recipe.direction(direction)
+            loaded = load_generators(run_dir, epoch, names=(chosen.net,), flags=flags, device=device)
+            config, net_name, fake_label = loaded.config, chosen.net, chosen.labels[1]
+            codec = recipe.image_codec(config, chosen)
+            available = tuple(d.name for d in recipe.directions)
+        model_config = config.model
+        info = {"name": run_dir.name, "model": config.model.model if model != "test" else "test",
+                "generator": net_name, "direction": direction, "directions": available,
+                "netG": model_config.netG, "ngf": model_config.ngf, "norm": model_config.norm,
+                "weights": ", ".join(str(p) for p in loaded.source)}
         info.update(validation_scores(run_dir))
-        return cls(loaded.nets[name], input_nc, output_nc, device, fake_label, info=info, **options)
+        net = picture_network(loaded.nets[net_name], codec)
+        return cls(net, codec.read_nc, codec.image_nc, device, fake_label, info=info, **options)
 
     # --- tensors ---------------------------------------------------------------------------------
 
@@ -152,17 +171,13 @@ class Translator:
 
     def margin(self) -> int:
         """Context pixels per tile side: ``tile_overlap``, else the generator's receptive-field reach."""
-        from cyclegan.inference.tiling import default_margin
-
         if self.tile_overlap is not None:
             return self.tile_overlap
         if self._margin is None:
-            self._margin = default_margin(self.net)
+            self._margin = default_margin(inner_network(self.net))
         return self._margin
 
     def tile_for(self, height: int, width: int) -> int | None:
-        from cyclegan.inference.tiling import choose_tile
-
         if self.tile == 0:
             return None
         if self.tile is not None:
@@ -174,8 +189,6 @@ class Translator:
         return tile
 
     def tiled(self, tile: int, progress: Callable[[int, int], None] | None = None):
-        from cyclegan.inference.tiling import TiledGenerator
-
         key = (tile, self.tile_overlap)
         if key not in self._tiled:
             self._tiled[key] = TiledGenerator(self.net, tile, self.margin(), stats=self.stats)
@@ -189,8 +202,6 @@ class Translator:
                         progress: Callable[[int, int], None] | None = None) -> Image.Image:
         """A PIL image (any mode) → its translation; an alpha channel (given, or the image's own) is kept.
         ``progress(done, total)`` hears of each network call when the image is tiled."""
-        from cyclegan.report import tensor_to_image
-
         if alpha is None and image.mode in ("RGBA", "LA", "PA"):
             alpha = image.getchannel("A")
         colour = _to_rgb_or_l(image.convert("RGBA") if image.mode == "PA" else image, "<image>")
@@ -214,10 +225,6 @@ class Translator:
     def translate_file(self, source: Path, out_dir: Path, show_progress: bool = False) -> Path:
         """Translate one image file into ``out_dir/<stem>_<fake_label><ext>`` (written atomically);
         ``show_progress``: a bar over the network calls of a tiled image (a large one can take hours)."""
-        from tqdm import tqdm
-
-        from cyclegan.core.fileio import atomic_write
-
         colour, alpha = read_image(source, self.input_nc)
         suffix = source.suffix.lower()
         if alpha is not None and suffix not in ALPHA_FORMATS:
@@ -237,8 +244,6 @@ class Translator:
 
 def validation_scores(run_dir: Path) -> dict[str, Any]:
     """The run's last validation scores (``val_scores.json``), prefixed ``val_``; {} when absent."""
-    from cyclegan.report.run_report import read_val_scores
-
     try:
         last = read_val_scores(run_dir / "val_scores.json")[-1]
     except (OSError, ValueError, IndexError):
@@ -247,73 +252,10 @@ def validation_scores(run_dir: Path) -> dict[str, Any]:
             if isinstance(value, (int, float)) and key not in ("iter",)}
 
 
-def expand_inputs(inputs: Iterable[str]) -> list[Path]:
-    """Images and videos from files, folders (recursive) and globs, in order, without duplicates."""
-    found: list[Path] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.is_file() and is_media(p))
-        elif path.exists():
-            found.append(path)
-        else:
-            matches = sorted(Path(p) for p in glob.glob(item, recursive=True))
-            if not matches:
-                raise FileNotFoundError(f"{item}: no such file, folder or glob match")
-            found += [p for p in matches if p.is_file() and is_media(p)]
-    unique = list(dict.fromkeys(found))
-    if not unique:
-        raise FileNotFoundError(f"no images ({', '.join(IMG_EXTENSIONS)}) or videos ({', '.join(VIDEO_EXTENSIONS)}) "
-                                f"in {', '.join(inputs)}")
-    return unique
-
-
-def is_media(path: Path) -> bool:
-    return path.suffix.lower() in IMG_EXTENSIONS + VIDEO_EXTENSIONS
-
-
-@dataclass
-class TranslateSummary:
-    written: list[Path] = field(default_factory=list)
-    failed: list[tuple[Path, str]] = field(default_factory=list)
-
-
-def translate_paths(translator: Translator, inputs: Iterable[str], out_dir: str | os.PathLike[str],
-                    show_progress: bool = True, **video_options: Any) -> TranslateSummary:
-    """Translate every image and video of ``inputs`` into ``out_dir``; a bad file is reported and skipped."""
-    from tqdm import tqdm
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    summary = TranslateSummary()
-    paths = expand_inputs(inputs)
-    bar = tqdm(paths, unit="file", disable=not show_progress or len(paths) < 2)
-    for path in bar:
-        bar.set_postfix_str(path.name[:40])
-        try:
-            if path.suffix.lower() in VIDEO_EXTENSIONS:
-                from cyclegan.inference.video import translate_video
-
-                target = out_dir / f"{path.stem}_{translator.fake_label}{path.suffix}"
-                translate_video(translator, path, target, show_progress=show_progress, **video_options)
-            else:
-                target = translator.translate_file(path, out_dir, show_progress=show_progress)
-        except (BadImageError, TranslateError) as error:
-            log.error("%s", error)
-            summary.failed.append((path, str(error)))
-            continue
-        summary.written.append(target)
-    return summary
-
-
 __all__ = [
     "DIRECTIONS",
     "TranslateError",
-    "TranslateSummary",
     "Translator",
-    "VIDEO_EXTENSIONS",
-    "expand_inputs",
     "read_image",
-    "translate_paths",
     "validation_scores",
 ]

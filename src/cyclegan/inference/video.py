@@ -19,10 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm import tqdm
 
 from cyclegan.inference.translator import TranslateError, Translator
 
 log = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".webm", ".mkv", ".gif", ".avi", ".m4v")
 
 # Preferred video codecs per container, first available wins.
 CONTAINER_CODECS = {
@@ -85,7 +88,7 @@ def translate_video(translator: Translator, source: str | os.PathLike[str], targ
     ``start`` / ``duration`` (seconds) and ``max_frames`` select part of the video; the audio of the
     same span is copied.
     """
-    from tqdm import tqdm
+
 
     av = _import_av()
     source, target = Path(source), Path(target)

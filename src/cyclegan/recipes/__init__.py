@@ -11,24 +11,26 @@ import dataclasses
 from cyclegan.config import TrainConfig, preset_config, preset_keys
 from cyclegan.recipes.base import (
     MODELS,
+    Direction,
     StepResult,
     TrainingRecipe,
-    Translator,
     recipe_defaults,
     recipe_preset,
 )
+from cyclegan.recipes.colorization.model import ColorizationModel
 from cyclegan.recipes.cut.model import CUTModel
 from cyclegan.recipes.cycle_gan.model import CycleGANModel
 from cyclegan.recipes.pix2pix.model import Pix2PixModel
 
 __all__ = [
     "MODELS",
+    "ColorizationModel",
     "CUTModel",
     "CycleGANModel",
     "Pix2PixModel",
     "StepResult",
     "TrainingRecipe",
-    "Translator",
+    "Direction",
     "create_model",
     "default_config",
     "default_config_at_sizes",

@@ -5,7 +5,8 @@ The reference's best idea is its five-method model contract (per-model flags and
 out of the recipe, as Lightning's ``training_step`` + ``configure_optimizers`` does. A recipe declares:
 
 - ``nets``: its networks by name (the checkpoint's keys, the reference's ``<epoch>_net_<name>.pth``);
-- ``translators``: which networks translate at inference, with their direction (``cyclegan test``,
+- ``directions``: which networks translate at inference, with their direction (``direction(name)``,
+  ``channels``, ``image_codec``: what a network reads and writes as images) (``cyclegan test``,
   validation, export and the ONNX backend follow this);
 - ``generator_names``: the networks whose activations gradient checkpointing may recompute;
 - ``build_optimizers`` / ``build_schedulers``;
@@ -36,11 +37,12 @@ from cyclegan.config import OptimConfig, TrainConfig
 from cyclegan.core.precision import Precision
 from cyclegan.core.registry import Registry
 from cyclegan.losses import gradient_penalty
+from cyclegan.recipes.codec import ImageCodec
 from cyclegan.training.schedulers import build_scheduler
 
 
 @dataclass(frozen=True)
-class Translator:
+class Direction:
     """One network that translates at inference: ``net`` maps domain ``source`` to the other one.
 
     ``back`` (optional) maps the result back (CycleGAN's reconstruction, shown as ``rec_<source>``).
@@ -53,6 +55,11 @@ class Translator:
     @property
     def target(self) -> str:
         return "B" if self.source == "A" else "A"
+
+    @property
+    def name(self) -> str:
+        """The reference's ``--direction`` value: ``AtoB`` or ``BtoA``."""
+        return f"{self.source}to{self.target}"
 
     @property
     def labels(self) -> tuple[str, str, str]:
@@ -73,7 +80,7 @@ class TrainingRecipe(nn.Module):
     """Networks + losses + optimizers + one step. Knows nothing of devices, loops or files."""
 
     #: the networks that translate at inference, with their direction
-    translators: ClassVar[tuple[Translator, ...]] = ()
+    directions: ClassVar[tuple[Direction, ...]] = ()
     #: the networks gradient checkpointing applies to (generators)
     generator_names: ClassVar[tuple[str, ...]] = ()
     #: every loss term the step can return, in the loss log's order
@@ -94,6 +101,9 @@ class TrainingRecipe(nn.Module):
     first_batch_images: ClassVar[int] = 1
     #: a human name for pages and logs
     title: ClassVar[str] = ""
+    #: named settings under which the recipe is another method ("section.field" → value, as
+    #: ``defaults``): CUT's FastCUT. The registry-driven tests run each as its own recipe.
+    variants: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     #: a score from validation_terms to follow when there is no ground truth, and "min" / "max"
     fallback_objective: ClassVar[tuple[str, str] | None] = None
 
@@ -115,6 +125,31 @@ class TrainingRecipe(nn.Module):
     def preset_defaults_for(cls, config: TrainConfig, preset: str) -> Mapping[str, Any]:
         """``preset_defaults[preset]`` for this config; overridden like ``defaults_for``."""
         return cls.preset_defaults.get(preset, {})
+
+    @classmethod
+    def direction(cls, name: str) -> Direction:
+        """The network that translates ``name`` (``AtoB`` / ``BtoA``); a one-direction recipe says which
+        direction it has."""
+        for direction in cls.directions:
+            if direction.name == name:
+                return direction
+        have = ", ".join(d.name for d in cls.directions)
+        if name not in ("AtoB", "BtoA"):
+            raise ValueError(f"--direction must be AtoB or BtoA, got {name!r}")
+        raise ValueError(f"a {cls.title or cls.__name__} run translates {have} only: drop --direction {name} "
+                         f"(to translate the other way, train with --direction {name})")
+
+    @classmethod
+    def channels(cls, config: TrainConfig, direction: Direction) -> tuple[int, int]:
+        """(input, output) channels of ``direction``'s network: A has ``input_nc``, B ``output_nc``."""
+        a, b = config.data.input_nc, config.data.output_nc
+        return (a, b) if direction.source == "A" else (b, a)
+
+    @classmethod
+    def image_codec(cls, config: TrainConfig, direction: Direction) -> ImageCodec:
+        """How ``direction``'s network meets images: what it reads, and how its output becomes an image
+        (the default: grey or RGB in [-1, 1] both ways; colorization: Lab)."""
+        return ImageCodec(*cls.channels(config, direction))
 
     # --- building -------------------------------------------------------------------------
 
@@ -225,7 +260,7 @@ class TrainingRecipe(nn.Module):
         data: ``real_B``, the ground truth of ``fake_B``).
         """
         out: dict[str, torch.Tensor] = {}
-        for translator in self.translators:
+        for translator in self.directions:
             real = batch.get(translator.source)
             if real is None:
                 continue

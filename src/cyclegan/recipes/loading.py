@@ -1,6 +1,6 @@
 """Translation with trained generators: the engine behind ``cyclegan test``.
 
-Which networks translate comes from the recipe (``TrainingRecipe.translators``): G_A and G_B for
+Which networks translate comes from the recipe (``TrainingRecipe.directions``): G_A and G_B for
 CycleGAN, G for pix2pix. They are rebuilt from the run's saved config (so ``--netG --norm
 --no_dropout`` need not be repeated), from one of our checkpoints, or from the reference's
 ``<epoch>_net_<name>.pth`` files (weights only, never a plain unpickle; their architecture then comes
@@ -31,6 +31,7 @@ from cyclegan.core.checkpoint import (
     CheckpointError,
     load_checkpoint,
     load_reference_weights,
+    read_checkpoint_state_skeleton,
 )
 from cyclegan.core.fileio import atomic_write
 from cyclegan.core.precision import Precision
@@ -51,8 +52,8 @@ class LoadedGenerators:
 
 
 def translator_names(config: TrainConfig) -> tuple[str, ...]:
-    """The networks the run's recipe translates with (its ``translators``), in order."""
-    return tuple(t.net for t in MODELS.get(config.model.model).translators)
+    """The networks the run's recipe translates with (its ``directions``), in order."""
+    return tuple(t.net for t in MODELS.get(config.model.model).directions)
 
 
 def _build_generators(names: tuple[str, ...], config: TrainConfig) -> dict[str, nn.Module]:
@@ -86,7 +87,7 @@ def load_generators(
 
     Tries ``<run_dir>/<epoch>.safetensors`` (ours, config inside), then the reference's
     ``<run_dir>/<epoch>_net_<name>.pth`` files with the architecture from ``config.json`` if the run
-    has one, else from ``flags``. ``names``: default the recipe's translators. ``eval_mode=False``:
+    has one, else from ``flags``. ``names``: default the recipe's directions. ``eval_mode=False``:
     the reference's ``test.py`` default (train mode for networks where it matters, see above).
     """
     run_dir = Path(run_dir)
@@ -128,6 +129,27 @@ def load_generators(
         + (f"\n{run_dir} holds: {', '.join(available[:20])}" if available else f"\n{run_dir} does not exist")
         + "\ncheck --name, --checkpoints_dir and --epoch"
     )
+
+
+def run_config(run_dir: str | Path, epoch: str = "latest", flags: TrainConfig | None = None) -> TrainConfig:
+    """The config a run's networks are built from, without loading them: our checkpoint's, else the
+    run's ``config.json``, else ``flags`` (bare reference ``.pth`` files), else the defaults."""
+    run_dir = Path(run_dir)
+    ours = run_dir / f"{epoch}{CHECKPOINT_SUFFIX}"
+    if ours.exists():
+        return TrainConfig.from_dict(read_checkpoint_state_skeleton(ours)["config"])
+    saved = run_dir / CONFIG_FILENAME
+    return TrainConfig.load(saved) if saved.exists() else (flags or TrainConfig())
+
+
+def is_lone_generator(run_dir: str | Path, epoch: str = "latest", flags: TrainConfig | None = None) -> bool:
+    """A folder holding the reference's single ``<epoch>_net_G.pth`` (its ``--model test``, CUT's published
+    weights) where the run's recipe (its ``config.json``, else ``flags``) finds none of its own files."""
+    run_dir = Path(run_dir)
+    if not (run_dir / f"{epoch}_net_G.pth").exists() or (run_dir / f"{epoch}{CHECKPOINT_SUFFIX}").exists():
+        return False
+    recipe = MODELS.get(run_config(run_dir, epoch, flags).model.model)
+    return not all((run_dir / f"{epoch}_net_{d.net}.pth").exists() for d in recipe.directions)
 
 
 def _prepare(nets: dict[str, nn.Module], device, eval_mode: bool = True) -> dict[str, nn.Module]:
@@ -251,7 +273,9 @@ __all__ = [
     "folder_images",
     "image_tensor",
     "unit_image_tensor",
+    "is_lone_generator",
     "load_generators",
+    "run_config",
     "save_tensor_image",
     "translate_folder",
 ]

@@ -34,7 +34,8 @@ from cyclegan.report.visuals import save_visuals
 
 __all__ = ["VISUAL_ORDER", "ResultsPage", "TrainingPage", "collect_result_rows", "write_results_page"]
 
-# The reference CycleGAN's visual_names order; names not listed here go after, alphabetically.
+# The order of files whose recipe is not known (a results folder of the reference's): its CycleGAN's
+# visual_names. A run's own pages pass its recipe's order; names not listed go after, alphabetically.
 VISUAL_ORDER = ("real_A", "fake_B", "true_B", "rec_A", "idt_B", "real_B", "fake_A", "rec_B", "idt_A", "real", "fake")
 
 _TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -64,9 +65,10 @@ def _now() -> str:
     return _dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
 
 
-def visual_order_key(name: str) -> tuple[int, str]:
-    """Sort key: the reference's visual order, then other names alphabetically."""
-    return (VISUAL_ORDER.index(name), "") if name in VISUAL_ORDER else (len(VISUAL_ORDER), name)
+def visual_order_key(name: str, order: Sequence[str] = VISUAL_ORDER) -> tuple[int, str]:
+    """Sort key: ``order`` (a recipe's visual names; default the reference's), then other names
+    alphabetically."""
+    return (order.index(name), "") if name in order else (len(order), name)
 
 
 def epoch_images(img_dir: Path) -> dict[int, dict[str, str]]:
@@ -124,10 +126,13 @@ class TrainingPage:
     STATE_FILE = "state.json"
 
     def __init__(
-        self, run_dir: str | Path, title: str = "CycleGAN training", image_size: int = 256, refresh_s: int = 0
+        self, run_dir: str | Path, title: str = "CycleGAN training", image_size: int = 256, refresh_s: int = 0,
+        visual_names: Sequence[str] = VISUAL_ORDER,
     ) -> None:
-        """``image_size`` is the display height in pixels; ``refresh_s > 0`` adds a meta refresh."""
+        """``image_size`` is the display height in pixels; ``refresh_s > 0`` adds a meta refresh;
+        ``visual_names``: the recipe's column order, for images found on disk without their state."""
         self.run_dir = Path(run_dir)
+        self.visual_names = tuple(visual_names)
         self.web_dir = self.run_dir / "web"
         self._latest_scores: dict[str, Any] | None = None  # the newest validation record, shown in a table
         self.img_dir = self.web_dir / "images"
@@ -162,7 +167,7 @@ class TrainingPage:
                     if key and remaining.pop(key.group("name"), None) is not None:
                         entry.images.append((name, fname))
             # Images on disk without state (state.json lost, or older files): canonical order.
-            for name in sorted(remaining, key=visual_order_key):
+            for name in sorted(remaining, key=lambda name: visual_order_key(name, self.visual_names)):
                 entry.images.append((name, remaining[name]))
             epochs[ep] = entry
         return epochs
@@ -341,11 +346,13 @@ def result_table(rows: Sequence[Mapping[str, str]], src: Callable[[str], str]) -
     ]
 
 
-def collect_result_rows(results_dir: str | Path, images_subdir: str = "images") -> list[dict[str, str]]:
+def collect_result_rows(results_dir: str | Path, images_subdir: str = "images",
+                        order: Sequence[str] = VISUAL_ORDER) -> list[dict[str, str]]:
     """Group ``<results_dir>/<images_subdir>/<stem>_<label>.png`` files into rows for the results page.
 
     Returns ``[{"name": stem, "real_A": "images/stem_real_A.png", "fake_B": ...}, ...]`` sorted by
-    stem, columns in the reference's visual order; files without a label go in an ``"image"`` column.
+    stem, columns in ``order`` (default the reference's visual order); files without a label go in an
+    ``"image"`` column.
     """
     folder = Path(results_dir) / images_subdir
     if not folder.is_dir():
@@ -360,6 +367,6 @@ def collect_result_rows(results_dir: str | Path, images_subdir: str = "images") 
     for base in sorted(groups):
         cols = groups[base]
         row = {"name": base}
-        row.update({k: cols[k] for k in sorted(cols, key=visual_order_key)})
+        row.update({k: cols[k] for k in sorted(cols, key=lambda name: visual_order_key(name, order))})
         rows.append(row)
     return rows

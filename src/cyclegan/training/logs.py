@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from cyclegan.config import TrainConfig
+from cyclegan.report import TrainingPage
 
 log = logging.getLogger("cyclegan.train")
 
@@ -31,8 +32,10 @@ def format_loss_line(epoch: int, iters: int, compute_s: float, data_s: float, lo
 
 class RunLogger:
     def __init__(self, run_dir: Path, config: TrainConfig, total_epochs: int, resumed: bool,
-                 progress_losses: tuple[str, ...] = (), title: str = "training") -> None:
-        """``progress_losses``: the loss terms the progress bar shows (the recipe's choice)."""
+                 progress_losses: tuple[str, ...] = (), title: str = "training",
+                 visual_names: tuple[str, ...] = ()) -> None:
+        """``progress_losses``: the loss terms the progress bar shows; ``visual_names``: the training
+        page's columns (both the recipe's choice)."""
         self.run_dir = run_dir
         self.progress_losses = progress_losses
         self.config = config
@@ -53,9 +56,7 @@ class RunLogger:
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
-        from cyclegan.report import TrainingPage
-
-        self.page = TrainingPage(run_dir, title=title)
+        self.page = TrainingPage(run_dir, title=title, visual_names=visual_names)
         self.bar = None
         self._images_since, self._time_since = 0, time.perf_counter()
         self._rate = 0.0

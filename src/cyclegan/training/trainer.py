@@ -50,7 +50,7 @@ from cyclegan.training.averaging import WeightAverage
 from cyclegan.training.distributed import DistributedContext, convert_sync_batchnorm
 from cyclegan.training.logs import RunLogger
 from cyclegan.training.schedulers import is_plateau, step_scheduler
-from cyclegan.training.validation import Validator
+from cyclegan.training.validation import Validator, closing_verdict
 
 log = logging.getLogger("cyclegan.train")
 
@@ -208,7 +208,7 @@ class Trainer:
         self.model.build_optimizers()
         self.average = None
         if config.optim.ema_decay:  # 0: off; WeightAverage refuses a value outside (0, 1)
-            averaged = [name for t in self.model.translators for name in (t.net, t.back) if name]
+            averaged = [name for t in self.model.directions for name in (t.net, t.back) if name]
             self.average = WeightAverage(self.model.nets, averaged, config.optim.ema_decay)
         mode = self.validator.mode if self.validator else "min"
         self.schedulers = self.model.build_schedulers(config.optim, mode)
@@ -405,7 +405,8 @@ class Trainer:
                 atomic_write(self.run_dir / CONFIG_FILENAME, config.to_json())
             logger = RunLogger(self.run_dir, config, total_epochs=self.last_epoch,
                                resumed=self.resumed_from is not None, progress_losses=self.model.progress_losses,
-                               title=f"{self.model.title} training: {config.runtime.name}")
+                               title=f"{self.model.title} training: {config.runtime.name}",
+                               visual_names=self.model.visual_names)
         else:
             logger = QuietLogger()
         if self.resumed_from is not None:
@@ -434,6 +435,11 @@ class Trainer:
                 )
             else:
                 logger.info(f"training finished: {progress.total_iters} iterations; checkpoint {checkpoint}")
+                # Last: the final margins, and whether the run ended below a trivial baseline (the learning issue).
+                last = progress.validation[-1] if progress.validation else None
+                for line in closing_verdict(last, self.validator and self.validator.baselines, config.model.model,
+                                            progress.total_iters):
+                    logger.info(line)
             if self.dist.enabled:
                 self._check_ranks_agree(logger)
         finally:

@@ -2,7 +2,7 @@
 
 The held-out set is the training data's mode on the ``val`` phase: ``valA / valB`` for unpaired
 data, ``val/`` (A|B side by side) for paired data. Every translator of the recipe (see
-``TrainingRecipe.translators``) runs on its source images; the first one's output is scored with
+``TrainingRecipe.directions``) runs on its source images; the first one's output is scored with
 PSNR and SSIM against its ground truth when there is one: the paired B half, or the true
 translations ``valA_gt/`` that the synthetic set writes. That PSNR is the objective (the
 ``plateau`` LR policy follows it and ``best.safetensors`` is chosen by it). Without ground truth the
@@ -19,6 +19,7 @@ paired data, from the validation truths themselves (which favours the baselines)
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -27,7 +28,7 @@ import torch.nn.functional as F
 from cyclegan.config import TrainConfig
 from cyclegan.core.precision import Precision
 from cyclegan.data import create_dataset
-from cyclegan.metrics.baselines import domain_statistics, pooled_statistics, score_baseline_pairs
+from cyclegan.metrics.baselines import domain_statistics, margins, pooled_statistics, score_baseline_pairs
 from cyclegan.metrics.paired import PSNR_CAP_DB, psnr, ssim
 from cyclegan.recipes import MODELS, TrainingRecipe
 from cyclegan.recipes.loading import unit_image_tensor
@@ -41,7 +42,7 @@ class Validator:
         self.dataset = create_dataset(data, seed=seed)
         self.paired = config.data.dataset_mode == "aligned"
         recipe = MODELS.get(config.model.model)
-        self.translator = recipe.translators[0]
+        self.translator = recipe.directions[0]
         self.output_nc = config.data.output_nc
         # Unpaired data: ground truth for the first translator's direction in val<source>_gt (the folder
         # roles swap for BtoA runs: valA_gt holds T(valA), valB_gt T^-1(valB)).
@@ -140,3 +141,42 @@ class Validator:
             target = pooled_statistics([truth for _, truth in pairs], "the validation truths")
         source = domain_statistics(source_dir, self.input_nc) if source_dir.is_dir() else None
         return score_baseline_pairs(pairs, target, source)
+
+
+# What a run below a trivial baseline should try next, besides more iterations (the learning issue):
+# the other recipe's preset, then the reference's own settings, which learned maps the presets missed.
+_OTHER_PRESET = {"cycle_gan": "CUT's preset (--model cut --preset quick)",
+                 "cut": "CycleGAN's preset (--model cycle_gan --preset quick)"}
+
+
+def closing_verdict(record: Mapping[str, float] | None, baselines: Mapping[str, Mapping[str, float]] | None = None,
+                    model: str = "cycle_gan", iterations: int | None = None) -> list[str]:
+    """The last lines a run with ground truth logs: its final margins over the best trivial baseline and,
+    when it ends below one (in PSNR or in SSIM), that it does, by how much, and what to try.
+
+    ``record``: the last validation record (``val_psnr``, ``val_ssim``, ``val_baseline_*``,
+    ``val_margin_*``, ``iter``); ``baselines``: each baseline's scores (:attr:`Validator.baselines`),
+    to name the best one; ``model``: the recipe's name; ``iterations``: how many the run trained (default:
+    the record's). Empty without margins (no ground truth).
+    """
+    if not record or "val_margin_psnr" not in record or "val_margin_ssim" not in record:
+        return []
+    found = margins({"psnr": record["val_psnr"], "ssim": record["val_ssim"]}, baselines) if baselines else {}
+    validated_at = int(record.get("iter", 0))
+    iterations = validated_at if iterations is None else iterations
+    below = []
+    for metric, label, unit, digits in (("psnr", "PSNR", " dB", 2), ("ssim", "SSIM", "", 3)):
+        margin, best = record[f"val_margin_{metric}"], record[f"val_baseline_{metric}"]
+        if margin < 0:
+            name = found.get(f"best_baseline_{metric}", "the best trivial baseline")
+            below.append(f"{label} {record[f'val_{metric}']:.{digits}f}{unit} is {-margin:.{digits}f}{unit} under "
+                         f"{name} ({best:.{digits}f}{unit})")
+    lines = [f"last validation (iteration {validated_at}): val PSNR {record['val_psnr']:.2f} dB, SSIM "
+             f"{record['val_ssim']:.3f}; margin over the best trivial baseline {record['val_margin_psnr']:+.2f} dB "
+             f"PSNR, {record['val_margin_ssim']:+.3f} SSIM"]
+    if below:
+        other = _OTHER_PRESET.get(model, "another recipe's preset (--model cut --preset quick)")
+        lines += [f"this run ends below a trivial baseline: {'; '.join(below)}",
+                  f"to try: more iterations (--max_iters {max(2 * iterations, 1)}), {other}, or the reference's "
+                  f"settings (no --preset: ngf / ndf 64, batch 1, instance norm, lr 0.0002)"]
+    return lines

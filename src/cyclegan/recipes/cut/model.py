@@ -30,7 +30,7 @@ from torch import nn
 from cyclegan.config import TrainConfig
 from cyclegan.core.precision import Precision
 from cyclegan.networks.compat import strip_module_prefix
-from cyclegan.recipes.base import MODELS, StepResult, TrainingRecipe, Translator, set_requires_grad
+from cyclegan.recipes.base import MODELS, Direction, StepResult, TrainingRecipe, set_requires_grad
 from cyclegan.recipes.cut.networks import mlp_channels_in_state_dict
 from cyclegan.recipes.cut.objective import (
     CUT_MODE_DEFAULTS,
@@ -68,12 +68,13 @@ class CUTDiscriminatorLoss(nn.Module):
 @MODELS.register("cut")
 class CUTModel(TrainingRecipe):
     title = "CUT"
-    translators = (Translator("G", "A"),)
+    directions = (Direction("G", "A"),)
     generator_names = ("G",)
     loss_names = ("G_GAN", "D_real", "D_fake", "G", "NCE", "NCE_Y")  # CUT's names and order
     progress_losses = ("G_GAN", "NCE", "NCE_Y", "D_real", "D_fake")
     visual_names = ("real_A", "fake_B", "real_B", "idt_B")
     config_section = "cut"
+    variants = {"fastcut": {"cut.CUT_mode": "FastCUT"}}
     # CUT's base and train options where they differ from CycleGAN's (its normG / normD are in the
     # cut section); CUT's 200 + 200 epochs, FastCUT's 150 + 50 (see defaults_for).
     defaults = {

@@ -22,7 +22,7 @@ from cyclegan.config import TrainConfig
 from cyclegan.core.precision import Precision
 from cyclegan.losses import cycle_loss, gan_loss, identity_loss
 from cyclegan.networks import define_D, define_G, generator_options
-from cyclegan.recipes.base import MODELS, StepResult, TrainingRecipe, Translator, set_requires_grad
+from cyclegan.recipes.base import MODELS, Direction, StepResult, TrainingRecipe, set_requires_grad
 from cyclegan.recipes.cycle_gan.pool import ImagePool
 from cyclegan.recipes.cycle_gan.warm_start import identity_warm_start
 
@@ -87,7 +87,7 @@ class DiscriminatorPair(nn.Module):
 @MODELS.register("cycle_gan")
 class CycleGANModel(TrainingRecipe):
     title = "CycleGAN"
-    translators = (Translator("G_A", "A", back="G_B"), Translator("G_B", "B", back="G_A"))
+    directions = (Direction("G_A", "A", back="G_B"), Direction("G_B", "B", back="G_A"))
     generator_names = ("G_A", "G_B")
     loss_names = ("G_A", "G_B", "cycle_A", "cycle_B", "idt_A", "idt_B", "D_A", "D_B")
     progress_losses = ("G_A", "D_A", "cycle_A", "G_B", "D_B")

@@ -29,7 +29,7 @@ from cyclegan.config import TrainConfig
 from cyclegan.core.precision import Precision
 from cyclegan.losses import gan_loss
 from cyclegan.networks import define_D, define_G, generator_options
-from cyclegan.recipes.base import MODELS, StepResult, TrainingRecipe, Translator, set_requires_grad
+from cyclegan.recipes.base import MODELS, Direction, StepResult, TrainingRecipe, set_requires_grad
 
 
 class ConditionalDiscriminatorLoss(nn.Module):
@@ -47,7 +47,7 @@ class ConditionalDiscriminatorLoss(nn.Module):
 @MODELS.register("pix2pix")
 class Pix2PixModel(TrainingRecipe):
     title = "pix2pix"
-    translators = (Translator("G", "A"),)
+    directions = (Direction("G", "A"),)
     generator_names = ("G",)
     loss_names = ("G_GAN", "G_L1", "D_real", "D_fake")  # the reference's names and order
     progress_losses = ("G_GAN", "G_L1", "D_real", "D_fake")
