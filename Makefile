@@ -21,8 +21,9 @@ test: $(STAMP)  ## every test, the slow end-to-end ones included (what CI runs)
 test-fast: $(STAMP)  ## the quick subset for daily work
 	$(PYTHON) -m pytest -q -n auto --dist worksteal -m "not slow"
 
-lint: $(STAMP)
+lint: $(STAMP)  ## ruff, and the layering contracts of pyproject.toml (import-linter)
 	$(VENV)/bin/ruff check src tests $(wildcard benchmarks)
+	$(VENV)/bin/lint-imports
 
 bench: $(STAMP)
 	$(PYTHON) benchmarks/train_step.py

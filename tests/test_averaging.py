@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from cyclegan.core.checkpoint import load_checkpoint
-from cyclegan.training.averaging import WeightAverage, inference_weights
+from cyclegan.core.checkpoint import inference_weights, load_checkpoint
+from cyclegan.training.averaging import WeightAverage
 from cyclegan.training.trainer import Trainer, train
 
 from .helpers import tiny_config, tiny_dataset, whole_and_interrupted_runs

@@ -83,7 +83,7 @@ def test_export_reference_layout_and_single_direction_test(trained_run, tmp_path
     assert len(fakes) == 3 and len(list(images.glob("*_real.png"))) == 3
     # Same pixels as our own checkpoint's G_A gives.
     ours = load_generators(checkpoints / "run", names=("G_A",)).nets["G_A"]
-    from cyclegan.recipes.loading import image_tensor
+    from cyclegan.data.transforms import image_tensor
 
     first_input = sorted((data / "testA").glob("*.png"))[0]
     with torch.no_grad():

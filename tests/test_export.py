@@ -182,7 +182,8 @@ def test_given_onnx_files_are_used_as_they_are(trained_run, tmp_path):
 
 @pytest.mark.slow
 def test_batched_translation_equals_one_at_a_time(trained_run, tmp_path):
-    from cyclegan.recipes.loading import load_generators, translate_folder
+    from cyclegan.inference.folders import translate_folder
+    from cyclegan.recipes.loading import load_generators
 
     checkpoints = trained_run.checkpoints
     folder = tmp_path / "mixed"

@@ -13,15 +13,14 @@ import pytest
 import torch
 from torch import nn
 
+from cyclegan.cli.inspect_command import add_inspect_arguments, run_inspect
 from cyclegan.networks.inspect import (
     ShapeArithmeticError,
-    add_inspect_arguments,
     build_for_inspection,
     effective_receptive_field,
     format_table,
     inspect_network,
     report_to_json,
-    run_inspect,
 )
 
 # --- independent parameter arithmetic ---------------------------------------------------------

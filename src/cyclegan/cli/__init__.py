@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from cyclegan.cli.inspect_command import add_inspect_arguments, run_inspect
 from cyclegan.config import (
     PRESETS,
     CUTOptions,
@@ -610,8 +611,6 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def add_inspect_parser(subparsers) -> None:
-    from cyclegan.networks.inspect import add_inspect_arguments, run_inspect
-
     parser = subparsers.add_parser("inspect", help="per-layer shapes, receptive field, parameters and MACs")
     add_inspect_arguments(parser)
     parser.set_defaults(handler=run_inspect)

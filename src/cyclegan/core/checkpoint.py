@@ -19,7 +19,7 @@ import hashlib
 import json
 import logging
 import pickle
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +151,11 @@ def read_checkpoint_state_skeleton(path: str | Path) -> dict[str, Any]:
     if metadata.get("format") != FORMAT_NAME or "state" not in metadata:
         raise CheckpointError(f"{path}: not a {FORMAT_NAME} file")
     return json.loads(metadata["state"])
+
+
+def inference_weights(state: Mapping[str, Any]) -> dict[str, Mapping[str, torch.Tensor]]:
+    """A checkpoint's weights to translate with: the average where the run kept one, else the raw."""
+    return {**state["nets"], **(state.get("ema") or {}).get("nets", {})}
 
 
 def checkpoint_candidates(folder: Path) -> Iterator[Path]:

@@ -14,6 +14,7 @@ import math
 import random
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,6 +24,7 @@ from torchvision.transforms.v2 import functional as F
 
 from cyclegan.config import DataConfig
 from cyclegan.core.registry import Registry
+from cyclegan.data.images import load_image
 
 BICUBIC = InterpolationMode.BICUBIC
 
@@ -200,3 +202,23 @@ def get_transform(
             v2.ToPureTensor(),  # a plain torch.Tensor, as the reference's ToTensor gives
         ]
     return v2.Compose(steps)
+
+
+# --- one image file or PIL image as a tensor (test, validation, inference) ---------------------
+
+
+def unit_image_tensor(path: Path, channels: int) -> torch.Tensor:
+    """An image file as a 1×C×H×W float tensor in [0, 1], by the data loader's decoding rules."""
+    return F.to_dtype(F.to_image(load_image(path, channels)), torch.float32, scale=True).unsqueeze(0)
+
+
+def image_tensor(path: Path, channels: int, data: DataConfig | None = None) -> torch.Tensor:
+    """An image as a 1×C×H×W tensor in [-1, 1]; ``data`` (if given) applies its preprocessing."""
+    return pil_tensor(load_image(path, channels), channels, data)
+
+
+def pil_tensor(image: Image.Image, channels: int, data: DataConfig | None) -> torch.Tensor:
+    """A PIL image as a 1×C×H×W tensor in [-1, 1]; ``data`` (if given) applies its preprocessing."""
+    if data is not None and data.preprocess != "none":
+        return get_transform(data, grayscale=channels == 1)(image).unsqueeze(0)
+    return F.to_dtype(F.to_image(image), torch.float32, scale=True).unsqueeze(0) * 2 - 1

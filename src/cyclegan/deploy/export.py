@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from cyclegan.config import CONFIG_FILENAME, TrainConfig
-from cyclegan.core.checkpoint import CHECKPOINT_SUFFIX, export_reference, load_checkpoint
+from cyclegan.core.checkpoint import CHECKPOINT_SUFFIX, export_reference, inference_weights, load_checkpoint
 from cyclegan.core.fileio import atomic_write
 from cyclegan.deploy.onnx_runtime import OnnxGenerator
 from cyclegan.deploy.quantize import (
@@ -50,7 +50,6 @@ from cyclegan.deploy.quantize import (
 from cyclegan.networks.generators import pad_to_multiple
 from cyclegan.recipes import create_model
 from cyclegan.recipes.loading import load_generators
-from cyclegan.training.averaging import inference_weights
 
 log = logging.getLogger(__name__)
 

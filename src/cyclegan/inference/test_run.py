@@ -39,18 +39,13 @@ from cyclegan.config import DataConfig, TrainConfig
 from cyclegan.core.fileio import atomic_write
 from cyclegan.core.runtime import resolve_device
 from cyclegan.data.datasets import DATASETS
+from cyclegan.data.transforms import image_tensor
 from cyclegan.deploy.backends import BACKENDS, load_backend_generators
+from cyclegan.inference.folders import aligned_halves, folder_images, save_tensor_image, translate_folder
 from cyclegan.metrics import evaluate_folders, to_json
 from cyclegan.metrics.baselines import dataset_baselines, folder_baselines, margins, page_items
 from cyclegan.recipes import MODELS, TrainingRecipe
 from cyclegan.recipes.codec import ImageCodec, picture_network
-from cyclegan.recipes.loading import (
-    aligned_halves,
-    folder_images,
-    image_tensor,
-    save_tensor_image,
-    translate_folder,
-)
 from cyclegan.report import collect_result_rows, write_results_page
 
 log = logging.getLogger(__name__)

@@ -51,11 +51,8 @@ biases, norms, activations, padding and the residual additions / concatenations 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import math
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -66,9 +63,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from cyclegan.networks import DISCRIMINATORS, GENERATORS, ImageSizeError, define_D, define_G
+from cyclegan.networks import define_D, define_G
 from cyclegan.networks.generators import SizeCheckedGenerator
-from cyclegan.networks.layers import NORM_LAYERS, PADDING_LAYERS
 
 Pair = tuple[int, int]
 
@@ -225,6 +221,54 @@ def _trace(
     return calls, out, flops
 
 
+def _advance_chain(
+    name: str, module: nn.Module, shape_in: list[int], shape_out: list[int], rf: list[Fraction], jump: list[Fraction]
+) -> tuple[Pair, Pair, tuple[int, ...], Pair, Pair | None]:
+    """One leaf call's (kernel, stride, padding, dilation, output_padding), read from the module.
+
+    Checks the output-size formula against the shapes the call produced and advances the chain's
+    receptive field ``rf`` and ``jump`` (per axis, exact fractions) in place.
+    """
+    kernel, stride, dilation, padding, output_padding = (1, 1), (1, 1), (1, 1), (0, 0), None
+    hw_in, hw_out = _spatial(shape_in), _spatial(shape_out)
+    if isinstance(module, _TRANSPOSED_TYPES):
+        kernel, stride, dilation = _pair(module.kernel_size), _pair(module.stride), _pair(module.dilation)
+        padding, output_padding = _pair(module.padding), _pair(module.output_padding)
+        if hw_in is not None:
+            expected = tuple((hw_in[a] - 1) * stride[a] - 2 * padding[a] + dilation[a] * (kernel[a] - 1)
+                             + output_padding[a] + 1 for a in range(2))
+            _check(name, "O = (I−1)s − 2p + d(k−1) + output_padding + 1", expected, hw_out)
+        for a in range(2):
+            taps = math.ceil((dilation[a] * (kernel[a] - 1) + 1) / stride[a])
+            rf[a] += (taps - 1) * jump[a]
+            jump[a] /= stride[a]
+    elif isinstance(module, (*_CONV_TYPES, *_POOL_TYPES)):
+        kernel = _pair(module.kernel_size)
+        stride = _pair(module.stride if module.stride is not None else module.kernel_size)
+        dilation = _pair(getattr(module, "dilation", 1))
+        padding = _conv_padding(module, kernel, dilation) if isinstance(module, _CONV_TYPES) else _pair(module.padding)
+        if hw_in is not None and not (isinstance(module, _CONV_TYPES) and module.padding == "same"):
+            ceil_mode = bool(getattr(module, "ceil_mode", False))
+            expected = tuple(_expected_conv(hw_in[a], kernel[a], stride[a], padding[a], dilation[a], ceil_mode)
+                             for a in range(2))
+            _check(name, "O = ⌊(I + 2p − d(k−1) − 1)/s⌋ + 1", expected, hw_out)
+        for a in range(2):
+            rf[a] += (kernel[a] - 1) * dilation[a] * jump[a]
+            jump[a] *= stride[a]
+    elif isinstance(module, _PAD_TYPES):
+        left, right, top, bottom = module.padding
+        padding = (left, right, top, bottom)
+        if hw_in is not None:
+            _check(name, "O = I + pads", (hw_in[0] + top + bottom, hw_in[1] + left + right), hw_out)
+    elif hw_in is not None and hw_out is not None and hw_in != hw_out and len(shape_in) == len(shape_out):
+        # A layer that resamples (Upsample, an unknown pool ...) would make the chain RF wrong.
+        raise NotImplementedError(
+            f"{name} ({type(module).__name__}) changes H×W {hw_in} → {hw_out}; inspect does not know "
+            f"its receptive-field arithmetic"
+        )
+    return kernel, stride, padding, dilation, output_padding
+
+
 def inspect_network(
     net: nn.Module,
     input_shape: tuple[int, int, int, int],
@@ -247,49 +291,8 @@ def inspect_network(
     rf = [Fraction(1), Fraction(1)]
     jump = [Fraction(1), Fraction(1)]
     for name, module, shape_in, shape_out in calls:
-        kernel, stride, dilation, padding, output_padding = (1, 1), (1, 1), (1, 1), (0, 0), None
-        hw_in, hw_out = _spatial(shape_in), _spatial(shape_out)
-        if isinstance(module, _TRANSPOSED_TYPES):
-            kernel, stride, dilation = _pair(module.kernel_size), _pair(module.stride), _pair(module.dilation)
-            padding, output_padding = _pair(module.padding), _pair(module.output_padding)
-            if hw_in is not None:
-                expected = tuple((hw_in[a] - 1) * stride[a] - 2 * padding[a] + dilation[a] * (kernel[a] - 1)
-                                 + output_padding[a] + 1 for a in range(2))
-                _check(name, "O = (I−1)s − 2p + d(k−1) + output_padding + 1", expected, hw_out)
-            for a in range(2):
-                taps = math.ceil((dilation[a] * (kernel[a] - 1) + 1) / stride[a])
-                rf[a] += (taps - 1) * jump[a]
-                jump[a] /= stride[a]
-        elif isinstance(module, (*_CONV_TYPES, *_POOL_TYPES)):
-            kernel = _pair(module.kernel_size)
-            stride = _pair(module.stride if module.stride is not None else module.kernel_size)
-            dilation = _pair(getattr(module, "dilation", 1))
-            padding = (
-                _conv_padding(module, kernel, dilation)
-                if isinstance(module, _CONV_TYPES)
-                else _pair(module.padding)
-            )
-            if hw_in is not None and not (isinstance(module, _CONV_TYPES) and module.padding == "same"):
-                ceil_mode = bool(getattr(module, "ceil_mode", False))
-                expected = tuple(
-                    _expected_conv(hw_in[a], kernel[a], stride[a], padding[a], dilation[a], ceil_mode)
-                    for a in range(2)
-                )
-                _check(name, "O = ⌊(I + 2p − d(k−1) − 1)/s⌋ + 1", expected, hw_out)
-            for a in range(2):
-                rf[a] += (kernel[a] - 1) * dilation[a] * jump[a]
-                jump[a] *= stride[a]
-        elif isinstance(module, _PAD_TYPES):
-            left, right, top, bottom = module.padding
-            padding = (left, right, top, bottom)
-            if hw_in is not None:
-                _check(name, "O = I + pads", (hw_in[0] + top + bottom, hw_in[1] + left + right), hw_out)
-        elif hw_in is not None and hw_out is not None and hw_in != hw_out and len(shape_in) == len(shape_out):
-            # A layer that resamples (Upsample, an unknown pool ...) would make the chain RF wrong.
-            raise NotImplementedError(
-                f"{name} ({type(module).__name__}) changes H×W {hw_in} → {hw_out}; inspect does not know "
-                f"its receptive-field arithmetic"
-            )
+        geometry = _advance_chain(name, module, shape_in, shape_out, rf, jump)
+        kernel, stride, padding, dilation, output_padding = geometry
         parameters = macs = 0
         if id(module) not in seen:  # a module called twice owns its parameters and MACs once
             seen.add(id(module))
@@ -349,11 +352,7 @@ def effective_receptive_field(net: nn.Module, input_shape: tuple[int, int, int, 
         if isinstance(m, nn.modules.instancenorm._InstanceNorm) and not m.track_running_stats
     ]
     generator = torch.Generator(device="cpu").manual_seed(seed)
-    x = (
-        torch.randn((1, channels, height, width), generator=generator, dtype=dtype)
-        .to(device)
-        .requires_grad_(True)
-    )
+    x = torch.randn((1, channels, height, width), generator=generator, dtype=dtype).to(device).requires_grad_(True)
     try:
         with _eval_mode(net), torch.enable_grad():
             output = _first_tensor(net(x))
@@ -454,7 +453,7 @@ def report_to_json(report: NetworkReport) -> dict[str, Any]:
     return dataclasses.asdict(report)
 
 
-# --- building and the CLI --------------------------------------------------------------------
+# --- building --------------------------------------------------------------------------------
 
 
 def build_for_inspection(
@@ -483,61 +482,13 @@ def build_for_inspection(
     return define_D(input_nc, ndf, netD, n_layers_D=n_layers_D, norm=norm)
 
 
-def add_inspect_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags of ``cyclegan inspect``, named as in the reference's options."""
-    which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument("--netG", choices=GENERATORS.names(), help="inspect this generator")
-    which.add_argument("--netD", choices=DISCRIMINATORS.names(), help="inspect this discriminator")
-    parser.add_argument("--size", type=int, default=256, help="input height = width (default 256)")
-    parser.add_argument("--height", type=int, default=None, help="input height (overrides --size)")
-    parser.add_argument("--width", type=int, default=None, help="input width (overrides --size)")
-    parser.add_argument("--batch_size", type=int, default=1, help="N of the traced input (MACs are per image)")
-    parser.add_argument("--format", choices=("table", "json"), default="table")
-    parser.add_argument("--input_nc", type=int, default=3)
-    parser.add_argument("--output_nc", type=int, default=3)
-    parser.add_argument("--ngf", type=int, default=64)
-    parser.add_argument("--ndf", type=int, default=64)
-    parser.add_argument("--n_layers_D", type=int, default=3, help="only used with --netD n_layers")
-    parser.add_argument("--norm", choices=NORM_LAYERS.names(), default="instance")
-    parser.add_argument("--padding_type", choices=list(PADDING_LAYERS), default="reflect")
-    # CycleGAN's default is no dropout (as in training); --dropout adds the layers (names shift).
-    parser.add_argument("--no_dropout", dest="no_dropout", action="store_true", default=True,
-                        help="no dropout in the generator (the CycleGAN default)")
-    parser.add_argument("--dropout", dest="no_dropout", action="store_false",
-                        help="build the generator with dropout, as a model trained without --no_dropout")
-
-
-def run_inspect(args: argparse.Namespace) -> int:
-    """Print the report for the parsed flags; 2 with the message on stderr for an unusable size."""
-    height = args.height if args.height is not None else args.size
-    width = args.width if args.width is not None else args.size
-    try:
-        net = build_for_inspection(
-            netG=args.netG, netD=args.netD, input_nc=args.input_nc, output_nc=args.output_nc, ngf=args.ngf,
-            ndf=args.ndf, n_layers_D=args.n_layers_D, norm=args.norm, no_dropout=args.no_dropout,
-            padding_type=args.padding_type,
-        )
-        name = f"netG={args.netG}" if args.netG is not None else f"netD={args.netD}"
-        report = inspect_network(net, (args.batch_size, args.input_nc, height, width), network=name)
-    except (ImageSizeError, ValueError) as error:  # ImageSizeError is a ValueError; both are user input
-        print(f"cyclegan inspect: {error}", file=sys.stderr)
-        return 2
-    if args.format == "json":
-        print(json.dumps(report_to_json(report), indent=2))
-    else:
-        print(format_table(report), end="")
-    return 0
-
-
 __all__ = [
     "LayerInfo",
     "NetworkReport",
     "ShapeArithmeticError",
-    "add_inspect_arguments",
     "build_for_inspection",
     "effective_receptive_field",
     "format_table",
     "inspect_network",
     "report_to_json",
-    "run_inspect",
 ]

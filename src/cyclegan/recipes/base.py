@@ -9,7 +9,7 @@ out of the recipe, as Lightning's ``training_step`` + ``configure_optimizers`` d
   ``channels``, ``image_codec``: what a network reads and writes as images) (``cyclegan test``,
   validation, export and the ONNX backend follow this);
 - ``generator_names``: the networks whose activations gradient checkpointing may recompute;
-- ``build_optimizers`` / ``build_schedulers``;
+- ``build_optimizers`` (the trainer gives each optimizer its learning-rate schedule);
 - ``loss_names`` (every logged term, in log order) and ``progress_losses`` (those on the progress bar);
 - ``visual_names``: the training page's columns, in order;
 - ``size_multiple``: what H and W of a training crop must be divisible by;
@@ -33,12 +33,11 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from cyclegan.config import OptimConfig, TrainConfig
+from cyclegan.config import TrainConfig
 from cyclegan.core.precision import Precision
 from cyclegan.core.registry import Registry
 from cyclegan.losses import gradient_penalty
 from cyclegan.recipes.codec import ImageCodec
-from cyclegan.training.schedulers import build_scheduler
 
 
 @dataclass(frozen=True)
@@ -187,11 +186,6 @@ class TrainingRecipe(nn.Module):
         """
         return torch.optim.Adam([p for net in nets for p in net.parameters()], lr=self.lr, betas=self.betas,
                                 fused=True)
-
-    def build_schedulers(self, optim: OptimConfig, mode: str) -> dict[str, Any]:
-        """One learning-rate schedule per optimizer (``mode``: whether the validation objective is
-        maximised or minimised, for the plateau policy)."""
-        return {name: build_scheduler(opt, optim, mode) for name, opt in self.optimizers.items()}
 
     def rebuild_step_modules(self) -> None:
         """Called after the trainer replaced networks in ``nets`` (e.g. SyncBatchNorm conversion)."""

@@ -66,8 +66,3 @@ class WeightAverage:
         finally:
             for name, net in raw.items():
                 nets[name] = net
-
-
-def inference_weights(state: Mapping[str, Any]) -> dict[str, Mapping[str, torch.Tensor]]:
-    """A checkpoint's weights to translate with: the average where the run kept one, else the raw."""
-    return {**state["nets"], **(state.get("ema") or {}).get("nets", {})}

@@ -49,7 +49,7 @@ from cyclegan.recipes import create_model
 from cyclegan.training.averaging import WeightAverage
 from cyclegan.training.distributed import DistributedContext, convert_sync_batchnorm
 from cyclegan.training.logs import RunLogger
-from cyclegan.training.schedulers import is_plateau, step_scheduler
+from cyclegan.training.schedulers import build_scheduler, is_plateau, step_scheduler
 from cyclegan.training.validation import Validator, closing_verdict
 
 log = logging.getLogger("cyclegan.train")
@@ -211,7 +211,8 @@ class Trainer:
             averaged = [name for t in self.model.directions for name in (t.net, t.back) if name]
             self.average = WeightAverage(self.model.nets, averaged, config.optim.ema_decay)
         mode = self.validator.mode if self.validator else "min"
-        self.schedulers = self.model.build_schedulers(config.optim, mode)
+        self.schedulers = {name: build_scheduler(optimizer, config.optim, mode)
+                           for name, optimizer in self.model.optimizers.items()}
         if config.optim.lr_policy == "plateau" and self.validator is None:
             raise ValueError(
                 f"--lr_policy plateau needs a validation score: add {Validator.expected_folders(config)} "

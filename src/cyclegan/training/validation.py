@@ -28,10 +28,10 @@ import torch.nn.functional as F
 from cyclegan.config import TrainConfig
 from cyclegan.core.precision import Precision
 from cyclegan.data import create_dataset
+from cyclegan.data.transforms import unit_image_tensor
 from cyclegan.metrics.baselines import domain_statistics, margins, pooled_statistics, score_baseline_pairs
 from cyclegan.metrics.paired import PSNR_CAP_DB, psnr, ssim
 from cyclegan.recipes import MODELS, TrainingRecipe
-from cyclegan.recipes.loading import unit_image_tensor
 
 
 class Validator:
