@@ -45,19 +45,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from cyclegan.config import (
-    CycleGANConfig,
-    DataConfig,
-    ModelConfig,
-    OptimConfig,
-    RuntimeConfig,
-    TrainConfig,
-)
+from cyclegan.config import DataConfig, ModelConfig, OptimConfig, RuntimeConfig, TrainConfig
 from cyclegan.core.precision import Precision
 from cyclegan.networks import define_D, define_G
 from cyclegan.networks.layers import InstanceNorm2d
 from cyclegan.recipes import preset_config_for
 from cyclegan.recipes.base import set_requires_grad
+from cyclegan.recipes.cycle_gan.config import CycleGANConfig
 from cyclegan.recipes.cycle_gan.pool import ImagePool
 
 # --- configurations ------------------------------------------------------------------------------

@@ -53,9 +53,10 @@ from common import (  # noqa: E402
     write_json,
 )
 
-from cyclegan.config import CUTOptions, TrainConfig  # noqa: E402
+from cyclegan.config import TrainConfig  # noqa: E402
 from cyclegan.core.precision import Precision  # noqa: E402
 from cyclegan.recipes import create_model, default_config  # noqa: E402
+from cyclegan.recipes.cut.config import CUTOptions
 
 VARIANTS = ("cyclegan", "cut", "fastcut")
 NO_ANTIALIAS_VARIANTS = ("cut_noaa", "fastcut_noaa")

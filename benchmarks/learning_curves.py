@@ -41,10 +41,11 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_description, markdown_table  # noqa: E402
 
-from cyclegan.config import CUTOptions, TrainConfig, fit_epochs_to_iterations  # noqa: E402
+from cyclegan.config import TrainConfig, fit_epochs_to_iterations  # noqa: E402
 from cyclegan.data import write_synthetic_dataset  # noqa: E402
 from cyclegan.metrics.baselines import dataset_baselines  # noqa: E402
 from cyclegan.recipes import preset_config_for  # noqa: E402
+from cyclegan.recipes.cut.config import CUTOptions
 from cyclegan.training.trainer import Trainer  # noqa: E402
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "stereo_motorcycle", "immunohistochemistry")

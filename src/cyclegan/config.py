@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from cyclegan.core.registry import Registry
 
 CONFIG_FILENAME = "config.json"
 
@@ -75,66 +77,6 @@ class ModelConfig:
         return {k: getattr(self, k) for k in keys}
 
 
-# --- each recipe's own section (``cyclegan.recipes.<recipe>`` reads it) ---------------------------
-
-
-@dataclass
-class CycleGANConfig:
-    """``--model cycle_gan``: the cycle and identity weights (the reference's flag names)."""
-
-    lambda_A: float = 10.0
-    lambda_B: float = 10.0
-    # A fraction of lambda_A / lambda_B, as in the reference (0.5 means 0.5 * 10 = 5 on the L1).
-    lambda_identity: float = 0.5
-    # Run G_B on real_B and fake_B (and the identity inputs) as one batch: fewer, larger calls.
-    # Same result for per-sample norms (instance, none); ignored for batch norm.
-    batch_generator_calls: bool = True
-    # Score real and pooled fake images in one discriminator call (same per-sample-norm rule).
-    batch_discriminator_calls: bool = True
-    # Steps of an L1 fit of each generator to the identity before training (0: the reference's random
-    # start). See cyclegan.recipes.cycle_gan.warm_start; the quick preset uses it.
-    identity_warmup_steps: int = 0
-
-
-@dataclass
-class Pix2PixConfig:
-    """``--model pix2pix``: the weight of the L1 term against the true B."""
-
-    lambda_L1: float = 100.0
-
-
-@dataclass
-class CUTOptions:
-    """``--model cut``: CUT's own flags (names and defaults of taesungp/contrastive-unpaired-translation).
-
-    ``None``: the ``--CUT_mode`` default (CUT: lambda_NCE 1, nce_idt on, no flip; FastCUT: 10, off,
-    flip). The networks' shared options (netG, ngf, init_type ...) stay in ``model``; CUT names its
-    norms per network, so ``normG`` / ``normD`` live here. The recipe builds a
-    ``cyclegan.recipes.cut.objective.CUTConfig`` from both sections.
-    """
-
-    CUT_mode: str = "CUT"  # CUT | FastCUT
-    lambda_GAN: float = 1.0
-    lambda_NCE: float | None = None
-    nce_idt: bool | None = None
-    nce_layers: str = "0,4,8,12,16"
-    nce_includes_all_negatives_from_minibatch: bool = False
-    netF: str = "mlp_sample"  # mlp_sample | sample | reshape
-    netF_nc: int = 256
-    nce_T: float = 0.07
-    num_patches: int = 256
-    flip_equivariance: bool | None = None
-    normG: str = "instance"
-    normD: str = "instance"
-    no_antialias: bool = False
-    no_antialias_up: bool = False
-    # Run the identity term's encoder passes with the main term's, one patch draw for both (each
-    # term is still CUT's, up to which positions were drawn); off: CUT's separate calls.
-    batch_nce_calls: bool = True
-    # Score fake and real images in one D call (same scores with instance norm or none).
-    batch_real_fake_calls: bool = True
-
-
 @dataclass
 class OptimConfig:
     lr: float = 0.0002
@@ -176,32 +118,67 @@ class RuntimeConfig:
     verbose: bool = False
 
 
-# Where each saved section's keys belong; configs written before the recipe sections existed kept
-# CycleGAN's options in "model", and still load.
-RECIPE_SECTIONS: dict[str, type] = {"cycle_gan": CycleGANConfig, "pix2pix": Pix2PixConfig, "cut": CUTOptions}
+# Each recipe's own section (its options: CycleGAN's lambda_A ..., CUT's lambda_NCE ...), registered by
+# the recipe's folder (``cyclegan.recipes.<name>.config``) under the section's name, which is also the
+# attribute of TrainConfig and the key of config.json that holds it.
+RECIPE_SECTIONS: Registry[type] = Registry("recipe config section")
 
 
-@dataclass
+def register_section(name: str):
+    """Class decorator: ``klass`` is the TrainConfig section ``name`` (a recipe's own options)."""
+    return RECIPE_SECTIONS.register(name)
+
+
+SHARED_SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig,
+                                    "runtime": RuntimeConfig}
+
+
+@dataclass(init=False)
 class TrainConfig:
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
-    cycle_gan: CycleGANConfig = field(default_factory=CycleGANConfig)
-    pix2pix: Pix2PixConfig = field(default_factory=Pix2PixConfig)
-    cut: CUTOptions = field(default_factory=CUTOptions)
+    """The whole run: the shared sections and every registered recipe's section, by name
+    (``config.data``, ``config.cycle_gan`` ...). Sections not given take their defaults."""
+
+    data: DataConfig
+    model: ModelConfig
+    optim: OptimConfig
+    runtime: RuntimeConfig
+    recipes: dict[str, Any]  # section name → that recipe's options (every registered section)
+
+    def __init__(self, data: DataConfig | None = None, model: ModelConfig | None = None,
+                 optim: OptimConfig | None = None, runtime: RuntimeConfig | None = None,
+                 recipes: dict[str, Any] | None = None, **sections: Any) -> None:
+        unknown = set(sections) - set(RECIPE_SECTIONS)
+        if unknown:
+            raise TypeError(f"unknown config sections {sorted(unknown)}; known: "
+                            f"{sorted([*SHARED_SECTIONS, *RECIPE_SECTIONS])}")
+        self.data, self.model = data or DataConfig(), model or ModelConfig()
+        self.optim, self.runtime = optim or OptimConfig(), runtime or RuntimeConfig()
+        given = {**(recipes or {}), **sections}
+        self.recipes = {name: given.get(name) or RECIPE_SECTIONS.get(name)() for name in RECIPE_SECTIONS}
+
+    def __getattr__(self, name: str) -> Any:  # only for names that are not attributes: the recipes'
+        recipes = self.__dict__.get("recipes", {})
+        if name in recipes:
+            return recipes[name]
+        raise AttributeError(f"TrainConfig has no section {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in RECIPE_SECTIONS and name not in SHARED_SECTIONS:
+            self.recipes[name] = value
+        else:
+            super().__setattr__(name, value)
 
     @property
     def run_dir(self) -> Path:
         return Path(self.runtime.checkpoints_dir) / self.runtime.name
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {name: dataclasses.asdict(getattr(self, name)) for name in self.sections()}
 
     @classmethod
     def sections(cls) -> dict[str, type]:
         """Section name → its dataclass, in order (data, model, optim, runtime, then the recipes')."""
-        return {f.name: f.default_factory for f in dataclasses.fields(cls)}  # type: ignore[misc]
+        return {**SHARED_SECTIONS, **{name: RECIPE_SECTIONS.get(name) for name in RECIPE_SECTIONS}}
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> TrainConfig:
@@ -212,8 +189,8 @@ class TrainConfig:
             raise ValueError(f"unknown config sections {sorted(unknown)}; expected {sorted(sections)}")
         raw = {name: dict(values) for name, values in raw.items()}
         model = raw.get("model", {})
-        for section, klass in RECIPE_SECTIONS.items():  # a config from before the recipe sections
-            for f in dataclasses.fields(klass):
+        for section in RECIPE_SECTIONS:  # a config from before the recipe sections kept them in "model"
+            for f in dataclasses.fields(RECIPE_SECTIONS.get(section)):
                 if f.name in model:
                     raw.setdefault(section, {}).setdefault(f.name, model.pop(f.name))
         kwargs = {}

@@ -21,10 +21,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from cyclegan.cli.help_texts import HELP
 from cyclegan.cli.inspect_command import add_inspect_arguments, run_inspect
 from cyclegan.config import (
     PRESETS,
-    CUTOptions,
     DataConfig,
     ModelConfig,
     TrainConfig,
@@ -46,6 +46,7 @@ from cyclegan.inference.serve import serve
 from cyclegan.inference.tiling import STATS_MODES
 from cyclegan.inference.translator import Translator
 from cyclegan.recipes import MODELS, recipe_defaults
+from cyclegan.recipes.cut.config import CUTOptions
 from cyclegan.recipes.cut.objective import str2bool
 
 log = logging.getLogger("cyclegan")
@@ -59,36 +60,6 @@ IGNORED_REFERENCE_FLAGS = {
     "--suffix": str, "--aspect_ratio": float,
 }
 
-HELP = {
-    "residual_output": "ResNet G computes tanh(h(x) + atanh(x)), h's last conv zeroed: it starts as the identity "
-                       "(ours; for colour looks with --norm none --init_type kaiming)",
-    "dataroot": "folder with trainA/ trainB/ (testA/ testB/) as in the reference",
-    "name": "run name: checkpoints go to <checkpoints_dir>/<name>",
-    "model": "cycle_gan (unpaired) | pix2pix (paired, aligned A|B images) | cut (CUT / FastCUT, unpaired); "
-             "each sets its own defaults",
-    "CUT_mode": "cut: CUT (identity NCE) | FastCUT (flip-equivariance, lambda_NCE 10, 150 + 50 epochs)",
-    "netG": "resnet_9blocks | resnet_6blocks | unet_256 | unet_128",
-    "netD": "basic (70×70 PatchGAN) | n_layers | pixel",
-    "norm": "instance | batch | none | syncbatch",
-    "gan_mode": "lsgan | vanilla | wgangp (gradient penalty applied) | hinge",
-    "lambda_identity": "identity loss weight as a fraction of lambda_A / lambda_B (reference semantics)",
-    "lambda_L1": "pix2pix: weight of the L1 to the true B",
-    "dataset_mode": "unaligned (cycle_gan) | aligned (pix2pix: A|B side by side) | single",
-    "preprocess": "resize_and_crop | crop | scale_width | scale_width_and_crop | none",
-    "lr_policy": "linear | step | plateau | cosine",
-    "precision": "auto | fp32 | bf16 | fp16 (auto: bf16 where native, else fp32; fp16: CUDA only)",
-    "device": "auto | cpu | cuda | cuda:N (replaces --gpu_ids)",
-    "torch_threads": "torch's intra-op threads (0: torch's default); --tune picks it by measurement",
-    "max_iters": "stop after this many iterations in total",
-    "ema_decay": "keep an exponential moving average of the translating networks' weights with this decay "
-                 "(e.g. 0.995; 0: off): validation, best, test, translate and export use it",
-    "save_latest_freq": "images between `latest` checkpoints, or a time such as 10m",
-    "checkpoint_every": "also save `latest` at least this often (e.g. 10m), so kill -9 loses at most that",
-    "keep_last": "keep only the newest K numbered epoch checkpoints",
-    "max_dataset_size": "use at most this many images per folder",
-    "seed": "seed every random number generator (data order and augmentation included)",
-    "deterministic": "use deterministic algorithms (bitwise-reproducible runs on CPU)",
-}
 
 
 def add_dataclass_flags(parser: argparse.ArgumentParser, klass: type, skip: tuple[str, ...] = ()) -> None:
@@ -699,7 +670,11 @@ def run_data_combine(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cyclegan", description=__doc__.splitlines()[0])
+    # A plain sentence: the module docstring is reST, which --help would print as it is.
+    parser = argparse.ArgumentParser(
+        prog="cyclegan",
+        description="Image-to-image translation (CycleGAN, pix2pix, CUT / FastCUT, colorization): train, "
+                    "translate, serve, export and evaluate, with the reference's flag names.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for add in (add_demo_parser, add_train_parser, add_test_parser, add_eval_parser, add_inspect_parser,

@@ -258,6 +258,43 @@ def _second_size(multiple: int, height: int, width: int) -> tuple[int, int]:
     return (height - multiple if height - multiple >= 2 * multiple else height + multiple), width + multiple
 
 
+def _export_and_check(net: nn.Module, name: str, path: Path, fmt: str, height: int, width: int, opset: int,
+                      meta: dict[str, Any], result: dict[str, Any]) -> None:
+    """Write ``net`` as ``path`` and record its file, its parity with torch at the export size and at
+    batch 2 of another size (the dynamic axes), and both sizes in ``result``."""
+    multiple = net.size_multiple
+    h, w = example_size(multiple, height, width, dynamic=False)
+    h2, w2 = _second_size(multiple, h, w)
+    if fmt == "onnx":
+        export_onnx(net, path, net.input_nc, h, w, dynamic=True, opset=opset, metadata=meta)
+    else:
+        export_program(net, path, net.input_nc, h, w, metadata=meta)
+    rng = torch.Generator().manual_seed(0)
+    first = torch.rand(1, net.input_nc, h, w, generator=rng) * 2 - 1
+    second = torch.rand(2, net.input_nc, h2, w2, generator=rng) * 2 - 1
+    result["files"][name] = str(path)
+    result["parity"][name] = check_parity(net, path, input=first)
+    result["parity_dynamic"][name] = check_parity(net, path, input=second)
+    result["sizes"][name] = {"export": [1, net.input_nc, h, w], "dynamic": [2, net.input_nc, h2, w2]}
+
+
+def _add_int8(path: Path, name: str, multiple: int, config: TrainConfig, dataroot: str | Path | None,
+              calibration_images: int, result: dict[str, Any]) -> None:
+    """Quantise the ONNX file ``path`` to int8, calibrated on the generator's training inputs, and
+    record the int8 file, its PSNR against the fp32 ONNX output and both files' sizes in ``result``."""
+    crops, source = calibration_inputs(config, name, dataroot, calibration_images)
+    batches = calibration_batches(crops, multiple)
+    quantized = quantize_int8(path, batches)
+    fp32_session = OnnxGenerator(path, multiple, threads=1)
+    int8_session = OnnxGenerator(quantized, multiple, threads=1)
+    scores = [psnr(int8_session(batch), fp32_session(batch)) for batch in batches]
+    result.setdefault("int8_files", {})[name] = str(quantized)
+    result.setdefault("int8_psnr", {})[name] = sum(scores) / len(scores)
+    result.setdefault("bytes", {})[name] = path.stat().st_size
+    result.setdefault("int8_bytes", {})[name] = quantized.stat().st_size
+    result["calibration"] = {"source": source, "images": len(crops)}
+
+
 def run_export_model(
     run_dir: str | Path,
     epoch: str = "latest",
@@ -312,38 +349,15 @@ def run_export_model(
     if fmt == "onnx":
         result["opset"] = opset
     for name, net in loaded.nets.items():
-        multiple = net.size_multiple
-        h, w = example_size(multiple, height, width, dynamic=False)
-        h2, w2 = _second_size(multiple, h, w)
         meta = {
             "name": name,
             "netG": loaded.config.model.netG,
             "source": ", ".join(p.name for p in loaded.source),
         }
         path = out_dir / f"{name}{SUFFIXES[fmt]}"
-        if fmt == "onnx":
-            export_onnx(net, path, net.input_nc, h, w, dynamic=True, opset=opset, metadata=meta)
-        else:
-            export_program(net, path, net.input_nc, h, w, metadata=meta)
-        rng = torch.Generator().manual_seed(0)
-        first = torch.rand(1, net.input_nc, h, w, generator=rng) * 2 - 1
-        second = torch.rand(2, net.input_nc, h2, w2, generator=rng) * 2 - 1
-        result["files"][name] = str(path)
-        result["parity"][name] = check_parity(net, path, input=first)
-        result["parity_dynamic"][name] = check_parity(net, path, input=second)
-        result["sizes"][name] = {"export": [1, net.input_nc, h, w], "dynamic": [2, net.input_nc, h2, w2]}
+        _export_and_check(net, name, path, fmt, height, width, opset, meta, result)
         if quantize == "int8":
-            crops, source = calibration_inputs(loaded.config, name, dataroot, calibration_images)
-            batches = calibration_batches(crops, multiple)
-            quantized = quantize_int8(path, batches)
-            fp32_session = OnnxGenerator(path, multiple, threads=1)
-            int8_session = OnnxGenerator(quantized, multiple, threads=1)
-            scores = [psnr(int8_session(batch), fp32_session(batch)) for batch in batches]
-            result.setdefault("int8_files", {})[name] = str(quantized)
-            result.setdefault("int8_psnr", {})[name] = sum(scores) / len(scores)
-            result.setdefault("bytes", {})[name] = path.stat().st_size
-            result.setdefault("int8_bytes", {})[name] = quantized.stat().st_size
-            result["calibration"] = {"source": source, "images": len(crops)}
+            _add_int8(path, name, net.size_multiple, loaded.config, dataroot, calibration_images, result)
     atomic_write(out_dir / CONFIG_FILENAME, loaded.config.to_json())
     return result
 

@@ -15,7 +15,7 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from cyclegan.config import CUTOptions, TrainConfig
+from cyclegan.config import TrainConfig
 from cyclegan.core.download import (
     PRETRAINED_DOWNLOADERS,
     PRETRAINED_NAMES,
@@ -24,6 +24,7 @@ from cyclegan.core.download import (
     pretrained_source,
 )
 from cyclegan.recipes import default_config
+from cyclegan.recipes.cut.config import CUTOptions
 
 __all__ = ["PretrainedModel", "fetch_pretrained", "pretrained_names"]
 

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
 
 from cyclegan.data.images import list_images, load_image
+from cyclegan.metrics.evaluate import split_label
 from cyclegan.metrics.paired import PSNR_CAP_DB, psnr, ssim
 
 __all__ = [
@@ -239,8 +240,6 @@ def folder_baselines(stems: Collection[str], source_dir: str | Path, truth_dir: 
     results folder matches ``x.png``; unlabelled files count as sources only with ``plain_sources``).
     Without ``target_domain`` the truths' own statistics are used (favouring the baselines).
     ``None`` when no source matches a scored stem."""
-    from cyclegan.metrics.evaluate import split_label  # evaluate does not import this module
-
     def index(folder: Path, labels: tuple[str | None, ...]) -> dict[str, Path]:
         found: dict[str, Path] = {}
         for path in list_images(folder)[0]:

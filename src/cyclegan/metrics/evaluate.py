@@ -30,6 +30,8 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
 from cyclegan.data.images import IMG_EXTENSIONS, is_image_file, load_image
+from cyclegan.metrics.fid import fid_kid_folders  # torch-fidelity is imported only when FID / KID run
+from cyclegan.metrics.lpips import LPIPS  # the lpips package is imported only when LPIPS runs
 from cyclegan.metrics.paired import PSNR_CAP_DB, psnr, ssim
 
 __all__ = [
@@ -210,8 +212,6 @@ def _paired_scores(fake_files: list[Path], real_files: list[Path], metrics: Sequ
 
     lpips_model = None
     if "lpips" in metrics:
-        from cyclegan.metrics.lpips import LPIPS
-
         lpips_model = LPIPS(lpips_weights, net="alex", device=device)
 
     per_image: list[dict[str, Any]] = []
@@ -260,8 +260,6 @@ def _distribution_scores(
     """FID / KID of all selected fakes against all selected reals (empty when neither is requested)."""
     if not any(m in DISTRIBUTION_METRICS for m in metrics):
         return {}
-    from cyclegan.metrics.fid import fid_kid_folders  # imports torch-fidelity: only when asked for
-
     dist = fid_kid_folders(real_files, fake_files, weights_path=inception_weights, device=device)
     out: dict[str, Any] = {}
     if "fid" in metrics:

@@ -35,6 +35,7 @@ averaged over random subsets as clean-fid and torch-fidelity do; it is unbiased 
 
 from __future__ import annotations
 
+import importlib
 import io
 from collections.abc import Sequence
 from pathlib import Path
@@ -46,6 +47,7 @@ from PIL import Image
 
 from cyclegan.core.download import INCEPTION_FILENAME, inception_cache_path
 from cyclegan.core.fileio import load_tensor_dict
+from cyclegan.data.images import IMG_EXTENSIONS, is_image_file, load_image
 
 __all__ = [
     "FEATURE_DIM",
@@ -70,6 +72,16 @@ class InceptionWeightsMissing(FileNotFoundError):
     """The Inception-v3 weights for FID / KID are not on disk; the message says how to get them."""
 
 
+def _torch_fidelity(module: str) -> Any:
+    """``torch_fidelity.<module>``: an optional dependency (the ``fid`` extra), imported when first used."""
+    try:
+        return importlib.import_module(f"torch_fidelity.{module}")
+    except ImportError as error:
+        raise ImportError(
+            "FID/KID need the torch-fidelity package: pip install 'cyclegan[fid]' (or torch-fidelity)"
+        ) from error
+
+
 # ----------------------------------------------------------------------------------- statistics
 
 
@@ -83,16 +95,15 @@ def frechet_distance_features(feats1: np.ndarray, feats2: np.ndarray) -> float:
     non-zero eigenvalues are those of ``M M'`` with ``M = A1 A2' / sqrt(c)``: ``tr((S1 S2)^(1/2))`` is
     the sum of the singular values of the small ``N1 x N2`` matrix ``M`` (exact, not an approximation).
     """
-    from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_features_to_statistics, fid_statistics_to_metric
-
+    metric_fid = _torch_fidelity("metric_fid")
     f1 = np.asarray(feats1, dtype=np.float64)
     f2 = np.asarray(feats2, dtype=np.float64)
     if f1.ndim != 2 or f2.ndim != 2 or f1.shape[1] != f2.shape[1] or min(len(f1), len(f2)) < 2:
         raise ValueError(f"need (N, D) and (M, D) feature sets with N, M >= 2, got {f1.shape} and {f2.shape}")
     n1, n2, d = len(f1), len(f2), f1.shape[1]
     if n1 * n2 > d * d:
-        stats = [fid_features_to_statistics(torch.from_numpy(f)) for f in (f1, f2)]
-        return max(fid_statistics_to_metric(*stats, verbose=False)[KEY_METRIC_FID], 0.0)
+        stats = [metric_fid.fid_features_to_statistics(torch.from_numpy(f)) for f in (f1, f2)]
+        return max(metric_fid.fid_statistics_to_metric(*stats, verbose=False)[metric_fid.KEY_METRIC_FID], 0.0)
     mu1, mu2 = f1.mean(axis=0), f2.mean(axis=0)
     a1, a2 = f1 - mu1, f2 - mu2
     tr1 = float(np.sum(a1 * a1)) / (n1 - 1)
@@ -114,8 +125,7 @@ def kernel_inception_distance(
     (``kid_features_to_metric``) refuses sets smaller than the subset size and draws with another
     generator, which would change every reported KID.
     """
-    from torch_fidelity.metric_kid import kernel_mmd
-
+    kernel_mmd = _torch_fidelity("metric_kid").kernel_mmd
     x_all, y_all = np.asarray(feats1, dtype=np.float64), np.asarray(feats2, dtype=np.float64)
     if x_all.ndim != 2 or y_all.ndim != 2 or x_all.shape[1] != y_all.shape[1]:
         raise ValueError(f"expected (N, D) and (M, D) features, got {x_all.shape} and {y_all.shape}")
@@ -203,12 +213,7 @@ class InceptionFeatures:
     """
 
     def __init__(self, weights_path: str | Path | None = None, device: str | torch.device = "cpu") -> None:
-        try:
-            from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
-        except ImportError as error:
-            raise ImportError(
-                "FID/KID need the torch-fidelity package: pip install torch-fidelity"
-            ) from error
+        inception = _torch_fidelity("feature_extractor_inceptionv3")
         self.weights_path = resolve_inception_weights(weights_path)
         state = load_tensor_dict(self.weights_path, "Inception weights")
         # torch-fidelity's constructor unpickles its path with weights_only=False; hand it a buffer
@@ -217,7 +222,9 @@ class InceptionFeatures:
         torch.save(state, buffer)
         buffer.seek(0)
         try:
-            net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=buffer)
+            net = inception.FeatureExtractorInceptionV3(
+                "inception-v3-compat", ["2048"], feature_extractor_weights_path=buffer
+            )
         except RuntimeError as error:
             raise ValueError(
                 f"{self.weights_path}: not the FID Inception-v3 weights torch-fidelity expects "
@@ -266,8 +273,6 @@ def folder_features(
     (EXIF orientation, 16-bit, palette, CMYK, alpha; see :func:`cyclegan.data.load_image`).
     """
     from torchvision.transforms.v2.functional import to_image
-
-    from cyclegan.data.images import IMG_EXTENSIONS, is_image_file, load_image
 
     if isinstance(folder, (str, Path)):
         root = Path(folder)

@@ -205,7 +205,7 @@ class LPIPS(nn.Module):
         try:
             import lpips
         except ImportError as error:
-            raise ImportError("LPIPS needs the lpips package: pip install lpips") from error
+            raise ImportError("LPIPS needs the lpips package: pip install 'cyclegan[lpips]' (or lpips)") from error
         self.net = net
         self.min_size = _backbone(net).min_size
         self.backbone_path = resolve_lpips_backbone(backbone_weights, net)

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from cyclegan.networks.antialias import Downsample
+from cyclegan.networks.generators import ImageSizeError
 from cyclegan.networks.layers import NormFactory
 
 
@@ -100,8 +101,6 @@ class PixelDiscriminator(nn.Module):
 
 def check_discriminator_input(net: nn.Module, x: torch.Tensor) -> None:
     """Raise a clear error before any convolution for a wrong channel count or a too small image."""
-    from cyclegan.networks.generators import ImageSizeError
-
     if x.dim() != 4 or x.shape[1] != net.input_nc:
         raise ImageSizeError(
             f"{type(net).__name__} was built for N×{net.input_nc}×H×W input, got shape {tuple(x.shape)}"

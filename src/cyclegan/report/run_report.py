@@ -119,6 +119,124 @@ def _read_json(path: Path, notes: list[str]) -> Any:
         return None
 
 
+def _result_scores(data: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The score rows of a test results' ``scores.json`` / ``eval.json`` (an ``evaluate_folders`` result)."""
+    # Upper-case labels for the distribution metrics, like PSNR / SSIM get.
+    flat = {_SCORE_LABELS.get(k, k): v for k, v in data.items()}
+    samples = flat.pop("fid_samples", None)
+    result_scores = _score_items(
+        flat, skip=("psnr_cap_db", "count", "kid_subsets", "kid_subset_size", "margin_psnr", "margin_ssim")
+    )
+    if isinstance(data.get("baselines"), Mapping) and "psnr" in data and "ssim" in data:
+        # The model's scores beside the trivial baselines' and the margin over them.
+        comparison = page_items(data, data["baselines"], model_label="fake_B")
+        result_scores = [(k, _fmt_number(v)) for k, v in comparison.items()] + [
+            item for item in result_scores if item[0] not in ("PSNR", "SSIM")]
+    if "count" in flat:
+        result_scores.append(("pairs scored", str(flat["count"])))
+    if isinstance(samples, Mapping):
+        result_scores.append(("FID/KID images", f"{samples.get('fake')} fake, {samples.get('real')} real"))
+    return result_scores
+
+
+def _results_section(results_dir: str | Path | None, page_dir: Path, max_result_rows: int,
+                     notes: list[str]) -> dict[str, Any]:
+    """The page's test results: their scores, a link to their page and its first rows."""
+    section: dict[str, Any] = {"result_scores": [], "results_link": None, "result_columns": [], "result_rows": []}
+    if results_dir is None:
+        return section
+    results_path = Path(results_dir)
+    if not results_path.is_dir():
+        notes.append(f"results folder not found: {results_path}")
+        return section
+    for name in SCORE_FILES:
+        if (results_path / name).is_file():
+            data = _read_json(results_path / name, notes)
+            if isinstance(data, Mapping):
+                section["result_scores"] = _result_scores(data)
+            break
+    if (results_path / "index.html").is_file():
+        section["results_link"] = _rel(results_path / "index.html", page_dir)
+    try:
+        rows = collect_result_rows(results_path)
+    except FileNotFoundError:
+        rows = []
+        notes.append(f"no images/ folder in {results_path}")
+    section["result_columns"], section["result_rows"] = result_table(
+        rows[:max_result_rows], lambda path: _rel(results_path / path, page_dir))
+    if len(rows) > max_result_rows:
+        notes.append(f"results: {max_result_rows} of {len(rows)} rows shown (all on the results page)")
+    return section
+
+
+def _loss_section(run_dir: Path, assets: Path, page_dir: Path, notes: list[str]) -> dict[str, Any]:
+    """The loss curves (a plot written to ``assets``) and the last logged losses."""
+    section: dict[str, Any] = {"loss_src": None, "last_losses": []}
+    loss_log = run_dir / "loss_log.txt"
+    if not loss_log.is_file():
+        notes.append("no loss_log.txt")
+        return section
+    records = parse_loss_log(loss_log)
+    if not records:
+        notes.append("loss_log.txt holds no loss lines yet")
+        return section
+    history = [{k: v for k, v in r.items() if k not in _LOG_META} for r in records]
+    plot_losses(history, assets / "loss.png", title="Training losses", x_label="epoch")
+    section["loss_src"] = _rel(assets / "loss.png", page_dir)
+    last = records[-1]
+    section["last_losses"] = [(k, _fmt_number(v)) for k, v in last.items() if k not in (*_LOG_META, "epoch_frac")]
+    return section
+
+
+def _validation_section(run_dir: Path, assets: Path, page_dir: Path, notes: list[str]) -> dict[str, Any]:
+    """The validation scores: one plot per metric (written to ``assets``) and a table of the newest records."""
+    section: dict[str, Any] = {"val_src": None, "val_columns": [], "val_rows": []}
+    val_file = run_dir / "val_scores.json"
+    if not val_file.is_file():
+        notes.append("no val_scores.json (validation runs when the data set has valA/ and valB/)")
+        return section
+    try:
+        val_records = read_val_scores(val_file)
+    except (OSError, ValueError) as error:
+        val_records = []
+        notes.append(f"val_scores.json: unreadable ({error})")
+    if not val_records:
+        return section
+    val_columns = section["val_columns"] = val_metrics(val_records)
+    plot_scores(val_records, assets / "val_scores.png")
+    section["val_src"] = _rel(assets / "val_scores.png", page_dir)
+    for r in val_records[-50:]:  # the newest 50: a long run would make the table the whole page
+        section["val_rows"].append({
+            "epoch": _fmt_number(r.get("epoch", "")),
+            "iter": _fmt_number(r.get("iter", r.get("total_iters", ""))),
+            "values": [_fmt_number(r[c]) if _is_number(r.get(c)) else "" for c in val_columns],
+        })
+    if len(val_records) > 50:
+        notes.append(f"validation: newest 50 of {len(val_records)} records in the table (all in the plot)")
+    return section
+
+
+def _samples_section(run_dir: Path, page_dir: Path) -> dict[str, Any]:
+    """The newest epoch's training visuals and a link to the training page."""
+    sample_epoch, samples = _newest_epoch_images(run_dir)
+    training_page = run_dir / "web" / "index.html"
+    return {
+        "sample_epoch": sample_epoch,
+        "samples": [{"name": name, "src": _rel(path, page_dir)} for name, path in samples],
+        "training_link": _rel(training_page, page_dir) if training_page.is_file() else None,
+    }
+
+
+def _settings(run_dir: Path, notes: list[str]) -> list[tuple[str, str]]:
+    """The run's ``config.json``, flattened to (dotted key, value) rows."""
+    settings: list[tuple[str, str]] = []
+    if (run_dir / "config.json").is_file():
+        cfg = _read_json(run_dir / "config.json", notes)
+        if isinstance(cfg, Mapping):
+            _flatten("", cfg, settings)
+    return settings
+
+
 def write_run_report(
     run_dir: str | Path,
     results_dir: str | Path | None = None,
@@ -144,107 +262,14 @@ def write_run_report(
     out = Path(out) if out is not None else run_dir / "report.html"
     page_dir = out.parent
     assets = page_dir / f"{out.stem}_files"
-    notes: list[str] = []
-
-    # Scores of the test results (evaluate_folders output saved as JSON).
-    result_scores: list[tuple[str, str]] = []
-    results_link = None
-    result_rows: list[dict[str, Any]] = []
-    result_columns: list[str] = []
-    results_path = Path(results_dir) if results_dir is not None else None
-    if results_path is not None:
-        if not results_path.is_dir():
-            notes.append(f"results folder not found: {results_path}")
-        else:
-            for name in SCORE_FILES:
-                if (results_path / name).is_file():
-                    data = _read_json(results_path / name, notes)
-                    if isinstance(data, Mapping):
-                        # Upper-case labels for the distribution metrics, like PSNR / SSIM get.
-                        flat = {_SCORE_LABELS.get(k, k): v for k, v in data.items()}
-                        samples = flat.pop("fid_samples", None)
-                        result_scores = _score_items(
-                            flat, skip=("psnr_cap_db", "count", "kid_subsets", "kid_subset_size",
-                                        "margin_psnr", "margin_ssim")
-                        )
-                        if isinstance(data.get("baselines"), Mapping) and "psnr" in data and "ssim" in data:
-                            # The model's scores beside the trivial baselines' and the margin over them.
-                            comparison = page_items(data, data["baselines"], model_label="fake_B")
-                            result_scores = [(k, _fmt_number(v)) for k, v in comparison.items()] + [
-                                item for item in result_scores if item[0] not in ("PSNR", "SSIM")]
-                        if "count" in flat:
-                            result_scores.append(("pairs scored", str(flat["count"])))
-                        if isinstance(samples, Mapping):
-                            result_scores.append(
-                                ("FID/KID images", f"{samples.get('fake')} fake, {samples.get('real')} real")
-                            )
-                    break
-            if (results_path / "index.html").is_file():
-                results_link = _rel(results_path / "index.html", page_dir)
-            try:
-                rows = collect_result_rows(results_path)
-            except FileNotFoundError:
-                rows = []
-                notes.append(f"no images/ folder in {results_path}")
-            result_columns, result_rows = result_table(
-                rows[:max_result_rows], lambda path: _rel(results_path / path, page_dir))
-            if len(rows) > max_result_rows:
-                notes.append(f"results: {max_result_rows} of {len(rows)} rows shown (all on the results page)")
-
-    # Loss curves.
-    loss_src = None
-    last_losses: list[tuple[str, str]] = []
-    loss_log = run_dir / "loss_log.txt"
-    if loss_log.is_file():
-        records = parse_loss_log(loss_log)
-        if records:
-            history = [{k: v for k, v in r.items() if k not in _LOG_META} for r in records]
-            plot_losses(history, assets / "loss.png", title="Training losses", x_label="epoch")
-            loss_src = _rel(assets / "loss.png", page_dir)
-            last = records[-1]
-            last_losses = [(k, _fmt_number(v)) for k, v in last.items() if k not in (*_LOG_META, "epoch_frac")]
-        else:
-            notes.append("loss_log.txt holds no loss lines yet")
-    else:
-        notes.append("no loss_log.txt")
-
-    # Validation scores.
-    val_src = None
-    val_columns: list[str] = []
-    val_rows: list[dict[str, Any]] = []
-    val_file = run_dir / "val_scores.json"
-    if val_file.is_file():
-        try:
-            val_records = read_val_scores(val_file)
-        except (OSError, ValueError) as error:
-            val_records = []
-            notes.append(f"val_scores.json: unreadable ({error})")
-        if val_records:
-            val_columns = val_metrics(val_records)
-            plot_scores(val_records, assets / "val_scores.png")
-            val_src = _rel(assets / "val_scores.png", page_dir)
-            for r in val_records[-50:]:  # the newest 50: a long run would make the table the whole page
-                val_rows.append({
-                    "epoch": _fmt_number(r.get("epoch", "")),
-                    "iter": _fmt_number(r.get("iter", r.get("total_iters", ""))),
-                    "values": [_fmt_number(r[c]) if _is_number(r.get(c)) else "" for c in val_columns],
-                })
-            if len(val_records) > 50:
-                notes.append(f"validation: newest 50 of {len(val_records)} records in the table (all in the plot)")
-    else:
-        notes.append("no val_scores.json (validation runs when the data set has valA/ and valB/)")
-
-    # Newest training visuals.
-    sample_epoch, samples = _newest_epoch_images(run_dir)
-    sample_items = [{"name": name, "src": _rel(path, page_dir)} for name, path in samples]
-    training_link = _rel(run_dir / "web" / "index.html", page_dir) if (run_dir / "web" / "index.html").is_file() else None
-
-    settings: list[tuple[str, str]] = []
-    if (run_dir / "config.json").is_file():
-        cfg = _read_json(run_dir / "config.json", notes)
-        if isinstance(cfg, Mapping):
-            _flatten("", cfg, settings)
-
+    notes: list[str] = []  # filled by the sections in page order
+    sections = {
+        **_results_section(results_dir, page_dir, max_result_rows, notes),
+        **_loss_section(run_dir, assets, page_dir, notes),
+        **_validation_section(run_dir, assets, page_dir, notes),
+        **_samples_section(run_dir, page_dir),
+        "settings": _settings(run_dir, notes),
+    }
     html = _render(
         "report.html.j2",
         title=title or f"{run_dir.name}: run report",
@@ -252,19 +277,7 @@ def write_run_report(
         updated=_now(),
         image_size=int(image_size),
         refresh_s=0,
-        result_scores=result_scores,
-        results_link=results_link,
-        result_columns=result_columns,
-        result_rows=result_rows,
-        loss_src=loss_src,
-        last_losses=last_losses,
-        val_src=val_src,
-        val_columns=val_columns,
-        val_rows=val_rows,
-        sample_epoch=sample_epoch,
-        samples=sample_items,
-        training_link=training_link,
-        settings=settings,
         notes=notes,
+        **sections,
     )
     return atomic_write(out, html)

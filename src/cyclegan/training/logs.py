@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from cyclegan.config import TrainConfig
+from cyclegan.core.fileio import atomic_write
 from cyclegan.report import TrainingPage
 
 log = logging.getLogger("cyclegan.train")
@@ -131,8 +132,6 @@ class RunLogger:
 
     def validation(self, records: list[dict[str, float]], step: int) -> None:
         """Validation scores: ``val_scores.json`` (atomic), TensorBoard, the page's validation plot."""
-        from cyclegan.core.fileio import atomic_write
-
         atomic_write(self.run_dir / "val_scores.json", json.dumps(records, indent=1) + "\n")
         latest = {k: v for k, v in records[-1].items() if k not in ("epoch", "iter")}
         self.scalars(latest, step, prefix="val")

@@ -28,10 +28,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils.data import default_collate
 
 from cyclegan.config import TrainConfig
 from cyclegan.core.fileio import atomic_write
 from cyclegan.core.precision import Precision, resolve_precision
+from cyclegan.core.runtime import resolve_device
+from cyclegan.data import create_dataset
+from cyclegan.recipes import create_model
+from cyclegan.training.trainer import batch_to_device
 
 log = logging.getLogger(__name__)
 
@@ -206,13 +211,6 @@ def store_choice(path: Path, machine: str, key: str, choice: Choice) -> None:
 def measure(config: TrainConfig, candidate: Candidate, steps: int = 3, warmup: int = 1) -> Measurement:
     """Median seconds of ``steps`` training steps (after ``warmup``) of the run's model at ``candidate``
     from seed 0, and the first step's losses (the same weights and batch for every candidate)."""
-    from torch.utils.data import default_collate
-
-    from cyclegan.core.runtime import resolve_device
-    from cyclegan.data import create_dataset
-    from cyclegan.recipes import create_model
-    from cyclegan.training.trainer import batch_to_device
-
     device = resolve_device(config.runtime.device)
     threads_before = torch.get_num_threads()
     if candidate.threads:
@@ -262,8 +260,6 @@ def tune(
     (tests inject timings with it). ``budget_seconds``: no new candidate starts after this long (the
     baseline always runs); a choice made without every candidate says so and is not cached.
     """
-    from cyclegan.core.runtime import resolve_device
-
     device = resolve_device(config.runtime.device)
     cache_path = cache_path or default_cache_path()
     machine, key = machine_key(device), config_key(config)

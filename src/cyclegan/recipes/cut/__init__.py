@@ -1,1 +1,1 @@
-"""recipes/cut."""
+"""recipes/cut: the recipe's whole home (its model, config section and what only it uses)."""

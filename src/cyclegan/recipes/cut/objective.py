@@ -22,11 +22,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from cyclegan.config import CUTOptions
 from cyclegan.core.checkpoint import load_reference_weights
 from cyclegan.losses import gan_loss
 from cyclegan.networks import load_reference_state_dict
 from cyclegan.networks.compat import strip_module_prefix
+from cyclegan.recipes.cut.config import CUTOptions
 from cyclegan.recipes.cut.networks import define_cut_D, define_cut_G, define_F
 from cyclegan.recipes.cut.patchnce import patch_nce_loss
 

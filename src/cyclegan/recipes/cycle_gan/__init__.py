@@ -1,1 +1,1 @@
-"""recipes/cycle_gan."""
+"""recipes/cycle_gan: the recipe's whole home (its model, config section and what only it uses)."""

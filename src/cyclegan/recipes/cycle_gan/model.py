@@ -23,6 +23,7 @@ from cyclegan.core.precision import Precision
 from cyclegan.losses import cycle_loss, gan_loss, identity_loss
 from cyclegan.networks import define_D, define_G, generator_options
 from cyclegan.recipes.base import MODELS, Direction, StepResult, TrainingRecipe, set_requires_grad
+from cyclegan.recipes.cycle_gan.config import CycleGANConfig
 from cyclegan.recipes.cycle_gan.pool import ImagePool
 from cyclegan.recipes.cycle_gan.warm_start import identity_warm_start
 
@@ -108,7 +109,8 @@ class CycleGANModel(TrainingRecipe):
         super().__init__()
         m = config.model
         self.cfg = m
-        self.options = options = config.cycle_gan
+        self.options: CycleGANConfig = config.cycle_gan
+        options = self.options
         self.lr, self.betas = config.optim.lr, (config.optim.beta1, config.optim.beta2)
         input_nc, output_nc = config.data.input_nc, config.data.output_nc
         if options.lambda_identity > 0 and input_nc != output_nc:

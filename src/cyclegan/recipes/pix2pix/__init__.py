@@ -1,1 +1,1 @@
-"""recipes/pix2pix."""
+"""recipes/pix2pix: the recipe's whole home (its model, config section and what only it uses)."""

@@ -30,6 +30,7 @@ from cyclegan.core.precision import Precision
 from cyclegan.losses import gan_loss
 from cyclegan.networks import define_D, define_G, generator_options
 from cyclegan.recipes.base import MODELS, Direction, StepResult, TrainingRecipe, set_requires_grad
+from cyclegan.recipes.pix2pix.config import Pix2PixConfig
 
 
 class ConditionalDiscriminatorLoss(nn.Module):
@@ -66,7 +67,8 @@ class Pix2PixModel(TrainingRecipe):
     def __init__(self, config: TrainConfig, is_train: bool = True) -> None:
         super().__init__()
         m = config.model
-        self.cfg, self.options = m, config.pix2pix
+        self.cfg = m
+        self.options: Pix2PixConfig = config.pix2pix
         self.lr, self.betas = config.optim.lr, (config.optim.beta1, config.optim.beta2)
         input_nc, output_nc = config.data.input_nc, config.data.output_nc
         self.nets["G"] = define_G(input_nc, output_nc, m.ngf, m.netG, **generator_options(m))

@@ -1,0 +1,26 @@
+"""``--model cycle_gan``'s own options: the TrainConfig section ``cycle_gan``, registered here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cyclegan.config import register_section
+
+
+@register_section("cycle_gan")
+@dataclass
+class CycleGANConfig:
+    """``--model cycle_gan``: the cycle and identity weights (the reference's flag names)."""
+
+    lambda_A: float = 10.0
+    lambda_B: float = 10.0
+    # A fraction of lambda_A / lambda_B, as in the reference (0.5 means 0.5 * 10 = 5 on the L1).
+    lambda_identity: float = 0.5
+    # Run G_B on real_B and fake_B (and the identity inputs) as one batch: fewer, larger calls.
+    # Same result for per-sample norms (instance, none); ignored for batch norm.
+    batch_generator_calls: bool = True
+    # Score real and pooled fake images in one discriminator call (same per-sample-norm rule).
+    batch_discriminator_calls: bool = True
+    # Steps of an L1 fit of each generator to the identity before training (0: the reference's random
+    # start). See cyclegan.recipes.cycle_gan.warm_start; the quick preset uses it.
+    identity_warmup_steps: int = 0
