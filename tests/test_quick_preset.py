@@ -61,14 +61,17 @@ def test_reference_defaults_are_untouched_and_the_preset_only_overrides():
 def test_explicit_flags_override_the_preset_and_epochs_fit_max_iters(tmp_path):
     data = tiny_dataset(tmp_path / "data", n=5)
     args = build_parser().parse_args(["train", "--dataroot", str(data), "--preset", "quick", "--ngf", "16",
-                                      "--max_iters", "40"])
+                                      "--max_iters", "40", "--checkpoints_dir", str(tmp_path / "ck")])
     config = train_config_from_args(args)
     assert config.model.ngf == 16 and config.model.netG == "resnet_6blocks" and config.optim.max_iters == 40
+    assert config.optim.schedule_over_max_iters
     batch = PRESETS["quick"]["data"].get("batch_size", 1)
     epochs = -(-40 * batch // (2 * 5))  # half of 40 iterations over 5 images at the preset's batch, rounded up
-    assert (config.optim.n_epochs, config.optim.n_epochs_decay) == (epochs, epochs)
+    fitted = Trainer(config).config.optim  # the trainer fits the epochs to its data set's size
+    assert (fitted.n_epochs, fitted.n_epochs_decay) == (epochs, epochs)
     args = build_parser().parse_args(["train", "--dataroot", str(data), "--preset", "quick", "--n_epochs", "3"])
-    assert train_config_from_args(args).optim.n_epochs == 3
+    explicit = train_config_from_args(args).optim
+    assert explicit.n_epochs == 3 and not explicit.schedule_over_max_iters
     plain = train_config_from_args(build_parser().parse_args(["train", "--dataroot", str(data)]))
     assert plain.model == TrainConfig().model and plain.optim.max_iters is None
 

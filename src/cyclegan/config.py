@@ -88,6 +88,9 @@ class OptimConfig:
     lr_policy: str = "linear"  # linear | step | plateau | cosine
     lr_decay_iters: int = 50  # step policy: multiply by 0.1 every this many epochs
     max_iters: int | None = None  # stop after this many iterations in total (demo, tests)
+    # With max_iters: the trainer sets n_epochs / n_epochs_decay so that the rate decays over the
+    # second half of the run (fit_epochs_to_iterations, from the data set's size); the presets do.
+    schedule_over_max_iters: bool = False
     # Keep an exponential moving average of the translating networks' weights (0: off), which
     # validation, test, translate and export then use; see cyclegan.training.averaging.
     ema_decay: float = 0.0
@@ -232,7 +235,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         # per-operator overhead, so a batch of four costs far less than four steps of one.
         "data": {"load_size": 72, "crop_size": 64, "num_threads": 0, "batch_size": 4},
         "model": {"netG": "resnet_6blocks", "ngf": 16, "ndf": 16},
-        "optim": {"max_iters": 500},
+        "optim": {"max_iters": 500, "schedule_over_max_iters": True},
         "runtime": {},
     },
 }

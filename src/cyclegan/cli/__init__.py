@@ -28,9 +28,6 @@ from cyclegan.config import (
     DataConfig,
     ModelConfig,
     TrainConfig,
-    fit_epochs_to_iterations,
-    preset_config,
-    preset_keys,
 )
 from cyclegan.core.runtime import parse_duration, resolve_device
 from cyclegan.data.synthetic_tasks import (
@@ -45,7 +42,7 @@ from cyclegan.inference.pretrained import fetch_pretrained
 from cyclegan.inference.serve import serve
 from cyclegan.inference.tiling import STATS_MODES
 from cyclegan.inference.translator import Translator
-from cyclegan.recipes import MODELS, recipe_defaults
+from cyclegan.recipes import MODELS, recipe_defaults, resolve_config
 from cyclegan.recipes.cut.config import CUTOptions
 from cyclegan.recipes.cut.objective import str2bool
 
@@ -72,7 +69,8 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, klass: type, skip: tupl
         help_text = HELP.get(f.name, "") + (f" (default: {default})" if default not in (None, "", False) else "")
         if isinstance(default, bool):
             if default:
-                group.add_argument(f"--no_{f.name}", dest=f.name, action="store_false", help=f"disable {f.name}")
+                group.add_argument(f"--no_{f.name}", dest=f.name, action="store_false",
+                                   help=f"disable {f.name}" + (f" (on: {HELP[f.name]})" if f.name in HELP else ""))
             else:
                 group.add_argument(f"--{f.name}", action="store_true", help=help_text)
             continue
@@ -104,42 +102,37 @@ def add_ignored_reference_flags(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None,
                      preset: str | None = None) -> TrainConfig:
-    """Fill a TrainConfig from parsed flags over ``base`` (a saved run's config), or over the
-    defaults of the recipe ``--model`` names (the reference's ``modify_commandline_options``) with a
-    preset's values on top (a preset's values count as given: the recipe's defaults do not override
-    them), then what the preset sets for that recipe (``preset_defaults``) unless a flag says otherwise."""
-    from cyclegan.recipes import recipe_defaults, recipe_preset
+    """The run's config from parsed flags: the flags given, as "section.field" settings, resolved by
+    :func:`cyclegan.recipes.resolve_config` (over ``base``, a saved run's config, or over the reference's
+    defaults with ``preset``'s values and the recipe's own defaults)."""
+    return resolve_config(flags_from_args(args), preset=preset, base=base)
 
-    config = base or preset_config(preset)
+
+def flags_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The config options the command line gave, as "section.field" → value (a switch left off is not
+    given: a preset's or a saved run's value stands)."""
     given = vars(args)
-    sections = TrainConfig.sections()
-    updates: dict[str, dict[str, Any]] = {s: {} for s in sections}
-    for section, klass in sections.items():
+    flags: dict[str, Any] = {}
+    for section, klass in TrainConfig.sections().items():
         for f in dataclasses.fields(klass):
-            # A switch left off reads as its default: it was not given (a preset's value stands).
             if f.name in given and not (isinstance(f.default, bool) and given[f.name] == f.default):
-                updates[section][f.name] = given[f.name]
+                flags[f"{section}.{f.name}"] = given[f.name]
     if given.get("dropout"):
-        updates["model"]["no_dropout"] = False
-    latest = updates["runtime"].pop("save_latest_freq", None)
+        flags["model.no_dropout"] = False
+    latest = flags.pop("runtime.save_latest_freq", None)
     if latest is not None:
         if latest.strip()[-1:].lower() in ("s", "m", "h"):
-            updates["runtime"]["checkpoint_every"] = parse_duration(latest)
-            updates["runtime"]["save_latest_freq"] = 0
+            flags["runtime.checkpoint_every"] = parse_duration(latest)
+            flags["runtime.save_latest_freq"] = 0
         else:
-            updates["runtime"]["save_latest_freq"] = int(latest)
-    every = updates["runtime"].get("checkpoint_every")
-    if isinstance(every, str):
-        updates["runtime"]["checkpoint_every"] = parse_duration(every)
+            flags["runtime.save_latest_freq"] = int(latest)
+    if isinstance(flags.get("runtime.checkpoint_every"), str):
+        flags["runtime.checkpoint_every"] = parse_duration(flags["runtime.checkpoint_every"])
     gpu_ids = given.get("gpu_ids")
-    if gpu_ids is not None and "device" not in updates["runtime"]:
+    if gpu_ids is not None and "runtime.device" not in flags:
         first = gpu_ids.split(",")[0].strip()
-        updates["runtime"]["device"] = "cpu" if first in ("-1", "") else f"cuda:{first}"
-    config = TrainConfig(**{s: dataclasses.replace(getattr(config, s), **updates[s]) for s in sections})
-    if base is None:
-        flags = {f"{s}.{name}" for s, values in updates.items() for name in values}
-        config = recipe_preset(recipe_defaults(config, given=flags | preset_keys(preset)), preset, flags)
-    return config
+        flags["runtime.device"] = "cpu" if first in ("-1", "") else f"cuda:{first}"
+    return flags
 
 
 # --- train --------------------------------------------------------------------------------------
@@ -176,18 +169,9 @@ def add_train_parser(subparsers) -> None:
 
 
 def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The reference's defaults, a preset's overrides, then the flags given; a preset's run bounded by
-    ``max_iters`` gets epoch counts that decay the learning rate over its second half."""
-    config = config_from_args(args, preset=getattr(args, "preset", None))
-    given = vars(args)
-    if (getattr(args, "preset", None) and config.optim.max_iters and config.data.dataroot
-            and "n_epochs" not in given and "n_epochs_decay" not in given):
-        from cyclegan.data import create_dataset
-
-        images = len(create_dataset(config.data, seed=config.runtime.seed or 0))  # an epoch's images
-        config = dataclasses.replace(config, optim=fit_epochs_to_iterations(config.optim, images,
-                                                                             config.data.batch_size))
-    return config
+    """The reference's defaults, a preset's overrides, then the flags given (a preset's run bounded by
+    ``max_iters`` has the trainer fit its epochs so that the learning rate decays over its second half)."""
+    return config_from_args(args, preset=getattr(args, "preset", None))
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -222,29 +206,34 @@ def run_train(args: argparse.Namespace) -> int:
 
 def add_test_parser(subparsers) -> None:
     parser = subparsers.add_parser("test", help="translate a folder with a trained run (or reference weights)")
-    parser.add_argument("--dataroot", required=True)
-    parser.add_argument("--name", required=True)
-    parser.add_argument("--checkpoints_dir", default="./checkpoints")
-    parser.add_argument("--results_dir", default="./results")
+    parser.add_argument("--dataroot", required=True, help="the data set: <dataroot>/testA, testB (or test/ of A|B files)")
+    parser.add_argument("--name", required=True, help="the run (or a folder of reference weights) to translate with")
+    parser.add_argument("--checkpoints_dir", default="./checkpoints", help="where --name's run folder is")
+    parser.add_argument("--results_dir", default="./results",
+                        help="the images and page go to <results_dir>/<name>/<phase>_<epoch>/")
     parser.add_argument("--dataset_mode", default=None,
                         help="unaligned (cycle_gan) | aligned (pix2pix: <dataroot>/<phase>/ of A|B files) | single")
-    parser.add_argument("--phase", default="test")
-    parser.add_argument("--epoch", default="latest")
+    parser.add_argument("--phase", default="test", help="which folders to translate: <phase>A / <phase>B, or <phase>/")
+    parser.add_argument("--epoch", default="latest", help="which checkpoint: latest, best, or an epoch number")
     parser.add_argument("--num_test", type=int, default=None, help="translate at most this many images per folder")
-    parser.add_argument("--direction", default=None, choices=("AtoB", "BtoA"))
+    parser.add_argument("--direction", default=None, choices=("AtoB", "BtoA"),
+                        help="which half of an A|B file is the input (default: the run's)")
     parser.add_argument("--eval", action="store_true",
                         help="eval mode (running batch-norm statistics, no dropout); without it networks run in train "
                              "mode as in the reference's test.py (no difference for instance norm without dropout)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the dropout masks of train-mode testing")
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--device", default="auto", help=HELP["device"])
     parser.add_argument("--preprocess", default="none", help="none (default): keep each image's own size")
-    parser.add_argument("--load_size", type=int, default=256)
-    parser.add_argument("--crop_size", type=int, default=256)
+    parser.add_argument("--load_size", type=int, default=256, help="with --preprocess: scale images to this size")
+    parser.add_argument("--crop_size", type=int, default=256, help="with --preprocess: then crop to this size")
     add_bare_weights_flags(parser)
-    parser.add_argument("--no_flip", action="store_true")
-    parser.add_argument("--serial_batches", action="store_true")
-    parser.add_argument("--batch_size", type=int, default=1)
-    parser.add_argument("--num_threads", type=int, default=0)
+    parser.add_argument("--no_flip", action="store_true",
+                        help="accepted for the reference's command lines (test never flips)")
+    parser.add_argument("--serial_batches", action="store_true",
+                        help="accepted for the reference's command lines (test reads the images in order)")
+    parser.add_argument("--batch_size", type=int, default=1, help="images of the same size translated together")
+    parser.add_argument("--num_threads", type=int, default=0,
+                        help="accepted for the reference's command lines (test reads in the main process)")
     parser.add_argument("--format", choices=("table", "json"), default="table", help="how to print the scores")
     parser.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
                         help="onnxruntime: the generators exported once to ONNX beside the checkpoint")
@@ -422,8 +411,8 @@ def add_demo_parser(subparsers) -> None:
     parser.add_argument("--out", default="./demo", help="folder for the data set, run and results")
     parser.add_argument("--iters", type=int, default=None,
                         help="training iterations (default: the quick preset's max_iters)")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", help=HELP["device"])
+    parser.add_argument("--seed", type=int, default=0, help="seeds the synthetic set and the training run")
     parser.add_argument("--precision", default=None, help="auto (default) | fp32 | bf16")
     parser.add_argument("--model", default="cycle_gan", choices=MODELS.names(),
                         help="cycle_gan (unpaired), pix2pix (the paired version of the same set) or cut (CUT, "
@@ -460,8 +449,8 @@ def add_eval_parser(subparsers) -> None:
     parser.add_argument("--fake_label", default=None, help="which results to score: fake_B (default) | fake_A | fake")
     parser.add_argument("--inception_weights", default=None,
                         help="FID/KID Inception-v3 weights (default: the cache `cyclegan download inception` fills)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--format", choices=("table", "json"), default="table")
+    parser.add_argument("--device", default="cpu", help="where the LPIPS and Inception networks run: cpu | cuda")
+    parser.add_argument("--format", choices=("table", "json"), default="table", help="how to print the scores")
     baselines = parser.add_argument_group(
         "trivial baselines (doing nothing, constant image, colour transfer, histogram matching), scored on the "
         "same images when the inputs are known")
@@ -506,21 +495,24 @@ def add_download_parser(subparsers) -> None:
     kinds = parser.add_subparsers(dest="download_command", required=True)
     dataset = kinds.add_parser("dataset", help="a CycleGAN data set into <root>/<name>/trainA ..., or a pix2pix "
                                                   "one into <root>/<name>/train ... (A|B pairs)")
-    dataset.add_argument("name", choices=sorted(set(DATASETS) | set(PIX2PIX_DATASETS)))
-    dataset.add_argument("--root", default="./datasets")
+    dataset.add_argument("name", choices=sorted(set(DATASETS) | set(PIX2PIX_DATASETS)),
+                         help="the data set, by the reference's name")
+    dataset.add_argument("--root", default="./datasets", help="the data set goes to <root>/<name>/")
     dataset.add_argument("--paired", action="store_true",
                          help="the pix2pix (A|B) version of facades, cityscapes or maps; the pix2pix-only sets "
                               "(edges2shoes, edges2handbags, night2day) are always paired")
     pretrained = kinds.add_parser("pretrained", help="a published generator into <checkpoints_dir>/<name>_pretrained "
                                                         "(CycleGAN's, pix2pix's, or CUT's *_cut / *_fastcut)")
-    pretrained.add_argument("name", choices=PRETRAINED_NAMES)
-    pretrained.add_argument("--checkpoints_dir", default="./checkpoints")
+    pretrained.add_argument("name", choices=PRETRAINED_NAMES, help="the model, by its publisher's name")
+    pretrained.add_argument("--checkpoints_dir", default="./checkpoints",
+                            help="the generator goes to <checkpoints_dir>/<name>_pretrained/latest_net_G.pth")
     pretrained.add_argument("--paired", action="store_true",
                             help="pix2pix's generator of sat2map, map2sat or facades_label2photo (without it: "
                                  "CycleGAN's); edges2shoes and day2night are always pix2pix's")
     inception = kinds.add_parser("inception", help="the Inception-v3 weights `cyclegan eval --metrics fid` reads")
     inception.add_argument("--cache", default=None, help="cache folder (default: $CYCLEGAN_CACHE or ~/.cache/cyclegan)")
-    inception.add_argument("--url", default=None)
+    inception.add_argument("--url", default=None, help="another place to fetch the weights from (default: "
+                                                        "torch-fidelity's release)")
     for sub in (dataset, pretrained, inception):
         sub.add_argument("--sha256", default=None, help="expected checksum (full or a prefix of ≥ 8 hex digits)")
     for sub in (dataset, pretrained):
@@ -560,8 +552,8 @@ def run_download(args: argparse.Namespace) -> int:
 
 def add_report_parser(subparsers) -> None:
     parser = subparsers.add_parser("report", help="one static HTML page: scores, loss curves, samples of a run")
-    parser.add_argument("--name", required=True)
-    parser.add_argument("--checkpoints_dir", default="./checkpoints")
+    parser.add_argument("--name", required=True, help="the run")
+    parser.add_argument("--checkpoints_dir", default="./checkpoints", help="where --name's run folder is")
     parser.add_argument("--results_dir", default=None, help="a `cyclegan test` results folder to include")
     parser.add_argument("--out", default=None, help="the page (default: <run>/report.html)")
     parser.set_defaults(handler=run_report)
@@ -589,16 +581,16 @@ def add_inspect_parser(subparsers) -> None:
 
 def add_export_parser(subparsers) -> None:
     parser = subparsers.add_parser("export", help="write a run's networks for other tools")
-    parser.add_argument("--name", required=True)
-    parser.add_argument("--checkpoints_dir", default="./checkpoints")
-    parser.add_argument("--epoch", default="latest")
+    parser.add_argument("--name", required=True, help="the run to export")
+    parser.add_argument("--checkpoints_dir", default="./checkpoints", help="where --name's run folder is")
+    parser.add_argument("--epoch", default="latest", help="which checkpoint: latest, best, or an epoch number")
     parser.add_argument("--format", choices=("reference", "onnx", "torch_export"), default="reference",
                         help="reference: <epoch>_net_G_A.pth ... for the reference's test.py; onnx / torch_export (.pt2): "
                              "the generators, with a parity check against PyTorch")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--height", type=int, default=256, help="example input height (sizes stay dynamic)")
-    parser.add_argument("--width", type=int, default=256)
-    parser.add_argument("--opset", type=int, default=18)
+    parser.add_argument("--width", type=int, default=256, help="example input width (sizes stay dynamic)")
+    parser.add_argument("--opset", type=int, default=18, help="ONNX opset (18 or later)")
     parser.add_argument("--quantize", choices=("none", "int8"), default="none",
                         help="int8 (with --format onnx): also write <name>.int8.onnx, statically quantised and "
                              "calibrated on the run's training crops; fast on AVX2 CPUs (prints its PSNR vs fp32)")
@@ -627,15 +619,16 @@ def add_data_parser(subparsers) -> None:
     synthetic = data_sub.add_parser("synthetic", help="write a synthetic unpaired data set with known true translations",
                                     epilog="tasks:\n" + describe_tasks(),
                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    synthetic.add_argument("out")
+    synthetic.add_argument("out", help="the data set's folder")
     synthetic.add_argument("--task", default=DEFAULT_TASK, choices=SYNTHETIC_TASKS.names(), metavar="NAME",
                            help=f"which mapping B is drawn under (default: {DEFAULT_TASK}, the built-in set); one of "
                                 f"{', '.join(SYNTHETIC_TASKS.names())} (listed below; cyclegan.data.synthetic_tasks)")
     synthetic.add_argument("--n", type=int, default=SYNTHETIC_DEFAULTS["n"], help="training images per domain")
     synthetic.add_argument("--n_test", type=int, default=SYNTHETIC_DEFAULTS["n_test"], help="test images per domain")
-    synthetic.add_argument("--size", type=int, default=SYNTHETIC_DEFAULTS["size"])
-    synthetic.add_argument("--seed", type=int, default=SYNTHETIC_DEFAULTS["seed"])
-    synthetic.add_argument("--overwrite", action="store_true")
+    synthetic.add_argument("--size", type=int, default=SYNTHETIC_DEFAULTS["size"], help="image side in pixels")
+    synthetic.add_argument("--seed", type=int, default=SYNTHETIC_DEFAULTS["seed"],
+                           help="the set is a pure function of the seed")
+    synthetic.add_argument("--overwrite", action="store_true", help="replace a data set already in OUT")
     synthetic.add_argument("--paired", action="store_true",
                            help="pix2pix data: train/ val/ test/ of A|B files, B the true translation of A")
     synthetic.set_defaults(handler=run_data_synthetic)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cyclegan.config import TrainConfig, fit_epochs_to_iterations, preset_config
+from cyclegan.config import TrainConfig, preset_config
 from cyclegan.data.datasets import DATASETS
 from cyclegan.data.paired import write_synthetic_for_layout
 from cyclegan.inference.test_run import run_test
@@ -51,7 +51,7 @@ def demo_config(dataroot: Path, checkpoints_dir: Path, iters: int | None, device
     config = dataclasses.replace(
         config,
         data=dataclasses.replace(config.data, dataroot=str(dataroot)),
-        optim=fit_epochs_to_iterations(optim, DEMO_DATA["n"], config.data.batch_size),
+        optim=optim,
         runtime=dataclasses.replace(
             config.runtime, name=f"synthetic_{model.replace('_', '')}", checkpoints_dir=str(checkpoints_dir),
             device=device, seed=seed, print_freq=100, display_freq=200, save_latest_freq=500,

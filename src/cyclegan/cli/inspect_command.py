@@ -20,14 +20,15 @@ def add_inspect_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--height", type=int, default=None, help="input height (overrides --size)")
     parser.add_argument("--width", type=int, default=None, help="input width (overrides --size)")
     parser.add_argument("--batch_size", type=int, default=1, help="N of the traced input (MACs are per image)")
-    parser.add_argument("--format", choices=("table", "json"), default="table")
-    parser.add_argument("--input_nc", type=int, default=3)
-    parser.add_argument("--output_nc", type=int, default=3)
-    parser.add_argument("--ngf", type=int, default=64)
-    parser.add_argument("--ndf", type=int, default=64)
+    parser.add_argument("--format", choices=("table", "json"), default="table", help="how to print the report")
+    parser.add_argument("--input_nc", type=int, default=3, help="input channels")
+    parser.add_argument("--output_nc", type=int, default=3, help="output channels (generators)")
+    parser.add_argument("--ngf", type=int, default=64, help="generator filters in the last convolution")
+    parser.add_argument("--ndf", type=int, default=64, help="discriminator filters in the first convolution")
     parser.add_argument("--n_layers_D", type=int, default=3, help="only used with --netD n_layers")
-    parser.add_argument("--norm", choices=NORM_LAYERS.names(), default="instance")
-    parser.add_argument("--padding_type", choices=list(PADDING_LAYERS), default="reflect")
+    parser.add_argument("--norm", choices=NORM_LAYERS.names(), default="instance", help="the networks' norm layers")
+    parser.add_argument("--padding_type", choices=list(PADDING_LAYERS), default="reflect",
+                        help="padding of the ResNet generator's blocks")
     # CycleGAN's default is no dropout (as in training); --dropout adds the layers (names shift).
     parser.add_argument("--no_dropout", dest="no_dropout", action="store_true", default=True,
                         help="no dropout in the generator (the CycleGAN default)")

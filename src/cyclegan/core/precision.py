@@ -3,9 +3,9 @@
 ``fp32`` runs as is; ``bf16`` autocasts (no scaler needed: bf16 has fp32's exponent range);
 ``fp16`` autocasts and scales the loss with a GradScaler (CUDA only, where fp16 pays off).
 ``auto`` (the default) picks bf16 where the hardware computes it natively — GPUs that support it,
-CPUs with AVX-512 BF16 or AMX, where our training iteration ran 1.24× faster in bf16 than in fp32
-at 64 px (ngf 32) and a generator's forward + backward 1.9× at 256 px (ngf 64) — and fp32
-elsewhere, where bf16 is emulated and slower.
+CPUs with AVX-512 BF16 or AMX, where our training iteration and a generator's forward + backward
+run faster in bf16 than in fp32 (``benchmarks/README.md``) — and fp32 elsewhere, where bf16 is
+emulated and slower.
 """
 
 from __future__ import annotations

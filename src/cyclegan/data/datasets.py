@@ -89,7 +89,7 @@ class BaseDataset(Dataset):
 
     def _seed_torch(self, epoch: int, index: int, stream: str) -> None:
         # The CPU generator alone: the transforms draw from it, and torch.manual_seed would also queue a
-        # lazy CUDA seeding with a captured stack trace, ~100x the cost, for every image.
+        # lazy CUDA seeding with a captured stack trace, far costlier, for every image (benchmarks/README.md).
         torch.random.default_generator.manual_seed(item_seed(self.seed, epoch, index, stream))
 
     def __getitem__(self, index: Any) -> dict[str, Any]:

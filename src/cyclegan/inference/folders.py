@@ -74,8 +74,8 @@ def translate_folder(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     real_label, fake_label, rec_label = labels
-    # bf16 autocast: 1.7× the images/s of fp32 for resnet_9blocks at 256 px on an AVX-512 BF16 CPU,
-    # at most 0.07 apart in [-1, 1] units (benchmarks/inference.py); fp32 by default for exact output.
+    # bf16 autocast: more images/s than fp32 on CPUs with native bf16, at a small cost in accuracy
+    # (benchmarks/inference.py, benchmarks/README.md); fp32 by default for exact output.
     autocast = Precision(precision, torch.device(device)).autocast
 
     def run(batch: list[tuple[str, torch.Tensor]]) -> Iterator[Translation]:

@@ -25,7 +25,6 @@ out of the recipe, as Lightning's ``training_step`` + ``configure_optimizers`` d
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -182,7 +181,8 @@ class TrainingRecipe(nn.Module):
         """Adam over the networks' parameters with the run's ``lr`` and betas (``self.lr`` / ``self.betas``).
 
         The fused kernel updates each parameter in one pass (CPU and CUDA); the per-op loop it
-        replaces took 16 % of a 64 px bf16 step on CPU. Same update rule, same state keys.
+        replaces took a sizeable share of a small bf16 step on CPU (``benchmarks/README.md``). Same
+        update rule, same state keys.
         """
         return torch.optim.Adam([p for net in nets for p in net.parameters()], lr=self.lr, betas=self.betas,
                                 fused=True)
@@ -209,8 +209,8 @@ class TrainingRecipe(nn.Module):
         """D's (real term, fake term, their mean plus any gradient penalty).
 
         ``batch_calls``: one call of batch 2n instead of two of n, the same scores when images are
-        normalised each on its own (instance norm, none). Small maps use the CPU poorly: at 64 px the
-        7×7-map layer took 961 µs for two images against 761 µs for one (bf16); the step ran ~5 % faster.
+        normalised each on its own (instance norm, none). Small maps use the CPU poorly: one call on
+        two images costs little more than a call on one, so the step runs faster (``benchmarks/README.md``).
         """
         if batch_calls:
             pred_real, pred_fake = net(torch.cat([real, fake])).split(real.shape[0])
@@ -274,33 +274,6 @@ class TrainingRecipe(nn.Module):
 
 
 MODELS: Registry[type[TrainingRecipe]] = Registry("model")
-
-
-def recipe_defaults(config: TrainConfig, given: set[str] = frozenset()) -> TrainConfig:  # type: ignore[assignment]
-    """``config`` with its recipe's ``defaults`` applied, except to the "section.field" keys in ``given``.
-
-    The reference's ``modify_commandline_options``: ``--model pix2pix`` means batch norm, a U-Net,
-    aligned data ... unless the command line says otherwise.
-    """
-    return _apply_settings(config, MODELS.get(config.model.model).defaults_for(config), given)
-
-
-def recipe_preset(config: TrainConfig, preset: str | None, flags: set[str] = frozenset()) -> TrainConfig:  # type: ignore[assignment]
-    """``config`` with what ``preset`` sets for its recipe (``preset_defaults``), except to the keys in
-    ``flags`` (the options given explicitly); these override the preset's shared settings."""
-    values = MODELS.get(config.model.model).preset_defaults_for(config, preset) if preset else {}
-    return _apply_settings(config, values, flags)
-
-
-def _apply_settings(config: TrainConfig, values: Mapping[str, Any], skip: set[str]) -> TrainConfig:
-    updates: dict[str, dict[str, Any]] = {}
-    for key, value in values.items():
-        if key not in skip:
-            section, name = key.split(".")
-            updates.setdefault(section, {})[name] = value
-    return dataclasses.replace(
-        config, **{section: dataclasses.replace(getattr(config, section), **values) for section, values in updates.items()}
-    )
 
 
 def set_requires_grad(nets: list[nn.Module], requires_grad: bool) -> None:

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.utils.data import default_collate
 
-from cyclegan.config import CONFIG_FILENAME, TrainConfig
+from cyclegan.config import CONFIG_FILENAME, TrainConfig, fit_epochs_to_iterations
 from cyclegan.core.checkpoint import (
     CHECKPOINT_SUFFIX,
     CheckpointError,
@@ -193,6 +193,11 @@ class Trainer:
         self.model = create_model(config, is_train=True)
         check_crop_size(config, self.model.size_multiple)
         self.dataset = create_dataset(config.data, seed=self.seed)
+        if config.optim.schedule_over_max_iters and config.optim.max_iters:
+            # A run bounded by max_iters (the presets): epochs from the data set's size, so the learning
+            # rate decays over the second half of the run.
+            optim = fit_epochs_to_iterations(config.optim, len(self.dataset), config.data.batch_size)
+            config = self.config = dataclasses.replace(config, optim=optim)
         skipped = self.dataset.skipped_non_images + self.dataset.skipped_bad
         if skipped:
             log.warning("skipped %d non-image file(s) and %d unreadable image(s) in %s",

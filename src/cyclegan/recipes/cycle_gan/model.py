@@ -57,8 +57,8 @@ class GeneratorPair(nn.Module):
         """The same images from fewer, larger generator calls (3 instead of 4–6).
 
         Every call whose input is already known goes into one batch: G_B sees real_B and fake_B
-        (and real_A for the identity term) at once. Small convolutions use the CPU poorly, and a
-        batch of 2–3 was measured 1.3–1.5× faster per image in bf16 at 64 px. Only valid when each
+        (and real_A for the identity term) at once. Small convolutions use the CPU poorly: fewer,
+        larger calls are faster per image at small sizes (``benchmarks/README.md``). Only valid when each
         image is normalised on its own (instance norm or none): batch norm would mix the images'
         statistics, so the model enables this for those norms alone.
         """
