@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
+from cyclegan.cli import bare_weights_config, build_parser, config_from_args
 from cyclegan.core.checkpoint import CheckpointError
 from cyclegan.networks import (
     DISCRIMINATORS,
@@ -21,6 +23,7 @@ from cyclegan.networks import (
 )
 from cyclegan.networks.antialias import Downsample, Upsample
 from cyclegan.networks.layers import get_norm_layer
+from cyclegan.recipes.cut.model import cut_config
 from cyclegan.recipes.cut.networks import (
     FEATURE_PROJECTORS,
     PatchSampleF,
@@ -34,18 +37,40 @@ from cyclegan.recipes.cut.objective import (
     build_discriminator,
     build_feature_projector,
     build_generator,
-    cut_config_from_flags,
     cut_discriminator_loss,
     cut_forward,
     cut_generator_losses,
     draw_flip,
     initialize_feature_projector,
-    load_cut_generator,
     nce_loss,
 )
-from cyclegan.recipes.cut.patchnce import multilayer_patch_nce, patch_nce_loss
+from cyclegan.recipes.cut.patchnce import patch_nce_loss
+from cyclegan.recipes.loading import load_generators
 
 CUT_FIXTURES = sorted((Path(__file__).parent / "fixtures" / "cut").glob("*.pt"))
+
+
+def multilayer_patch_nce(
+    queries: Sequence[torch.Tensor],
+    keys: Sequence[torch.Tensor],
+    batch_size: int,
+    temperature: float = 0.07,
+    include_all_negatives_from_minibatch: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """PatchNCE over the ``nce_layers`` as CUT's ``calculate_NCE_loss`` computes it with λ_NCE = 1, for the
+    parity checks: (mean loss per layer, shape (L,); their mean over layers).
+
+    CUT's ``calculate_NCE_loss`` with λ_NCE = 1: apply λ_NCE to the result.
+    """
+    if len(queries) != len(keys) or not queries:
+        raise ValueError(f"need one key per query layer, got {len(queries)} queries and {len(keys)} keys")
+    per_layer = torch.stack(
+        [
+            patch_nce_loss(q, k, batch_size, temperature, include_all_negatives_from_minibatch).mean()
+            for q, k in zip(queries, keys, strict=True)
+        ]
+    )
+    return per_layer, per_layer.mean()
 
 
 def close(ours: torch.Tensor, reference: torch.Tensor) -> bool:
@@ -125,35 +150,45 @@ def test_every_tensor_matches_cut(path):
         assert close(per_layer_ours, fixture["nce_per_layer"])
 
 
+def cut_flags(*argv: str):
+    """The architecture CUT's own test flags describe, as `cyclegan translate / test --model cut` read them."""
+    return bare_weights_config(build_parser().parse_args(["translate", "x", "--out", "o", "--name", "n", *argv]))
+
+
+def load_cut_file(checkpoint: Path, flags) -> nn.Module:
+    """A bare `latest_net_G.pth` of CUT's, through the same loader every door uses."""
+    return load_generators(checkpoint.parent, "latest", names=("G",), flags=flags).nets["G"]
+
+
 @pytest.mark.parametrize("path", CUT_FIXTURES, ids=lambda p: p.stem)
 def test_cut_checkpoint_file_translates_like_cut(path, tmp_path):
     """CUT's `latest_net_G.pth` (plain, and with the `module.` prefix of a CPU run), from CUT's test flags."""
     fixture = torch.load(path, weights_only=True)
     flags = fixture["config"]
-    argv = ["--dataroot", "x", "--name", "n", "--model", "cut", "--netG", flags["netG"], "--ngf", str(flags["ngf"])]
+    argv = ["--model", "cut", "--netG", flags["netG"], "--ngf", str(flags["ngf"])]
     if flags["no_antialias"]:
         argv += ["--no_antialias", "--no_antialias_up"]
-    config = cut_config_from_flags(argv)
+    config = cut_flags(*argv)
     for name, state in (("plain", fixture["G"]), ("cpu_run", {f"module.{k}": v for k, v in fixture["G"].items()})):
         checkpoint = tmp_path / name / "latest_net_G.pth"
         checkpoint.parent.mkdir()
         torch.save(state, checkpoint)
-        generator = load_cut_generator(checkpoint, config)
+        generator = load_cut_file(checkpoint, config)
         assert not generator.training
         with torch.no_grad():
             assert close(generator(fixture["x"]), fixture["G_x"])
 
 
 def test_cut_checkpoint_with_wrong_antialias_flags_names_the_flag(tmp_path):
-    config = CUTConfig(netG="resnet_6blocks", ngf=4)
+    config = cut_flags("--model", "cut", "--netG", "resnet_6blocks", "--ngf", "4")
+    wrong = cut_flags("--model", "cut", "--netG", "resnet_6blocks", "--ngf", "4", "--no_antialias", "--no_antialias_up")
     checkpoint = tmp_path / "latest_net_G.pth"
-    torch.save(build_generator(config).state_dict(), checkpoint)
-    wrong = CUTConfig(netG="resnet_6blocks", ngf=4, no_antialias=True, no_antialias_up=True)
+    torch.save(build_generator(cut_config(config)).state_dict(), checkpoint)
     with pytest.raises(ValueError, match=r"latest_net_G.pth(.|\n)*drop --no_antialias"):
-        load_cut_generator(checkpoint, wrong)
-    torch.save(build_generator(wrong).state_dict(), checkpoint)
+        load_cut_file(checkpoint, wrong)
+    torch.save(build_generator(cut_config(wrong)).state_dict(), checkpoint)
     with pytest.raises(ValueError, match="add --no_antialias --no_antialias_up"):
-        load_cut_generator(checkpoint, config)
+        load_cut_file(checkpoint, config)
 
 
 def test_cut_checkpoint_carrying_code_is_refused(tmp_path):
@@ -161,7 +196,7 @@ def test_cut_checkpoint_carrying_code_is_refused(tmp_path):
     torch.save({"state": build_generator(CUTConfig(netG="resnet_6blocks", ngf=4)).state_dict(), "fn": math.sqrt},
                checkpoint)
     with pytest.raises(CheckpointError, match="refused"):
-        load_cut_generator(checkpoint, CUTConfig(netG="resnet_6blocks", ngf=4))
+        load_cut_file(checkpoint, cut_flags("--model", "cut", "--netG", "resnet_6blocks", "--ngf", "4"))
 
 
 # --- the layers and networks ------------------------------------------------------------------
@@ -347,10 +382,15 @@ def test_cut_and_fastcut_defaults_and_explicit_flags_win():
     assert (cut.netF, cut.netF_nc, cut.nce_T, cut.num_patches, cut.nce_layers) == ("mlp_sample", 256, 0.07, 256, [0, 4, 8, 12, 16])
     assert (cut.normG, cut.normD, cut.init_type, cut.pool_size, cut.gan_mode, cut.lambda_GAN) == (
         "instance", "instance", "xavier", 0, "lsgan", 1.0)
-    fast = cut_config_from_flags(["--CUT_mode", "FastCUT"])
+    parser = build_parser()
+
+    def from_train_flags(*argv: str) -> CUTConfig:
+        return cut_config(config_from_args(parser.parse_args(["train", "--dataroot", "d", "--model", "cut", *argv])))
+
+    fast = from_train_flags("--CUT_mode", "FastCUT")
     assert (fast.lambda_NCE, fast.nce_idt, fast.flip_equivariance, fast.n_epochs, fast.n_epochs_decay) == (10.0, False, True, 150, 50)
-    mixed = cut_config_from_flags(["--CUT_mode", "fastcut", "--nce_idt", "--lambda_NCE", "2", "--flip_equivariance", "false",
-                                   "--nce_layers", "16,0,4", "--no_antialias"])
+    mixed = from_train_flags("--CUT_mode", "fastcut", "--nce_idt", "--lambda_NCE", "2", "--flip_equivariance", "false",
+                             "--nce_layers", "16,0,4", "--no_antialias")
     assert (mixed.nce_idt, mixed.lambda_NCE, mixed.flip_equivariance, mixed.nce_layers, mixed.no_antialias) == (
         True, 2.0, False, [0, 4, 16], True)
     with pytest.raises(ValueError, match="CUT or FastCUT"):

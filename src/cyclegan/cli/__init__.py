@@ -44,7 +44,6 @@ from cyclegan.inference.tiling import STATS_MODES
 from cyclegan.inference.translator import Translator
 from cyclegan.recipes import MODELS, recipe_defaults, resolve_config
 from cyclegan.recipes.cut.config import CUTOptions
-from cyclegan.recipes.cut.objective import str2bool
 
 log = logging.getLogger("cyclegan")
 
@@ -57,6 +56,15 @@ IGNORED_REFERENCE_FLAGS = {
     "--suffix": str, "--aspect_ratio": float,
 }
 
+
+
+def str2bool(value: str) -> bool:
+    """Boolean flags that take an optional value, as CUT's do: ``--nce_idt``, ``--nce_idt false`` ..."""
+    if value.lower() in ("yes", "true", "t", "y", "1"):
+        return True
+    if value.lower() in ("no", "false", "f", "n", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"a boolean is expected (true / false), got {value!r}")
 
 
 def add_dataclass_flags(parser: argparse.ArgumentParser, klass: type, skip: tuple[str, ...] = ()) -> None:

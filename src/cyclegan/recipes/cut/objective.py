@@ -13,19 +13,14 @@ The loss terms carry CUT's weights as CUT logs them (``G_GAN`` includes λ_GAN, 
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
-from pathlib import Path
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from cyclegan.core.checkpoint import load_reference_weights
 from cyclegan.losses import gan_loss
-from cyclegan.networks import load_reference_state_dict
-from cyclegan.networks.compat import strip_module_prefix
 from cyclegan.recipes.cut.config import CUTOptions
 from cyclegan.recipes.cut.networks import define_cut_D, define_cut_G, define_F
 from cyclegan.recipes.cut.patchnce import patch_nce_loss
@@ -96,30 +91,6 @@ class CUTConfig(CUTOptions):
         return asdict(self)
 
 
-def str2bool(value: str) -> bool:
-    """CUT's boolean flags: ``--nce_idt``, ``--nce_idt false`` ..."""
-    if value.lower() in ("yes", "true", "t", "y", "1"):
-        return True
-    if value.lower() in ("no", "false", "f", "n", "0"):
-        return False
-    raise argparse.ArgumentTypeError(f"a boolean is expected (true / false), got {value!r}")
-
-
-def cut_config_from_flags(argv: Sequence[str]) -> CUTConfig:
-    """A CUTConfig from a CUT command line (``train.py`` / ``test.py`` flags); other flags are ignored.
-
-    One flag per CUTConfig field, spelled as CUT's; booleans take an optional true/false as CUT's do.
-    """
-    parser = argparse.ArgumentParser(add_help=False)
-    kinds = {"bool": str2bool, "float": float, "int": int}
-    for f in fields(CUTConfig):
-        kind = kinds.get(str(f.type).split(" |")[0], str)  # nce_layers: CUT's comma-separated string
-        nargs = {"nargs": "?", "const": True} if kind is str2bool else {}
-        parser.add_argument(f"--{f.name}", type=kind, default=argparse.SUPPRESS, **nargs)
-    namespace, _ = parser.parse_known_args(list(argv))
-    return CUTConfig(**vars(namespace))
-
-
 # --- networks and checkpoints ---------------------------------------------------------------
 
 
@@ -180,22 +151,6 @@ def antialias_hint(state: dict[str, torch.Tensor], config: CUTConfig) -> str:
     if not has_blur and not (config.no_antialias and config.no_antialias_up):
         return "the checkpoint has no anti-aliasing filters (*.filt): add --no_antialias --no_antialias_up"
     return "check --netG, --ngf, --normG, --no_dropout and --input_nc/--output_nc against the run's flags"
-
-
-def load_cut_generator(path: str | Path, config: CUTConfig) -> nn.Module:
-    """A generator saved by CUT (``latest_net_G.pth``), built from CUT's test flags, in eval mode.
-
-    Read with ``torch.load(weights_only=True)``; the ``module.`` prefix of checkpoints CUT writes
-    from a CPU run (which CUT's own test.py then fails to load) is removed. A mismatch names the
-    file, the differing keys and the flag that most likely explains it.
-    """
-    state = strip_module_prefix(load_reference_weights(path))
-    generator = build_generator(config)
-    try:
-        load_reference_state_dict(generator, state, source=str(path))
-    except ValueError as error:
-        raise ValueError(f"{error}\n  hint: {antialias_hint(state, config)}") from None
-    return generator.eval()
 
 
 # --- one training step's pieces ------------------------------------------------------------

@@ -9,8 +9,6 @@ negatives from the same image only; ``include_all_negatives_from_minibatch`` (CU
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 import torch.nn.functional as F
 
@@ -49,25 +47,3 @@ def patch_nce_loss(
     logits = torch.cat((positive, negatives), dim=1) / temperature
     targets = torch.zeros(num_patches, dtype=torch.long, device=query.device)  # the positive is column 0
     return F.cross_entropy(logits, targets, reduction="none")
-
-
-def multilayer_patch_nce(
-    queries: Sequence[torch.Tensor],
-    keys: Sequence[torch.Tensor],
-    batch_size: int,
-    temperature: float = 0.07,
-    include_all_negatives_from_minibatch: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """PatchNCE over the ``nce_layers``: (mean loss per layer, shape (L,); their mean over layers).
-
-    CUT's ``calculate_NCE_loss`` with λ_NCE = 1: apply λ_NCE to the result.
-    """
-    if len(queries) != len(keys) or not queries:
-        raise ValueError(f"need one key per query layer, got {len(queries)} queries and {len(keys)} keys")
-    per_layer = torch.stack(
-        [
-            patch_nce_loss(q, k, batch_size, temperature, include_all_negatives_from_minibatch).mean()
-            for q, k in zip(queries, keys, strict=True)
-        ]
-    )
-    return per_layer, per_layer.mean()
