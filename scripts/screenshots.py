@@ -95,7 +95,6 @@ def main(argv: list[str] | None = None) -> int:
     run, results = demo_run(args.demo)
     sample = sorted((results / "images").glob("*_real_A.png"))[0]
     args.out.mkdir(parents=True, exist_ok=True)
-    shots = {"training_page.png": None, "results_page.png": None, "web_page.png": None}
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
@@ -104,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             web_page(browser, run, sample, args.out / "web_page.png")
         finally:
             browser.close()
-    for name in shots:
+    for name in ("training_page.png", "results_page.png", "web_page.png"):
         path = args.out / name
         shrink(path)
         print(f"{path}: {path.stat().st_size / 1000:.0f} kB")

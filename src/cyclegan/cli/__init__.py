@@ -6,13 +6,6 @@ importable function (``train(config)``, ``run_test(...)``, ``evaluate_folders(..
 
 from __future__ import annotations
 
-import os
-
-# Before torch is imported (it reads this once): tensors of 2 MB and more on transparent huge pages,
-# so they take far fewer page faults (tiled translation of large photos spent a third of its time
-# there; benchmarks/README.md). A value the user set is kept.
-os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
-
 import argparse
 import dataclasses
 import logging

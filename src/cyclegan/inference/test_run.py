@@ -98,6 +98,8 @@ def run_test(
         raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
     if batch_size < 1:
         raise ValueError(f"--batch_size must be >= 1, got {batch_size}")
+    if model == "test" and dataset_mode not in (None, "single"):
+        raise ValueError("--model test translates one folder: use --dataset_mode single")
     torch_device = resolve_device(device)
     dataroot = Path(dataroot)
     run_dir = Path(checkpoints_dir) / name
@@ -106,10 +108,7 @@ def run_test(
     images_dir.mkdir(parents=True, exist_ok=True)
     # Train mode is the reference's default; ONNX graphs are exported in eval mode.
     mode_eval = eval_mode or backend != "torch"
-    calibration_dataroot = dataroot if any((dataroot / f"train{side}").is_dir() for side in "AB") else None
-
-    if model == "test" and dataset_mode not in (None, "single"):
-        raise ValueError("--model test translates one folder: use --dataset_mode single")
+    calibration_dataroot = dataroot if any((dataroot / folder).is_dir() for folder in ("trainA", "trainB", "train")) else None
     suffix_name = f"G{model_suffix}"  # --model test: the lone generator <epoch>_net_G<suffix>.pth
     loaded = load_backend_generators(run_dir, epoch, names=(suffix_name,) if model == "test" else None,
                                      backend=backend, flags=flags, device=torch_device, eval_mode=mode_eval,
@@ -124,51 +123,20 @@ def run_test(
             raise ValueError(f"{run_dir} holds a {config.model.model} run, not {model}: use --model "
                              f"{config.model.model} (or --model test for a lone generator)")
         recipe = MODELS.get(config.model.model)
-        mode = dataset_mode or config.data.dataset_mode
-        layout = DATASETS.get(mode).layout
+        layout = DATASETS.get(dataset_mode or config.data.dataset_mode).layout
         data = dataclasses.replace(config.data, direction=direction or config.data.direction)
         jobs = recipe_jobs(recipe, loaded.nets, dataclasses.replace(config, data=data), layout, dataroot, phase,
                            _test_preprocess(data, preprocess, load_size, crop_size))
 
-    data_cfg = _test_preprocess(loaded.config.data, preprocess, load_size, crop_size)
     if not mode_eval and any(getattr(job.forward, "training", False) for job in jobs):
         if batch_size > 1:
             log.info("networks run in train mode (the reference's default; --eval to change): one image at a time")
             batch_size = 1
         torch.manual_seed(seed)  # dropout masks: the same results on every run
-    count = 0
-    for job in jobs:
-        paths = folder_images(job.folder, num_test)
-        log.info("translating %d image(s) from %s", len(paths), job.folder)
-        for item in translate_folder(paths, job.forward, job.backward, job.channels, job.labels, torch_device,
-                                     data_cfg, batch_size=batch_size,
-                                     precision=precision if backend == "torch" else "fp32", read=job.read):
-            for label, tensor in item.images.items():
-                save_tensor_image(tensor, images_dir / f"{item.stem}_{label}.png")
-            count += 1
-
-    scores = None
-    if layout in ("aligned", "pictures") and recipe is not None:  # the truth is in each item: fake_B vs real_B
-        codec = recipe.image_codec(config, recipe.directions[0])
-        scores = evaluate_folders(images_dir, images_dir, fake_label="fake_B")
-        comparison = folder_baselines({r["name"] for r in scores["per_image"]}, images_dir, images_dir,
-                                      input_nc=codec.input_nc, output_nc=codec.image_nc, plain_sources=False)
-    elif recipe is not None:
-        ground_truth = dataroot / f"{phase}A_gt"
-        comparison = None
-        if ground_truth.is_dir() and (direction or "AtoB") == "AtoB" and recipe.directions[0].source == "A":
-            scores = evaluate_folders(images_dir, ground_truth, fake_label=recipe.directions[0].labels[1])
-            stems = {r["name"] for r in scores["per_image"]}
-            for stem in stems:  # the truth beside each fake_B on the page
-                truth = next(iter(sorted(ground_truth.glob(f"{glob.escape(stem)}.*"))), None)
-                if truth is not None:
-                    shutil.copyfile(truth, images_dir / f"{stem}_true_B{truth.suffix}")
-            comparison = dataset_baselines(dataroot, phase, "AtoB", loaded.config.data.input_nc,
-                                           loaded.config.data.output_nc, stems=stems)
+    count = run_jobs(jobs, images_dir, num_test, torch_device, _test_preprocess(config.data, preprocess, load_size,
+                     crop_size), batch_size, precision if backend == "torch" else "fp32")
+    scores = None if recipe is None else score_results(recipe, config, layout, images_dir, dataroot, phase, direction)
     if scores is not None:
-        if comparison is not None:
-            scores["baselines"] = comparison
-            scores.update(margins(scores, comparison["baselines"]))
         atomic_write(out_dir / "scores.json", to_json(scores) + "\n")  # `cyclegan report` reads it
     # The columns in the order the jobs write them, the truth beside each translation.
     order = [label for job in jobs for label in (*job.labels[:2], "true_B", *job.labels[2:])]
@@ -177,6 +145,48 @@ def run_test(
     page = write_results_page(out_dir, rows, title=title, scores=_page_scores(scores),
                               per_image_scores=scores["per_image"] if scores else None)
     return TestSummary(out_dir, images_dir, page, count, scores)
+
+
+def run_jobs(jobs: list[Job], images_dir: Path, num_test: int | None, device: torch.device,
+             data: DataConfig | None, batch_size: int, precision: str) -> int:
+    """Translate every job's folder into ``images_dir`` (``<stem>_<label>.png``); returns the item count."""
+    count = 0
+    for job in jobs:
+        paths = folder_images(job.folder, num_test)
+        log.info("translating %d image(s) from %s", len(paths), job.folder)
+        for item in translate_folder(paths, job.forward, job.backward, job.channels, job.labels, device, data,
+                                     batch_size=batch_size, precision=precision, read=job.read):
+            for label, tensor in item.images.items():
+                save_tensor_image(tensor, images_dir / f"{item.stem}_{label}.png")
+            count += 1
+    return count
+
+
+def score_results(recipe: type[TrainingRecipe], config: TrainConfig, layout: str, images_dir: Path,
+                  dataroot: Path, phase: str, direction: str | None) -> dict[str, Any] | None:
+    """PSNR / SSIM of the translations against the truth, beside the trivial baselines and the margin over
+    the best of them; None without a truth (unpaired data without ``<phase>A_gt``)."""
+    if layout in ("aligned", "pictures"):  # the truth is in each item: fake_B vs real_B
+        codec = recipe.image_codec(config, recipe.directions[0])
+        scores = evaluate_folders(images_dir, images_dir, fake_label="fake_B")
+        comparison = folder_baselines({r["name"] for r in scores["per_image"]}, images_dir, images_dir,
+                                      input_nc=codec.input_nc, output_nc=codec.image_nc, plain_sources=False)
+    else:
+        ground_truth = dataroot / f"{phase}A_gt"
+        if not (ground_truth.is_dir() and (direction or "AtoB") == "AtoB" and recipe.directions[0].source == "A"):
+            return None
+        scores = evaluate_folders(images_dir, ground_truth, fake_label=recipe.directions[0].labels[1])
+        stems = {r["name"] for r in scores["per_image"]}
+        for stem in stems:  # the truth beside each fake_B on the page
+            truth = next(iter(sorted(ground_truth.glob(f"{glob.escape(stem)}.*"))), None)
+            if truth is not None:
+                shutil.copyfile(truth, images_dir / f"{stem}_true_B{truth.suffix}")
+        comparison = dataset_baselines(dataroot, phase, "AtoB", config.data.input_nc, config.data.output_nc,
+                                       stems=stems)
+    if comparison is not None:
+        scores["baselines"] = comparison
+        scores.update(margins(scores, comparison["baselines"]))
+    return scores
 
 
 @dataclass
