@@ -18,11 +18,7 @@ import dataclasses
 import gc
 import logging
 import math
-import os
-import signal
-import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,111 +45,27 @@ from cyclegan.recipes import create_model
 from cyclegan.training.averaging import WeightAverage
 from cyclegan.training.distributed import DistributedContext, convert_sync_batchnorm
 from cyclegan.training.logs import RunLogger
+from cyclegan.training.placement import (
+    batch_to_device,
+    channels_last_weights,
+    check_crop_size,
+    compiled_channels_last_is_safe,
+)
+from cyclegan.training.records import (
+    ArchitectureMismatch,
+    Progress,
+    QuietLogger,
+    TrainingDiverged,
+    TrainResult,
+    interval_mean,
+)
 from cyclegan.training.schedulers import build_scheduler, is_plateau, step_scheduler
+from cyclegan.training.signals import stop_requests
 from cyclegan.training.validation import Validator, closing_verdict
 
 log = logging.getLogger("cyclegan.train")
 
 LATEST = "latest"
-
-
-@dataclass
-class Progress:
-    """Counters that say where a run is; saved in every checkpoint."""
-
-    epoch: int = 1
-    items_in_epoch: int = 0  # samples of the current epoch already trained on
-    total_iters: int = 0  # optimisation steps
-    images_seen: int = 0  # samples, as the reference's total_iters (which it counts in images)
-    nonfinite_skipped: int = 0
-    history: list[dict[str, float]] = field(default_factory=list)
-    validation: list[dict[str, float]] = field(default_factory=list)  # one record per validated epoch
-    best_score: float | None = None
-    # Each loss summed over the finite steps since the last --print_freq line, and their count:
-    # the log and the curves show the interval's mean, not one noisy step. Saved with the rest, so
-    # a resumed run prints the same numbers.
-    interval_sums: dict[str, float] = field(default_factory=dict)
-    interval_steps: int = 0
-
-
-def interval_mean(progress: Progress) -> dict[str, float]:
-    """The mean of each loss since the last printed line (empty when no step counted); resets."""
-    steps, sums = progress.interval_steps, progress.interval_sums
-    mean = {name: total / steps for name, total in sums.items()} if steps else {}
-    progress.interval_sums, progress.interval_steps = {}, 0
-    return mean
-
-
-@dataclass
-class TrainResult:
-    run_dir: Path
-    progress: Progress
-    stopped_by_signal: str | None
-    last_losses: dict[str, float]
-    checkpoint: Path | None
-
-
-class ArchitectureMismatch(ValueError):
-    pass
-
-
-class QuietLogger:
-    """The logger of ranks other than 0: they train, but write nothing."""
-
-    def __getattr__(self, name: str):
-        return lambda *args, **kwargs: None
-
-
-class TrainingDiverged(RuntimeError):
-    """Too many non-finite steps in a row; the last good weights were saved."""
-
-
-def check_crop_size(config: TrainConfig, multiple: int) -> None:
-    """A crop the generator cannot take fails here, before any data is read or weights built."""
-    data = config.data
-    if data.preprocess in ("resize_and_crop", "crop", "scale_width_and_crop") and data.crop_size % multiple:
-        lower, upper = data.crop_size // multiple * multiple, (data.crop_size // multiple + 1) * multiple
-        raise ValueError(
-            f"--crop_size {data.crop_size} is not a multiple of {multiple}, which --netG {config.model.netG} needs; "
-            f"use {lower or upper} or {upper}"
-        )
-
-
-def channels_last_weights(device: torch.device) -> bool:
-    """Whether ``--channels_last`` converts the weights too, or only the batches.
-
-    The weights too on CUDA (cuDNN's NHWC kernels). On a CPU only the batches: oneDNN takes NHWC
-    activations with plain weights, the fused Adam kernel copied channels-last weights every step
-    (measured slower), and with ``--compile`` torch 2.14's CPU inductor computed wrong gradients
-    for conv → InstanceNorm → conv with channels-last weights at batch 1 (off by more than their
-    size; tests/test_train.py checks ours against eager).
-    """
-    return device.type == "cuda"
-
-
-def compiled_channels_last_is_safe(device: torch.device) -> bool:
-    """Whether ``--compile`` may take channels-last batches on ``device``: not on a CPU.
-
-    torch 2.14's CPU inductor turned the first step's losses into NaN with channels-last batches on
-    AVX2 kernels (eager, and compiled with contiguous batches, were fine; tests/test_train.py compares
-    compiled against eager gradients), and a compiled bf16 step at batch 4 on AVX-512 ones aborted
-    with heap corruption (possibly a stale inductor cache; not isolated).
-    """
-    return device.type != "cpu"
-
-
-def batch_to_device(batch: dict[str, Any], config: TrainConfig, device: torch.device) -> dict[str, Any]:
-    """A loader batch on ``device`` (channels-last with ``--channels_last``), A and B swapped for BtoA."""
-    moved = {}
-    for key, value in batch.items():
-        if isinstance(value, torch.Tensor):
-            value = value.to(device, non_blocking=True)
-            if config.runtime.channels_last:
-                value = value.contiguous(memory_format=torch.channels_last)
-        moved[key] = value
-    if config.data.direction == "BtoA":  # the folders stay A / B; the roles swap (reference)
-        moved["A"], moved["B"] = moved["B"], moved["A"]
-    return moved
 
 
 class Trainer:
@@ -362,35 +274,14 @@ class Trainer:
 
     @contextlib.contextmanager
     def _signal_handlers(self):
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def request_stop(signum, frame):
-            name = signal.Signals(signum).name
-            if self.stop_signal is not None and signum == signal.SIGINT:
+        def request_stop(name: str) -> None:
+            if self.stop_signal is not None and name == "SIGINT":
                 raise KeyboardInterrupt  # a second Ctrl-C: stop now (checkpoints are atomic)
             self.stop_signal = name
             log.info("%s received: finishing the current step, then saving", name)
 
-        def terminal_closed(signum, frame):
-            # The SSH session is gone: writing to its terminal would fail (EIO) or block. Point
-            # stdout / stderr at /dev/null and keep training; the log files keep being written.
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, 1)
-            os.dup2(devnull, 2)
-            os.close(devnull)
-            log.info("SIGHUP: terminal closed, training continues; follow %s", self.run_dir / "loss_log.txt")
-
-        wanted = {signal.SIGINT: request_stop, signal.SIGTERM: request_stop}
-        if hasattr(signal, "SIGHUP"):
-            wanted[signal.SIGHUP] = terminal_closed
-        previous = {sig: signal.signal(sig, handler) for sig, handler in wanted.items()}
-        try:
+        with stop_requests(request_stop, self.run_dir / "loss_log.txt"):
             yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
 
     # --- the loop ---------------------------------------------------------------------------
 
