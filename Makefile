@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(PYTHON) || python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
-	$(PYTHON) -m pip install --quiet -e '.[test,export,fid,lpips,video,web,docs]'
+	$(PYTHON) -m pip install --quiet -e '.[test,export,openvino,fid,lpips,video,web,docs]'
 	touch $(STAMP)
 
 demo: $(STAMP)  ## the main job: synthetic data → train on CPU → translate → pages and PSNR

@@ -1,4 +1,4 @@
-"""Inference backends for ``cyclegan test``: the torch networks, or ONNX Runtime.
+"""Inference backends for ``cyclegan test``: the torch networks, ONNX Runtime, or OpenVINO.
 
 :class:`~cyclegan.deploy.onnx_runtime.OnnxGenerator` runs a generator exported by :mod:`cyclegan.deploy.export`
 and is called like the torch generator.
@@ -10,7 +10,9 @@ size and modification time and the torch version that exported it), or reads giv
 With ``quantize="int8"`` each cached fp32 file gets an int8 sibling ``<epoch>_net_<name>.int8.onnx``
 (:mod:`cyclegan.deploy.quantize`, calibrated on the run's training crops), cached the same way; a given
 .onnx file is run as it is (an ``.int8.onnx`` one is the int8 graph).
-onnxruntime is an optional dependency (``pip install 'cyclegan[export]'``).
+onnxruntime is an optional dependency (``pip install 'cyclegan[export]'``). ``openvino`` runs the same
+cached files (fp32, or the int8 sibling) with :class:`~cyclegan.deploy.openvino_runtime.OpenVinoGenerator`
+(``pip install 'cyclegan[openvino]'``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from cyclegan.config import CONFIG_FILENAME, TrainConfig
 from cyclegan.core.fileio import atomic_write
 from cyclegan.deploy.export import DEFAULT_OPSET, export_onnx
 from cyclegan.deploy.onnx_runtime import OnnxGenerator, default_providers
+from cyclegan.deploy.openvino_runtime import OpenVinoGenerator
 from cyclegan.deploy.quantize import (
     DEFAULT_CALIBRATION_IMAGES,
     QUANTIZATIONS,
@@ -44,7 +47,7 @@ from cyclegan.recipes.loading import LoadedGenerators, load_generators, translat
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("torch", "onnxruntime")
+BACKENDS = ("torch", "onnxruntime", "openvino")
 CACHE_VERSION = 1  # bump when the exported graph changes, to invalidate cached files
 
 
@@ -132,6 +135,7 @@ def load_backend_generators(
     eval_mode: bool = True,
     quantize: str = "none",
     calibration_dataroot: str | Path | None = None,
+    precision: str = "fp32",
 ):
     """A run's generators as :class:`cyclegan.recipes.loading.LoadedGenerators` for ``backend``.
 
@@ -141,18 +145,26 @@ def load_backend_generators(
     the run's ``config.json``, else ``flags``), else from the cache beside the checkpoint.
     ``quantize="int8"`` (onnxruntime, cached files): the int8 graphs, calibrated on crops of
     ``<calibration_dataroot>/train<A|B>`` (default the run's dataroot), see :func:`cached_int8`.
+    ``openvino``: the same files run by :class:`OpenVinoGenerator` at ``precision`` (fp32 / bf16).
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"unknown quantization {quantize!r}; known: {', '.join(QUANTIZATIONS)}")
-    if quantize != "none" and backend != "onnxruntime":
-        raise ValueError(f"--quantize {quantize} needs --backend onnxruntime")
+    if quantize != "none" and backend == "torch":
+        raise ValueError(f"--quantize {quantize} needs --backend onnxruntime or openvino")
     run_dir = Path(run_dir)
     if backend == "torch":
         return load_generators(run_dir, epoch, names=names, flags=flags, device=device, eval_mode=eval_mode)
 
-    providers = providers or default_providers(device)
+    if backend == "onnxruntime":
+        providers = providers or default_providers(device)
+
+    def runtime(path: str | Path, size_multiple: int | None) -> nn.Module:
+        if backend == "openvino":
+            return OpenVinoGenerator(path, size_multiple, precision=precision, threads=threads)
+        return OnnxGenerator(path, size_multiple, providers=providers, threads=threads)
+
     if onnx_paths is not None:
         missing = [name for name in names if name not in onnx_paths]
         if missing:
@@ -160,7 +172,7 @@ def load_backend_generators(
         saved = run_dir / CONFIG_FILENAME
         config = TrainConfig.load(saved) if saved.exists() else (flags or TrainConfig())
         names = translator_names(config) if names is None else tuple(names)
-        nets = {name: OnnxGenerator(onnx_paths[name], providers=providers, threads=threads) for name in names}
+        nets = {name: runtime(onnx_paths[name], None) for name in names}
         return LoadedGenerators(nets, config, [Path(onnx_paths[name]) for name in names])
 
     loaded = load_generators(run_dir, epoch, names=names, flags=flags, device="cpu")
@@ -171,13 +183,14 @@ def load_backend_generators(
         path = cached_onnx(net, run_dir, epoch, name, sources)
         if quantize == "int8":
             path = cached_int8(path, net, name, loaded.config, calibration_dataroot)
-        nets[name] = OnnxGenerator(path, net.size_multiple, providers=providers, threads=threads)
+        nets[name] = runtime(path, net.size_multiple)
     return LoadedGenerators(nets, loaded.config, loaded.source)
 
 
 __all__ = [
     "BACKENDS",
     "OnnxGenerator",
+    "OpenVinoGenerator",
     "cached_int8",
     "cached_onnx",
     "default_providers",
