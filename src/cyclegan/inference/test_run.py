@@ -94,12 +94,7 @@ def run_test(
     the reference's ``--eval``. ``quantize="int8"`` (onnxruntime): the int8 graphs, calibrated on
     ``<dataroot>/train<A|B>`` when that folder exists, else on the run's own dataroot.
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
-    if batch_size < 1:
-        raise ValueError(f"--batch_size must be >= 1, got {batch_size}")
-    if model == "test" and dataset_mode not in (None, "single"):
-        raise ValueError("--model test translates one folder: use --dataset_mode single")
+    _check_test_arguments(backend, batch_size, model, dataset_mode)
     torch_device = resolve_device(device)
     dataroot = Path(dataroot)
     run_dir = Path(checkpoints_dir) / name
@@ -138,13 +133,25 @@ def run_test(
     scores = None if recipe is None else score_results(recipe, config, layout, images_dir, dataroot, phase, direction)
     if scores is not None:
         atomic_write(out_dir / "scores.json", to_json(scores) + "\n")  # `cyclegan report` reads it
-    # The columns in the order the jobs write them, the truth beside each translation.
+    page = _write_page(out_dir, jobs, f"{name}: {phase} results, epoch {epoch}", scores)
+    return TestSummary(out_dir, images_dir, page, count, scores)
+
+
+def _check_test_arguments(backend: str, batch_size: int, model: str | None, dataset_mode: str | None) -> None:
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
+    if batch_size < 1:
+        raise ValueError(f"--batch_size must be >= 1, got {batch_size}")
+    if model == "test" and dataset_mode not in (None, "single"):
+        raise ValueError("--model test translates one folder: use --dataset_mode single")
+
+
+def _write_page(out_dir: Path, jobs: list[Job], title: str, scores: dict[str, Any] | None) -> Path:
+    """The results page: the columns in the order the jobs write them, the truth beside each translation."""
     order = [label for job in jobs for label in (*job.labels[:2], "true_B", *job.labels[2:])]
     rows = collect_result_rows(out_dir, order=list(dict.fromkeys([*order, "real_A", "real_B"])))
-    title = f"{name}: {phase} results, epoch {epoch}"
-    page = write_results_page(out_dir, rows, title=title, scores=_page_scores(scores),
+    return write_results_page(out_dir, rows, title=title, scores=_page_scores(scores),
                               per_image_scores=scores["per_image"] if scores else None)
-    return TestSummary(out_dir, images_dir, page, count, scores)
 
 
 def run_jobs(jobs: list[Job], images_dir: Path, num_test: int | None, device: torch.device,
