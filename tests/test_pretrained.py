@@ -11,8 +11,10 @@ import io
 import tarfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from cyclegan.cli import main
 from cyclegan.core.download import PIX2PIX_PRETRAINED, DownloadError
@@ -75,6 +77,13 @@ def test_cyclegan_model_downloads_once_into_the_cache_and_loads(
 
     loaded = load_generators(second.run_dir, "latest", names=("G",), flags=second.flags)
     _assert_same_weights(loaded.nets["G"], net)
+
+    # The doors: `cyclegan translate --pretrained` (and serve, built on the same Translator) read the cache.
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.full((20, 28, 3), 90, np.uint8)).save(photo)
+    assert main(["translate", str(photo), "--pretrained", "horse2zebra", "--out", str(tmp_path / "out"),
+                 "--device", "cpu"]) == 0
+    assert Image.open(tmp_path / "out" / "photo_fake.png").size == (28, 20) and len(server.requests) == 1
 
 
 def test_cached_model_is_read_without_the_network(server: FileServer, tmp_path: Path) -> None:
