@@ -18,7 +18,10 @@ Variants, all in this process, timed in alternating rounds so that drift hits ea
   provider when the device is CUDA and onnxruntime has it (else the row is skipped);
 - ``onnxruntime int8`` (CPU, unless ``--no_int8``): that file statically quantised by
   :func:`cyclegan.deploy.quantize.quantize_int8`, calibrated on ``--calibration_images`` random images
-  (with ``--run_dir``: crops of the run's trainA, as ``cyclegan export --quantize int8`` does).
+  (with ``--run_dir``: crops of the run's trainA, as ``cyclegan export --quantize int8`` does);
+- ``openvino fp32 / bf16 / int8`` (CPU, with ``--openvino``): the same files run by
+  :class:`cyclegan.deploy.openvino_runtime.OpenVinoGenerator` with as many threads as torch; bf16
+  only where OpenVINO computes it natively (elsewhere its bf16 hint runs fp32: the row is skipped).
 
 onnxruntime picks its kernels from the CPU's own flags (cpuid) at start-up; unlike torch
 (``ATEN_CPU_CAPABILITY``) and oneDNN (``ONEDNN_MAX_CPU_ISA``) it has no setting to limit its ISA, so
@@ -81,7 +84,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--channels_last", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--compile", action="store_true", help="add an `ours + compile` row")
     parser.add_argument("--no_onnx", action="store_true", help="skip the onnxruntime rows")
-    parser.add_argument("--no_int8", action="store_true", help="skip the onnxruntime int8 row")
+    parser.add_argument("--no_int8", action="store_true", help="skip the int8 rows")
+    parser.add_argument("--openvino", action=argparse.BooleanOptionalAction, default=False,
+                        help="add the openvino rows (fp32, bf16 where native, int8 with the int8 row)")
     parser.add_argument("--calibration_images", type=int, default=8, help="int8: calibration images")
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     parser.add_argument(
@@ -188,7 +193,40 @@ def build_variants(
                     variants["onnxruntime int8 (CPU)"] = int8_generator(net, path, args)
         except ImportError as error:
             skipped["onnxruntime fp32"] = str(error)
+    if args.openvino:
+        add_openvino_variants(net, args, device, workdir, variants, skipped)
     return variants, skipped
+
+
+def add_openvino_variants(
+    net: nn.Module, args: argparse.Namespace, device: torch.device, workdir: Path,
+    variants: dict[str, Callable[[torch.Tensor], torch.Tensor]], skipped: dict[str, str],
+) -> None:
+    """OpenVINO fp32, bf16 (where native) and int8 rows, on the ONNX files the onnxruntime rows ran."""
+    if device.type != "cpu":
+        skipped["openvino"] = "OpenVINO's backend here runs on the CPU"
+        return
+    try:
+        from cyclegan.deploy.openvino_runtime import OpenVinoGenerator, openvino_has_native_bf16
+
+        native_bf16 = openvino_has_native_bf16()
+    except ImportError as error:
+        skipped["openvino"] = str(error)
+        return
+    path = workdir / "generator.onnx"
+    if not path.exists():
+        from cyclegan.deploy.export import export_onnx
+
+        export_onnx(net, path, net.input_nc, args.size, args.size)
+    threads = torch.get_num_threads()
+    variants["openvino fp32 (CPU)"] = OpenVinoGenerator(path, net.size_multiple, "fp32", threads)
+    if native_bf16:
+        variants["openvino bf16 (CPU)"] = OpenVinoGenerator(path, net.size_multiple, "bf16", threads)
+    else:
+        skipped["openvino bf16"] = "this CPU has no native bf16 (OpenVINO would run the bf16 hint in fp32)"
+    int8 = variants.get("onnxruntime int8 (CPU)")
+    if int8 is not None:
+        variants["openvino int8 (CPU)"] = OpenVinoGenerator(int8.path, net.size_multiple, "fp32", threads)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

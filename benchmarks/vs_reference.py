@@ -294,11 +294,13 @@ def split_pairs(paired: Path, out: Path) -> Path:
     return out
 
 
-def results_images(work: Path, name: str) -> Path:
+def results_images(work: Path, name: str) -> tuple[Path, str | None]:
+    """The translations to score and their label: ``images/`` of ``<stem>_fake_B.png`` files (the
+    reference's and ours), or CUT's ``images/fake_B/<stem>.png``."""
     found = sorted((work / "results" / name).glob("*/images"))
     if not found:
         raise FileNotFoundError(f"no results/{name}/*/images under {work}")
-    return found[0]
+    return (found[0] / "fake_B", None) if (found[0] / "fake_B").is_dir() else (found[0], "fake_B")
 
 
 def run_model(model: str, args: argparse.Namespace, work: Path, data: dict[str, Path]) -> dict[str, Any]:
@@ -325,7 +327,8 @@ def run_model(model: str, args: argparse.Namespace, work: Path, data: dict[str, 
             strip_data_parallel_prefix(run_dir)
         test_launched, test_finished = run_logged(tests[who], run_environment(None, args.threads, who != "ours"),
                                                   work / f"{name}.test.log", work, args.timeout)
-        scores = evaluate_folders(results_images(work, name), truth, metrics=("psnr", "ssim"), fake_label="fake_B")
+        fakes, label = results_images(work, name)
+        scores = evaluate_folders(fakes, truth, metrics=("psnr", "ssim"), fake_label=label)
         results[who] = {**found, "logged_step_s": logged_step_time(who, lines, plan.epoch_size),
                         "logged_lines": len(lines),
                         "logged_data_s": statistics.median(line["data"] for line in lines) if lines else None,

@@ -264,3 +264,86 @@ def test_learning_suite_prints_one_row_per_task_and_seed(tmp_path):
     assert record["task"] == "zebra" and record["iters"] == 2 and record["wall_s"] > 0
     assert record["margin_psnr"] == pytest.approx(record["psnr"] - record["baseline_psnr"])
     assert set(record["baselines"]) == {"doing nothing", "constant image", "colour transfer", "histogram matching"}
+
+
+def test_vs_reference_pure_parts_without_their_checkouts(tmp_path):
+    """`vs_reference.py`'s parts that need neither the reference's nor CUT's checkout: the iteration
+    plan, both sides' command lines, the loss-log parsing (the reference's, CUT's average), the time
+    outside the steps, and the step clock the hook puts around a `models.create_model` model."""
+    import math
+
+    import vs_reference as vs
+
+    plan = vs.plan_iterations(200, 200)
+    assert (plan.iterations, plan.epochs, plan.epoch_size, plan.max_dataset_size, plan.save_epoch_freq) == (
+        200, 1, 200, None, 1)
+    assert vs.plan_iterations(2000, 200) == vs.Plan(2000, 10, 200, None, None)  # 10 epochs: saves at 5 and 10
+    assert vs.plan_iterations(50, 200) == vs.Plan(50, 1, 50, 50, 1)
+    assert vs.plan_iterations(300, 200).iterations == 300  # 2 epochs of 150
+
+    root = tmp_path / "work"
+    trains = vs.train_commands("cycle_gan", plan, tmp_path / "data", root, "py", tmp_path / "ref", "cyclegan")
+    assert list(trains) == ["reference", "ours"]
+    theirs, ours = trains["reference"], trains["ours"]
+    assert theirs[:2] == ["py", str(tmp_path / "ref" / "train.py")] and ours[:2] == ["cyclegan", "train"]
+    shared = vs.train_flags("cycle_gan", plan, tmp_path / "data", "x", root / "checkpoints")
+    for flags, name in ((theirs[2:], "reference_cycle_gan"), (ours[2:], "ours_cycle_gan")):
+        assert flags == [name if f == "x" else f for f in shared]  # the same flags, each side its own run
+    joined = " ".join(shared)
+    for expected in ("--netG resnet_6blocks --ngf 32 --ndf 32", "--load_size 72 --crop_size 64",
+                     "--lambda_identity 0", "--n_epochs 1 --n_epochs_decay 0", "--save_epoch_freq 1"):
+        assert expected in joined
+    cut = vs.train_commands("fastcut", plan, tmp_path / "data", root, "py", tmp_path / "cut", "cyclegan")
+    assert list(cut) == ["CUT", "ours"] and "--CUT_mode FastCUT" in " ".join(cut["ours"])
+    assert cut["CUT"][-4:] == ["--gpu_ids", "-1", "--display_id", "0"]  # no CUDA assumed, no visdom server
+    tests = vs.test_commands("cycle_gan", tmp_path / "data", root, "py", tmp_path / "ref", "cyclegan")
+    assert "--lambda_identity" not in tests["reference"] and "--load_size 64 --crop_size 64" in " ".join(
+        tests["reference"])
+    assert tests["ours"][:2] == ["cyclegan", "test"]
+
+    reference_log = """================ Training Loss (Sun Dec  6 08:02:38 2026) ================
+[Rank 0] (epoch: 1, iters: 100, time: 0.671, data: 0.194) , D_A: 1.511, G_A: 2.334, cycle_A: 7.839, idt_A: 0.000
+
+[Rank 0] (epoch: 1, iters: 200, time: 0.742, data: 0.002) , D_A: 1.076, G_A: 1.411, cycle_A: 7.227, idt_A: 0.000
+(epoch: 2, iters: 100, time: 0.700, data: 0.001) G_A: 1.146 G_B: 0.889 D_B: nan
+"""
+    lines = vs.parse_loss_log(reference_log)
+    assert [(line["epoch"], line["iters"], line["time"], line["data"]) for line in lines] == [
+        (1, 100, 0.671, 0.194), (1, 200, 0.742, 0.002), (2, 100, 0.700, 0.001)]
+    assert lines[0]["losses"] == {"D_A": 1.511, "G_A": 2.334, "cycle_A": 7.839, "idt_A": 0.0}
+    assert math.isnan(lines[2]["losses"]["D_B"])
+    assert vs.logged_step_time("reference", lines, 200) == 0.700  # the median of the logged iterations
+
+    # CUT logs t_k = 0.995 t_(k-1) + 0.005 x_k from 0.1 s: a constant 0.45 s step is recovered from it.
+    ema, cut_lines = 0.1, []
+    for k in range(1, 301):
+        ema = 0.995 * ema + 0.005 * 0.45
+        if k % 100 == 0:
+            cut_lines.append({"epoch": 1 + (k - 1) // 200, "iters": (k - 1) % 200 + 1, "time": ema, "data": 0.0})
+    assert vs.logged_step_time("CUT", cut_lines, 200) == pytest.approx(0.45)
+    assert vs.cut_step_from_ema(cut_lines[:1], 200) == pytest.approx(0.45)
+    assert cut_lines[-1]["time"] < 0.4  # what the log shows is far from the step
+
+    assert vs.outside_the_steps(100.0, 200, 0.4) == pytest.approx(20.0)
+    steps = [(10.0, 10.5), (10.6, 11.1), (13.1, 13.6), (13.7, 14.2)]  # 2 epochs of 2; 2 s at the epoch's end
+    found = vs.timeline(launched=2.0, finished=17.2, steps=steps, epoch_size=2)
+    assert found["wall_s"] == pytest.approx(15.2) and found["iterations"] == 4
+    assert found["step_mean_s"] == pytest.approx(0.5) and found["outside_s"] == pytest.approx(13.2)
+    assert found["startup_s"] == pytest.approx(8.0) and found["end_s"] == pytest.approx(3.0)
+    assert found["between_steps_s"] == pytest.approx(2.2) and found["epoch_ends_s"] == pytest.approx(2.0)
+    assert found["startup_s"] + found["between_steps_s"] + found["end_s"] == pytest.approx(found["outside_s"])
+
+    # The hook, as their train.py meets it: `from models import create_model`, then optimize_parameters.
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "__init__.py").write_text(
+        "class Model:\n    def optimize_parameters(self):\n        return 'stepped'\n\n"
+        "def create_model(opt):\n    return Model()\n")
+    (tmp_path / "train.py").write_text(
+        "from models import create_model\nmodel = create_model(None)\n"
+        "assert [model.optimize_parameters() for _ in range(3)] == ['stepped'] * 3\n")
+    times = tmp_path / "steps.json"
+    env = vs.run_environment(times, threads=1, theirs=True)
+    subprocess.run([sys.executable, str(tmp_path / "train.py")], env=env, cwd=tmp_path, check=True, timeout=60)
+    record = json.loads(times.read_text())
+    assert len(record["steps"]) == 3 and record["imported"] <= record["steps"][0][0] <= record["exited"]
+    assert all(start <= end for start, end in record["steps"])

@@ -21,6 +21,9 @@ import torch
 from cyclegan.cli import main
 from cyclegan.core.checkpoint import load_checkpoint
 from cyclegan.data import EpochSampler, epoch_order
+from cyclegan.data.datasets import DATASETS
+from cyclegan.data.paired import write_synthetic_for_layout
+from cyclegan.recipes import MODELS, default_config
 from cyclegan.training.distributed import DistributedContext
 
 from .helpers import tiny_dataset
@@ -168,3 +171,19 @@ def test_resume_on_another_world_size_and_test_on_one_cpu(tmp_path):
     assert main(["test", "--dataroot", str(data), "--name", "grow", "--checkpoints_dir", str(tmp_path / "ck"),
                  "--results_dir", str(tmp_path / "res"), "--device", "cpu", "--num_test", "1"]) == 0
     assert list((tmp_path / "res" / "grow" / "test_latest" / "images").glob("*_fake_B.png"))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("model", MODELS.names())
+def test_every_recipe_trains_under_torchrun(model, tmp_path):
+    """torchrun asks the recipe too: its data layout, its networks (all in the checkpoint, equal on both
+    ranks: the trainer checks and says so) and its config section."""
+    layout = DATASETS.get(default_config(model).data.dataset_mode).layout
+    data = write_synthetic_for_layout(layout, tmp_path / "data", n=4, size=32, n_test=2, n_val=2)
+    output = finish(torchrun(2, "--dataroot", str(data), "--checkpoints_dir", str(tmp_path / "ck"), "--name", model,
+                             "--model", model, "--pool_size", "0", "--max_iters", "2", "--batch_size", "1", *FLAGS))
+    assert "weights identical on all 2 ranks" in output
+    state = load_checkpoint(tmp_path / "ck" / model / "latest.safetensors")
+    assert {d.net for d in MODELS.get(model).directions} <= set(state["nets"])
+    assert state["config"]["model"]["model"] == model and len(state["ranks"]) == 2

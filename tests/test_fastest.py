@@ -150,7 +150,7 @@ def test_choice_is_cached_and_a_second_call_does_not_measure(tmp_path):
 
 def test_chosen_path_runs_and_agrees_with_torch(tmp_path):
     net, sample = tiny_generator(), pictures(2, 32, 48)
-    choice = choose_path(net, sample, candidates=TORCH_ONLY, cache=tmp_path / "c.json")
+    choice = choose_path(net, sample, candidates=TORCH_ONLY, cache=tmp_path / "c.json", calls=1)
     assert choice.name in TORCH_ONLY and choice.psnr_db >= 40 and choice.seconds_per_call > 0
     other = pictures(2, 33, 47, seed=3)
     with torch.no_grad():

@@ -269,7 +269,7 @@ def measure(
     for name, run in runs.items():
         if name != baseline:
             quality[name] = psnr(run(sample).float().cpu(), reference)
-            log.info("inference paths: %s agrees at %.1f dB", name, quality[name])
+            log.info("inference: %s: %.1f dB against %s", name, quality[name], baseline)
     timed = [name for name in runs if name == baseline or quality[name] >= MIN_PSNR_DB]
     times: dict[str, list[float]] = {name: [] for name in timed}
     for round_ in range(max(1, calls)):

@@ -434,9 +434,11 @@ class Trainer:
             )
 
     def _check_ranks_agree(self, logger) -> None:
-        """DDP keeps replicas equal; verify it once at the end instead of trusting it."""
+        """DDP keeps the replicas' weights equal; verify it once at the end instead of trusting it. Only
+        the parameters: batch norm's running statistics are each rank's own (DDP copies rank 0's into
+        every forward pass, and the last step's update stays local), and rank 0 saves them."""
         weights = {f"{name}.{key}": tensor.detach().cpu() for name, net in self.model.nets.items()
-                   for key, tensor in net.state_dict().items()}
+                   for key, tensor in net.named_parameters()}
         digests = self.dist.gather(tensor_checksum(weights))
         if len(set(digests)) == 1:
             logger.info(f"weights identical on all {self.dist.world_size} ranks")
