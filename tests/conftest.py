@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,10 @@ FIXTURES = REPO_ROOT / "tests" / "fixtures"  # small copies of ../shared/fixture
 
 def pytest_configure(config: pytest.Config) -> None:
     """Under pytest-xdist (``-n N``) the workers share the cores: each takes its share of threads, and
-    so do the subprocesses it starts, instead of N processes each spinning on every core."""
+    so do the subprocesses it starts, instead of N processes each spinning on every core. The per-machine
+    caches (--tune's choices, inference paths, exports) go to a folder of the session's, not the user's."""
+    if "CYCLEGAN_CACHE" not in os.environ:
+        os.environ["CYCLEGAN_CACHE"] = tempfile.mkdtemp(prefix="cyclegan-test-cache-")
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:
         threads = max(1, (os.cpu_count() or 1) // workers)

@@ -8,6 +8,8 @@ rounding) where naive tiling (own statistics, no margin) falls far below that ba
 from __future__ import annotations
 
 import json
+import logging
+import math
 from fractions import Fraction
 from pathlib import Path
 
@@ -399,3 +401,35 @@ def test_exact_tiles_of_a_residual_output_generator_equal_the_whole_image():
     tiled = TiledGenerator(net, 32, stats="exact")
     assert tiled.layers is not None  # the layer-by-layer passes, which must add the input at the end
     assert (tiled(x) - whole).abs().max() < 1e-4
+
+
+# --- the path each call takes (--precision / --backend) ---------------------------------------------
+
+
+@pytest.mark.slow
+def test_translate_takes_an_explicit_backend_and_auto_measures_once(tmp_path, caplog):
+    pytest.importorskip("onnxruntime")
+    run = make_run(tmp_path / "checkpoints")
+    photo = save_photo(tmp_path / "x.png", 64, 64)
+    exact = np.asarray(Translator.from_run(run)(photo), np.float64)
+    out = tmp_path / "onnx"
+    assert main(["translate", str(photo), "--name", "run", "--checkpoints_dir", str(run.parent), "--out", str(out),
+                 "--device", "cpu", "--backend", "onnxruntime", "--precision", "fp32"]) == 0
+    via_onnx = np.asarray(Image.open(out / "x_fake_B.png"), np.float64)
+    assert np.abs(via_onnx - exact).max() <= 1  # the same picture, up to rounding
+
+    # auto on an input large enough to be worth it: every path is measured once, one line says which won.
+    caplog.set_level(logging.INFO)
+    translator = Translator.from_run(run, precision="auto", backend="auto", tile=0)
+    big = torch.rand(1, 3, 256, 256) * 2 - 1
+    first = translator.translate_tensor(big)
+    def verdicts() -> list[str]:
+        return [r.getMessage() for r in caplog.records
+                if r.name == "cyclegan.inference.translator" and r.getMessage().startswith("inference: ")]
+
+    assert len(verdicts()) == 1 and "dB against fp32" in verdicts()[0]
+    again = translator.translate_tensor(big)  # the same shape: the chosen path, not a new measurement
+    assert len(verdicts()) == 1
+    reference = Translator.from_run(run, tile=0).translate_tensor(big)
+    mse = float(((first - reference) ** 2).mean())
+    assert mse == 0 or 10 * math.log10(4 / mse) >= 40 and torch.equal(first, again)

@@ -155,7 +155,7 @@ def test_cli_train_tune_prints_its_choice_and_trains_with_it(tmp_path, monkeypat
     from cyclegan.cli import main
     from cyclegan.config import TrainConfig
 
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("CYCLEGAN_CACHE", str(tmp_path / "cache"))
     data = tiny_dataset(tmp_path / "data", n=2, n_test=1)
     flags = ["train", "--dataroot", str(data), "--name", "tuned", "--checkpoints_dir", str(tmp_path / "ck"),
              "--netG", "resnet_6blocks", "--ngf", "4", "--ndf", "4", "--load_size", "36", "--crop_size", "32",
@@ -164,7 +164,7 @@ def test_cli_train_tune_prints_its_choice_and_trains_with_it(tmp_path, monkeypat
     line = next(text for text in capsys.readouterr().out.splitlines() if text.startswith("tune ("))
     assert line.startswith("tune (measured, ") and "ms/step" in line
     saved = TrainConfig.load(tmp_path / "ck" / "tuned" / "config.json").runtime
-    cached = json.loads((tmp_path / "cache" / "cyclegan" / "tune.json").read_text())["choices"]
+    cached = json.loads((tmp_path / "cache" / "tune.json").read_text())["choices"]
     (entry,) = cached.values()
     assert (saved.precision, saved.channels_last, saved.torch_threads) == (
         entry["candidate"]["precision"], entry["candidate"]["channels_last"], entry["candidate"]["threads"]

@@ -17,6 +17,8 @@ from cyclegan.cli.flags import (
 )
 from cyclegan.cli.help_texts import HELP
 from cyclegan.core.runtime import resolve_device
+from cyclegan.deploy.backends import BACKENDS
+from cyclegan.deploy.fastest import BACKEND_CHOICES, PRECISION_CHOICES
 from cyclegan.inference.paths import translate_paths
 from cyclegan.inference.pretrained import fetch_pretrained
 from cyclegan.inference.serve import serve
@@ -61,13 +63,14 @@ def add_test_parser(subparsers) -> None:
     parser.add_argument("--num_threads", type=int, default=0,
                         help="accepted for the reference's command lines (test reads in the main process)")
     parser.add_argument("--format", choices=("table", "json"), default="table", help="how to print the scores")
-    parser.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
+    parser.add_argument("--backend", choices=BACKENDS, default="torch",
                         help="onnxruntime: the generators exported once to ONNX beside the checkpoint")
     parser.add_argument("--quantize", choices=("none", "int8"), default="none",
                         help="onnxruntime backend: int8 graphs calibrated on <dataroot>/trainA|B crops "
                              "(fast on AVX2 CPUs without native bf16)")
     parser.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="fp32",
-                        help="torch backend: bf16 autocast is faster on CPUs/GPUs with native bf16 (fp32: exact)")
+                        help="torch: bf16 autocast is faster on CPUs/GPUs with native bf16 (fp32: exact); openvino: "
+                             "its inference precision")
     add_ignored_reference_flags(parser)
     parser.set_defaults(handler=run_test_command)
 
@@ -96,7 +99,8 @@ def run_test_command(args: argparse.Namespace) -> int:
 
 def translator_from_args(args: argparse.Namespace, direction: str = "AtoB") -> Translator:
     """The :class:`Translator` the flags name, for ``direction``."""
-    options = {key: getattr(args, key) for key in ("tile", "tile_overlap", "stats") if hasattr(args, key)}
+    options = {key: getattr(args, key) for key in ("tile", "tile_overlap", "stats", "precision", "backend")
+               if hasattr(args, key)}
     if args.pretrained is not None:
         published = fetch_pretrained(args.pretrained)
         run_dir, model, flags = published.run_dir, published.model, published.flags
@@ -106,6 +110,17 @@ def translator_from_args(args: argparse.Namespace, direction: str = "AtoB") -> T
         raise ValueError("--model_suffix is for `cyclegan test`; translate reads <epoch>_net_G.pth")
     return Translator.from_run(run_dir, args.epoch, direction, flags=flags, model=model,
                                device=resolve_device(args.device), **options)
+
+
+def add_speed_flags(parser: argparse.ArgumentParser) -> None:
+    """The path every network call takes; ``auto`` measures the paths once on the first input and keeps
+    the fastest whose output agrees with fp32 (cached per machine, like ``train --tune``)."""
+    parser.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
+                        help="auto: the fastest that agrees with fp32 (≥ 40 dB); fp32: exact; bf16: autocast "
+                             "(fast where the CPU or GPU computes bf16 natively)")
+    parser.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
+                        help="auto: measure torch, onnxruntime and openvino on the first input and keep the fastest "
+                             "that agrees with fp32; one line says what was chosen and why")
 
 
 def add_translate_parser(subparsers) -> None:
@@ -126,6 +141,7 @@ def add_translate_parser(subparsers) -> None:
     parser.add_argument("--max_frames", type=int, default=None, help="video: translate at most this many frames")
     parser.add_argument("--start", type=float, default=0.0, help="video: start at this many seconds")
     parser.add_argument("--duration", type=float, default=None, help="video: this many seconds")
+    add_speed_flags(parser)
     parser.set_defaults(handler=run_translate_command)
 
 
@@ -148,6 +164,7 @@ def add_serve_parser(subparsers) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback by default)")
     parser.add_argument("--port", type=int, default=7860, help="port to listen on")
     parser.add_argument("--tile", type=int, default=None, help="as for translate")
+    add_speed_flags(parser)
     parser.set_defaults(handler=run_serve_command)
 
 

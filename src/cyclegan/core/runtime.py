@@ -7,6 +7,7 @@ without importing the training loop.
 from __future__ import annotations
 
 import os
+import platform
 import random
 from typing import Any
 
@@ -73,3 +74,13 @@ def parse_duration(text: str | float | int) -> float:
 
 
 __all__ = ["parse_duration", "resolve_device", "rng_state", "seed_everything", "set_rng_state"]
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` knows: per-machine caches key on it."""
+    fallback = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            return next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), fallback)
+    except OSError:
+        return fallback

@@ -29,7 +29,6 @@ import json
 import logging
 import math
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -42,6 +41,7 @@ from torch import nn
 
 from cyclegan.core.fileio import atomic_write
 from cyclegan.core.precision import cpu_has_native_bf16
+from cyclegan.core.runtime import cpu_model
 from cyclegan.deploy.inference_paths import PATHS, Sources, build_path, cache_dir, eligible_paths
 from cyclegan.deploy.openvino_runtime import openvino_has_native_bf16
 from cyclegan.deploy.quantize import psnr
@@ -160,20 +160,11 @@ def default_cache_path() -> Path:
     return cache_dir() / "inference.json"
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            return next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")),
-                        platform.processor() or platform.machine())
-    except OSError:
-        return platform.processor() or platform.machine()
-
-
 def machine_label(device: torch.device) -> str:
     """What a reader needs to know the figures' machine: "AMD EPYC, avx2" or the GPU's name."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{_cpu_model()}, {torch.backends.cpu.get_cpu_capability().lower()}"
+    return f"{cpu_model()}, {torch.backends.cpu.get_cpu_capability().lower()}"
 
 
 def machine_key(device: torch.device) -> str:
@@ -321,14 +312,15 @@ def choose_path(
     (default: those :func:`eligible_paths` finds here). ``cache``: the choices file (default
     ``~/.cache/cyclegan/inference.json``); ``key``: the network's fingerprint (default
     :func:`network_key` of ``net``; pass ``network_key(net, netG=..., ngf=..., norm=...)``);
-    ``refresh``: measure again. ``onnx_file`` / ``int8_file`` / ``calibration``: see :class:`Sources`.
+    ``refresh``: measure again. ``onnx_file`` / ``int8_file`` / ``calibration``: see
+    :class:`cyclegan.deploy.inference_paths.Sources`.
     ``measure_fn(runs, sample)``: replaces :func:`measure` (tests inject figures with it).
     """
     if precision not in PRECISION_CHOICES or backend not in BACKEND_CHOICES:
         raise ValueError(f"precision must be one of {', '.join(PRECISION_CHOICES)} and backend one of "
                          f"{', '.join(BACKEND_CHOICES)}; got {precision!r}, {backend!r}")
     device = torch.device(device)
-    sample = sample.to(device, torch.float32)
+    sample = (sample.unsqueeze(0) if sample.dim() == 3 else sample).to(device, torch.float32)
     sources = Sources(net, device, threads, onnx_file, int8_file, calibration)
     machine = machine_label(device)
     if precision != "auto" and backend != "auto":
@@ -388,6 +380,8 @@ def _measured_choice(
             unbuilt.append(name)
     log.info("inference: measuring %s on %s", ", ".join(runs), describe_sample(sample))
     measured = (measure_fn or (lambda r, s: measure(r, s, calls=calls)))(runs, sample)
+    log.info("inference: %s", "; ".join(f"{name} {figures.seconds_per_call * 1e3:.0f} ms/call, {figures.psnr_db:.1f} dB"
+                                       for name, figures in measured.items()))
     selection = choose(measured, [name for name in allowed if name in runs])
     chosen = measured[selection.name]
     note = "; ".join(filter(None, [selection.note, f"could not run: {', '.join(unbuilt)}" if unbuilt else ""]))

@@ -14,7 +14,6 @@ import copy
 import dataclasses
 import hashlib
 import importlib.util
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,16 +23,12 @@ import torch
 from torch import nn
 
 from cyclegan.core.precision import cpu_has_native_bf16
+from cyclegan.core.transfer import cache_dir
 from cyclegan.deploy.backends import cached_onnx
 from cyclegan.deploy.onnx_runtime import OnnxGenerator, default_providers
 from cyclegan.deploy.openvino_runtime import OpenVinoGenerator, openvino_has_native_bf16
 from cyclegan.deploy.quantize import calibration_batches, quantize_int8
 from cyclegan.recipes.codec import CodedNetwork, inner_network
-
-
-def cache_dir() -> Path:
-    """``~/.cache/cyclegan`` (``$XDG_CACHE_HOME/cyclegan``): where per-machine choices and exports live."""
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cyclegan"
 
 
 @dataclass(frozen=True)

@@ -107,7 +107,8 @@ def run_test(
     suffix_name = f"G{model_suffix}"  # --model test: the lone generator <epoch>_net_G<suffix>.pth
     loaded = load_backend_generators(run_dir, epoch, names=(suffix_name,) if model == "test" else None,
                                      backend=backend, flags=flags, device=torch_device, eval_mode=mode_eval,
-                                     quantize=quantize, calibration_dataroot=calibration_dataroot)
+                                     quantize=quantize, calibration_dataroot=calibration_dataroot,
+                                     **({"precision": precision} if backend == "openvino" else {}))
     config = loaded.config
     if model == "test":
         codec = ImageCodec(config.data.input_nc, config.data.output_nc)

@@ -37,6 +37,7 @@ from tqdm import tqdm
 from cyclegan.config import TrainConfig
 from cyclegan.core.fileio import atomic_write
 from cyclegan.data.images import BadImageError, _to_rgb_or_l, load_image
+from cyclegan.deploy.fastest import choose_path, network_key
 from cyclegan.inference.tiling import TiledGenerator, choose_tile, default_margin
 from cyclegan.recipes import MODELS
 from cyclegan.recipes.codec import ImageCodec, inner_network, picture_network
@@ -48,6 +49,9 @@ log = logging.getLogger(__name__)
 
 DIRECTIONS = ("AtoB", "BtoA")
 ALPHA_FORMATS = (".png", ".webp", ".tif", ".tiff")
+# Under this many pixels per call (batch × H × W) ``auto`` keeps torch fp32 without measuring: the
+# measurement (exports, compilations) would cost more than the whole job could save.
+AUTO_MIN_PIXELS = 256 * 256
 
 
 class TranslateError(ValueError):
@@ -98,6 +102,9 @@ class Translator:
     info: dict[str, Any] = field(default_factory=dict)
     _tiled: dict[tuple[int, int | None], Any] = field(default_factory=dict, repr=False)
     _margin: int | None = field(default=None, repr=False)  # the generator's reach: measured once
+    precision: str = "fp32"  # fp32 | bf16 | auto (see whole())
+    backend: str = "torch"  # torch | onnxruntime | openvino | auto
+    _paths: dict[tuple[int, ...], Any] = field(default_factory=dict, repr=False)  # input shape → chosen path
 
     @classmethod
     def from_run(cls, run_dir: str | os.PathLike[str], epoch: str = "latest", direction: str = "AtoB",
@@ -159,10 +166,27 @@ class Translator:
             x = F.pad(x, (0, max(0, small - width), 0, max(0, small - height)), mode="replicate")
         tile = self.tile_for(x.shape[-2], x.shape[-1])
         if tile is None:
-            out = self.net(x)
-        else:
+            out = self.whole(x)
+        else:  # tiles run the torch network: the tiler streams its norm statistics layer by layer
             out = self.tiled(tile, progress)(x)
         return out[..., :height, :width]
+
+    def whole(self, x: torch.Tensor) -> torch.Tensor:
+        """One network call on the whole batch, by the path ``precision`` / ``backend`` name: torch fp32
+        as it is; ``auto`` measures the paths on this input once per input shape (and the cache keeps
+        the choice for the next run) and says in one line what it chose and why."""
+        if (self.backend, self.precision) == ("torch", "fp32"):
+            return self.net(x)
+        automatic = "auto" in (self.backend, self.precision)
+        if automatic and x.shape[0] * x.shape[-2] * x.shape[-1] < AUTO_MIN_PIXELS:
+            return self.net(x)  # per-call overheads dominate such small inputs: nothing to gain
+        shape = tuple(x.shape)
+        if shape not in self._paths:
+            key = network_key(self.net, **{k: self.info.get(k) for k in ("netG", "ngf", "norm")})
+            choice = choose_path(self.net, x, self.device, precision=self.precision, backend=self.backend, key=key)
+            log.info("%s", choice.describe())
+            self._paths[shape] = choice.run
+        return self._paths[shape](x)
 
     def min_side(self) -> int:
         # Reflection padding inside the network needs every feature map at least 2 pixels a side.

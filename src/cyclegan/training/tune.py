@@ -19,7 +19,6 @@ import hashlib
 import json
 import logging
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable, Mapping
@@ -33,7 +32,8 @@ from torch.utils.data import default_collate
 from cyclegan.config import TrainConfig
 from cyclegan.core.fileio import atomic_write
 from cyclegan.core.precision import Precision, resolve_precision
-from cyclegan.core.runtime import resolve_device
+from cyclegan.core.runtime import cpu_model, resolve_device
+from cyclegan.core.transfer import cache_dir
 from cyclegan.data import create_dataset
 from cyclegan.recipes import create_model
 from cyclegan.training.trainer import batch_to_device
@@ -75,20 +75,14 @@ class Choice:
 
 
 def default_cache_path() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cyclegan" / "tune.json"
+    return cache_dir() / "tune.json"
 
 
 def machine_key(device: torch.device) -> str:
     """The CPU model (or GPU name) and core count: settings are tuned for one kind of machine."""
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)}"
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as handle:
-            model = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), model)
-    except OSError:
-        pass
-    return f"{model} ×{os.cpu_count()}"
+    return f"{cpu_model()} ×{os.cpu_count()}"
 
 
 def config_key(config: TrainConfig) -> str:
