@@ -43,6 +43,14 @@ def shrink(path: Path) -> None:
     small.save(path, format="PNG", optimize=True)
 
 
+def enlarged(image: Path, scale: int) -> Path:
+    """A copy of ``image`` ``scale`` times larger (nearest neighbour: no pixel invented), in a temporary folder."""
+    out = Path(tempfile.mkdtemp(prefix="cyclegan-screenshots-")) / image.name
+    with Image.open(image) as picture:
+        picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST).save(out)
+    return out
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -77,7 +85,9 @@ def web_page(browser, run: Path, image: Path, out: Path) -> None:
         output = page.locator("#image-out img").first
         output.wait_for()
         page.wait_for_function("el => el.complete && el.naturalWidth > 0", arg=output.element_handle())
-        page.screenshot(path=str(out))
+        # The whole page, run description included: clicking scrolled it down to the output.
+        page.evaluate("window.scrollTo(0, 0)")
+        page.screenshot(path=str(out), full_page=True)
         page.close()
     finally:
         app.close()
@@ -87,13 +97,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--demo", type=Path, default=Path("demo"), help="a `cyclegan demo --out` folder")
     parser.add_argument("--out", type=Path, default=Path("docs/assets"), help="folder for the PNGs")
+    parser.add_argument("--upload_scale", type=int, default=4,
+                        help="the web page translates a test image enlarged this many times (nearest neighbour): "
+                             "the demo's 64 px images are too small to see on the page")
     args = parser.parse_args(argv)
     if not Path(CHROMIUM).is_file():
         raise SystemExit(f"no Chromium at {CHROMIUM} (apt-get install -y chromium, or set CYCLEGAN_CHROMIUM)")
     from playwright.sync_api import sync_playwright
 
     run, results = demo_run(args.demo)
-    sample = sorted((results / "images").glob("*_real_A.png"))[0]
+    sample = enlarged(sorted((results / "images").glob("*_real_A.png"))[0], args.upload_scale)
     args.out.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)

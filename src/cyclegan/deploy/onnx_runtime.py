@@ -37,6 +37,18 @@ def default_providers(device: torch.device | str = "cpu") -> list[str]:
     return ["CPUExecutionProvider"]
 
 
+def runtime_input(x: torch.Tensor, path: Path, input_nc: int | None, size_multiple: int
+                  ) -> tuple[torch.Tensor, int, int]:
+    """A batch checked against an exported graph ``path`` and made what it was exported with: fp32,
+    contiguous NCHW on the CPU (bf16 / channels-last tensors from the torch side are converted, not
+    rejected), padded to the graph's size multiple; with the height and width to crop the output to."""
+    if x.dim() != 4:
+        raise ImageSizeError(f"{path.name} expects a batch N×C×H×W, got shape {tuple(x.shape)}")
+    if input_nc is not None and x.shape[1] != input_nc:
+        raise ImageSizeError(f"{path.name} takes {input_nc} input channel(s), got {x.shape[1]}")
+    return pad_to_multiple(x.detach().float().cpu().contiguous(), size_multiple)
+
+
 class OnnxGenerator(nn.Module):
     """An exported generator run by ONNX Runtime, called like the torch generator.
 
@@ -84,13 +96,7 @@ class OnnxGenerator(nn.Module):
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4:
-            raise ImageSizeError(f"{self.path.name} expects a batch N×C×H×W, got shape {tuple(x.shape)}")
-        if self.input_nc is not None and x.shape[1] != self.input_nc:
-            raise ImageSizeError(f"{self.path.name} takes {self.input_nc} input channel(s), got {x.shape[1]}")
-        # fp32, contiguous NCHW on the CPU: what the graph was exported with (bf16 / channels_last
-        # tensors from the torch side are converted here, not rejected).
-        padded, height, width = pad_to_multiple(x.detach().float().cpu().contiguous(), self.size_multiple)
+        padded, height, width = runtime_input(x, self.path, self.input_nc, self.size_multiple)
         (output,) = self.session.run([self.output_name], {self.input_name: padded.numpy()})
         return torch.from_numpy(output)[..., :height, :width].to(x.device)
 

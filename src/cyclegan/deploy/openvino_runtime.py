@@ -24,8 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cyclegan.networks import ImageSizeError
-from cyclegan.networks.generators import pad_to_multiple  # the one padding rule
+from cyclegan.deploy.onnx_runtime import runtime_input
 
 OPENVINO_PRECISIONS = ("fp32", "bf16")
 HINTS = {"fp32": "f32", "bf16": "bf16"}
@@ -117,12 +116,7 @@ class OpenVinoGenerator(nn.Module):
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4:
-            raise ImageSizeError(f"{self.path.name} expects a batch N×C×H×W, got shape {tuple(x.shape)}")
-        if self.input_nc is not None and x.shape[1] != self.input_nc:
-            raise ImageSizeError(f"{self.path.name} takes {self.input_nc} input channel(s), got {x.shape[1]}")
-        # fp32, contiguous NCHW on the CPU: what the graph was exported with.
-        padded, height, width = pad_to_multiple(x.detach().float().cpu().contiguous(), self.size_multiple)
+        padded, height, width = runtime_input(x, self.path, self.input_nc, self.size_multiple)
         request = self._request(tuple(padded.shape))
         request.infer({0: padded.numpy()})
         # The request reuses its output buffer on the next call: copy it out.
