@@ -427,7 +427,7 @@ def test_translate_takes_an_explicit_backend_and_auto_measures_once(tmp_path, ca
         return [r.getMessage() for r in caplog.records
                 if r.name == "cyclegan.inference.translator" and r.getMessage().startswith("inference: ")]
 
-    assert len(verdicts()) == 1 and "dB against fp32" in verdicts()[0]
+    assert len(verdicts()) == 1 and "measured" in verdicts()[0]  # whichever path won: no test on a speed
     again = translator.translate_tensor(big)  # the same shape: the chosen path, not a new measurement
     assert len(verdicts()) == 1
     reference = Translator.from_run(run, tile=0).translate_tensor(big)
