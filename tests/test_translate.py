@@ -429,6 +429,7 @@ def test_translate_takes_an_explicit_backend_and_auto_measures_once(tmp_path, ca
 
     assert len(verdicts()) == 1 and "measured" in verdicts()[0]  # whichever path won: no test on a speed
     again = translator.translate_tensor(big)  # the same shape: the chosen path, not a new measurement
+    translator.translate_tensor(torch.cat([big, big]))  # another batch of the same pictures: the same path
     assert len(verdicts()) == 1
     reference = Translator.from_run(run, tile=0).translate_tensor(big)
     mse = float(((first - reference) ** 2).mean())

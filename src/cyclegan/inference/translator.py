@@ -104,7 +104,7 @@ class Translator:
     _margin: int | None = field(default=None, repr=False)  # the generator's reach: measured once
     precision: str = "fp32"  # fp32 | bf16 | auto (see whole())
     backend: str = "torch"  # torch | onnxruntime | openvino | auto
-    _paths: dict[tuple[int, ...], Any] = field(default_factory=dict, repr=False)  # input shape → chosen path
+    _paths: dict[tuple[int, ...], Any] = field(default_factory=dict, repr=False)  # C, H, W → chosen path
 
     @classmethod
     def from_run(cls, run_dir: str | os.PathLike[str], epoch: str = "latest", direction: str = "AtoB",
@@ -173,14 +173,16 @@ class Translator:
 
     def whole(self, x: torch.Tensor) -> torch.Tensor:
         """One network call on the whole batch, by the path ``precision`` / ``backend`` name: torch fp32
-        as it is; ``auto`` measures the paths on this input once per input shape (and the cache keeps
+        as it is; ``auto`` measures the paths on this input once per picture size (and the cache keeps
         the choice for the next run) and says in one line what it chose and why."""
         if (self.backend, self.precision) == ("torch", "fp32"):
             return self.net(x)
         automatic = "auto" in (self.backend, self.precision)
         if automatic and x.shape[0] * x.shape[-2] * x.shape[-1] < AUTO_MIN_PIXELS:
             return self.net(x)  # per-call overheads dominate such small inputs: nothing to gain
-        shape = tuple(x.shape)
+        # Per picture size, whatever the batch: a video's last, shorter batch of frames reuses the
+        # path its full batches chose instead of measuring every path again.
+        shape = tuple(x.shape[1:])
         if shape not in self._paths:
             key = network_key(self.net, **{k: self.info.get(k) for k in ("netG", "ngf", "norm")})
             # One timed call per path after its warm-up: the first input of a run pays for the measurement,
