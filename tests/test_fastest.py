@@ -254,3 +254,51 @@ def test_openvino_backend_runs_the_cached_export_of_a_run(trained_run):
     with torch.no_grad():
         expected = torch_nets[name](x)
     assert (generator(x) - expected).abs().max() < 1e-3
+
+
+# --- FastestPath: the per-size choice every door shares ------------------------------------------
+
+
+def test_fastest_path_chooses_once_per_picture_size_and_skips_small_inputs(monkeypatch):
+    from cyclegan.deploy import fastest
+
+    calls = []
+
+    def fake_choose(net, sample, device, **kwargs):
+        calls.append((tuple(sample.shape), kwargs["precision"], kwargs["backend"]))
+        return Choice("torch fp32 channels-last", lambda x: net(x) + 0, 1.0, math.inf, 1.1, "s", "CPU")
+
+    monkeypatch.setattr(fastest, "choose_path", fake_choose)
+    net = tiny_generator()
+    path = fastest.FastestPath(net, "cpu", "auto", "auto", key="k")
+    assert path.training is False
+    small = pictures(1, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(path(small), net(small)) and calls == []  # under AUTO_MIN_PIXELS: torch fp32, no measuring
+        big = pictures(2, 256, 256)
+        path(big)
+        path(big[:1])  # the same picture size in a shorter batch: the choice holds
+        path(pictures(1, 256, 320))
+    assert calls == [((2, 3, 256, 256), "auto", "auto"), ((1, 3, 256, 320), "auto", "auto")]
+    exact = fastest.FastestPath(net, "cpu", "fp32", "torch")
+    with torch.no_grad():
+        assert torch.equal(exact(big), net(big)) and len(calls) == 2  # both explicit torch fp32: as it is
+
+
+@pytest.mark.slow
+def test_test_command_with_backend_auto_matches_fp32_and_says_what_it_chose(trained_run, tmp_path, monkeypatch,
+                                                                          caplog):
+    from cyclegan.deploy import fastest
+    from cyclegan.inference.test_run import run_test
+
+    monkeypatch.setattr(fastest, "AUTO_MIN_PIXELS", 0)  # the tiny run's pictures are small: measure them anyway
+    common = {"dataroot": trained_run.data, "name": "run", "checkpoints_dir": trained_run.checkpoints, "eval_mode": True}
+    exact = run_test(results_dir=tmp_path / "fp32", **common)
+    with caplog.at_level("INFO", logger="cyclegan.deploy.fastest"):
+        auto = run_test(results_dir=tmp_path / "auto", backend="auto", precision="auto", **common)
+    assert any(record.getMessage().startswith("inference: ") for record in caplog.records)
+    assert auto.count == exact.count
+    if exact.scores is not None:
+        assert abs(auto.scores["psnr"] - exact.scores["psnr"]) < 0.5
+    with pytest.raises(ValueError, match="--quantize int8"):
+        run_test(results_dir=tmp_path / "q", backend="auto", quantize="int8", **common)

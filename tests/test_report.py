@@ -288,9 +288,10 @@ def test_save_visuals_rejects_bad_input(tmp_path: Path, bad: object) -> None:
         save_visuals({"x": bad}, tmp_path)  # type: ignore[dict-item]
 
 
-def test_run_logger_redraws_plots_at_most_every_interval_and_always_at_the_end(tmp_path, monkeypatch):
-    """Short epochs must not pay a matplotlib redraw each: within PLOT_INTERVAL_S the validation
-    plot is drawn once, the newest records wait, and the run's last update draws them."""
+def test_run_logger_keeps_plots_within_their_share_of_the_time_and_draws_at_the_end(tmp_path, monkeypatch):
+    """Short epochs must not pay a matplotlib redraw each: a plot is redrawn only while the time spent
+    drawing it stays within its share of the run (PLOT_SHARE, split between the plots); the newest
+    records wait, and the run's last update draws them."""
     from cyclegan.config import TrainConfig
     from cyclegan.training import logs
 
@@ -298,16 +299,28 @@ def test_run_logger_redraws_plots_at_most_every_interval_and_always_at_the_end(t
     clock = [1000.0]
     monkeypatch.setattr(logs.time, "monotonic", lambda: clock[0])
     logger = logs.RunLogger(tmp_path, TrainConfig(), total_epochs=3, resumed=False)
-    monkeypatch.setattr(logger.page, "update_validation", lambda records: drawn.append(len(records)))
+
+    def draw(records):  # each drawing takes 1 s of the fake clock
+        clock[0] += 1.0
+        drawn.append(len(records))
+
+    monkeypatch.setattr(logger.page, "update_validation", draw)
     records = [{"epoch": 1, "iter": 10, "val_psnr": 10.0}]
+    clock[0] += 10
     logger.validation(records, 10)
+    assert drawn == [1]  # the first drawing is always due
     records = records + [{"epoch": 2, "iter": 20, "val_psnr": 11.0}]
-    clock[0] += 5
+    clock[0] += 10
     logger.validation(records, 20)
-    assert drawn == [1]  # the second epoch's plot waits
+    assert drawn == [1]  # another 1 s drawing would exceed the share of 21 s: the second epoch's plot waits
     logger.update_plot([], force=True)  # the end of the run
     assert drawn == [1, 2]
-    clock[0] += logs.PLOT_INTERVAL_S
-    logger.validation(records + [{"epoch": 3, "iter": 30, "val_psnr": 12.0}], 30)
-    assert drawn == [1, 2, 3]
+    share = logs.PLOT_SHARE / len(logs.PLOTS)
+    clock[0] = 1000.0 + 3.0 / share - 1.0  # 2 s spent: a third drawing fits from 3 s / share on
+    records = records + [{"epoch": 3, "iter": 30, "val_psnr": 12.0}]
+    logger.validation(records, 30)
+    assert drawn == [1, 2]
+    clock[0] += 1.0
+    logger.validation(records + [{"epoch": 4, "iter": 40, "val_psnr": 13.0}], 40)
+    assert drawn == [1, 2, 4]
     logger.close()

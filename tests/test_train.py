@@ -378,6 +378,37 @@ def test_validation_against_ground_truth_keeps_the_best_checkpoint(tmp_path):
     assert (result.run_dir / "web" / "validation.png").exists()
 
 
+def test_a_state_saved_under_several_labels_is_serialised_once(tmp_path, monkeypatch):
+    """The last epoch's checkpoint, ``best`` (a new best in that epoch) and ``latest`` hold one state:
+    it is serialised once and copied, and each copy loads as the state it is."""
+    from cyclegan.training import trainer as trainer_module
+
+    serialised: list[str] = []
+    original = trainer_module.save_checkpoint
+    monkeypatch.setattr(trainer_module, "save_checkpoint",
+                        lambda path, state: serialised.append(Path(path).name) or original(path, state))
+    data = tiny_dataset(tmp_path / "data", n=3)
+    result = train(tiny_config(data, tmp_path / "ck", optim__max_iters=3))  # one epoch, validated: a new best
+    assert serialised == ["1.safetensors"]
+    files = [result.run_dir / f"{label}.safetensors" for label in ("1", "best", "latest")]
+    assert len({path.read_bytes() for path in files}) == 1
+    assert load_checkpoint(files[1])["progress"]["epoch"] == 2  # saved after the epoch's end, as the others
+
+
+def test_batched_validation_gives_the_per_image_scores(tmp_path, monkeypatch):
+    from cyclegan.training import validation
+
+    data = tiny_dataset(tmp_path / "data", n=2, n_test=5)
+    trainer = Trainer(tiny_config(data, tmp_path / "ck"), resume="never")
+    batched = trainer.validator.score(trainer.model, trainer.device, trainer.precision)
+    monkeypatch.setattr(validation, "VAL_BATCH", 1)
+    trainer.validator.baselines = None
+    one_by_one = trainer.validator.score(trainer.model, trainer.device, trainer.precision)
+    assert set(batched) == set(one_by_one) and {"val_cycle_l1", "val_psnr", "val_margin_ssim"} <= set(batched)
+    for key, value in one_by_one.items():
+        assert batched[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+
+
 @pytest.mark.slow
 def test_eval_freq_skips_epochs(tmp_path):
     data = tiny_dataset(tmp_path / "data", n=2)

@@ -17,7 +17,6 @@ from cyclegan.cli.flags import (
 )
 from cyclegan.cli.help_texts import HELP
 from cyclegan.core.runtime import resolve_device
-from cyclegan.deploy.backends import BACKENDS
 from cyclegan.deploy.fastest import BACKEND_CHOICES, PRECISION_CHOICES
 from cyclegan.inference.paths import translate_paths
 from cyclegan.inference.pretrained import fetch_pretrained
@@ -63,14 +62,16 @@ def add_test_parser(subparsers) -> None:
     parser.add_argument("--num_threads", type=int, default=0,
                         help="accepted for the reference's command lines (test reads in the main process)")
     parser.add_argument("--format", choices=("table", "json"), default="table", help="how to print the scores")
-    parser.add_argument("--backend", choices=BACKENDS, default="torch",
-                        help="onnxruntime: the generators exported once to ONNX beside the checkpoint")
+    parser.add_argument("--backend", choices=BACKEND_CHOICES, default="torch",
+                        help="torch (the reference's path); onnxruntime / openvino: the generators exported once to "
+                             "ONNX beside the checkpoint; auto: the fastest that agrees with fp32 (≥ 40 dB), measured "
+                             "on the first batch and cached per machine")
     parser.add_argument("--quantize", choices=("none", "int8"), default="none",
                         help="onnxruntime backend: int8 graphs calibrated on <dataroot>/trainA|B crops "
                              "(fast on AVX2 CPUs without native bf16)")
-    parser.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="fp32",
-                        help="torch: bf16 autocast is faster on CPUs/GPUs with native bf16 (fp32: exact); openvino: "
-                             "its inference precision")
+    parser.add_argument("--precision", choices=PRECISION_CHOICES, default="fp32",
+                        help="fp32: exact; bf16: autocast (torch) or the inference precision (openvino), fast where "
+                             "the CPU or GPU computes bf16 natively; auto: as --backend auto")
     add_ignored_reference_flags(parser)
     parser.set_defaults(handler=run_test_command)
 

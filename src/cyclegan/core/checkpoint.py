@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import pickle
+import shutil
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,16 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     }
     payload = save(tensors, metadata=metadata)
     return atomic_write(path, payload)
+
+
+def copy_checkpoint(source: str | Path, path: str | Path) -> Path:
+    """Atomically write a copy of the checkpoint ``source`` at ``path``: a state saved twice is
+    serialised (and checksummed) once."""
+    def copy(handle) -> None:
+        with open(source, "rb") as original:
+            shutil.copyfileobj(original, handle, 1 << 20)
+
+    return atomic_write(path, copy)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

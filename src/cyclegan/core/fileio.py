@@ -5,6 +5,10 @@ The content goes to a temporary file in the same folder (``os.replace`` is atomi
 filesystem), is flushed and fsynced, then renamed over the target, and the folder is fsynced so the
 rename itself survives a crash. On any error — a full disk included — the temporary file is removed
 and the old file is untouched.
+
+``durable=False`` keeps the temporary file and the rename (readers still never see a partial file) but
+skips both fsyncs: for files that are rewritten or regenerated anyway (page images, plots, test
+outputs), where an fsync per small file would cost more than writing it.
 """
 
 from __future__ import annotations
@@ -29,11 +33,12 @@ def fsync_directory(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str | Path, write: Callable[[Any], None] | bytes | str) -> Path:
+def atomic_write(path: str | Path, write: Callable[[Any], None] | bytes | str, durable: bool = True) -> Path:
     """Write a file so that readers see the old content or the new, never a partial file.
 
     ``write`` is the bytes / text to write or a function that writes to a binary file object.
     On any error (a full disk included) the temporary file is removed and the old file kept.
+    ``durable``: fsync the file and its folder, so the new content survives a crash (see the module).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -47,12 +52,14 @@ def atomic_write(path: str | Path, write: Callable[[Any], None] | bytes | str) -
             else:
                 write(handle)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
-    fsync_directory(path.parent)
+    if durable:
+        fsync_directory(path.parent)
     return path
 
 

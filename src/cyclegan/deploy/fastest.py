@@ -410,3 +410,42 @@ __all__ = [
     "network_key",
     "size_class",
 ]
+
+
+# Under this many pixels per call (batch × H × W) ``auto`` keeps torch fp32 without measuring: the
+# measurement (exports, compilations) would cost more than the whole job could save.
+AUTO_MIN_PIXELS = 256 * 256
+
+
+class FastestPath:
+    """A picture→picture network run by the path ``precision`` / ``backend`` name, chosen by
+    :func:`choose_path` on its first input of each picture size (C, H, W), whatever the batch (a
+    video's last, shorter batch reuses the path its full batches chose). Torch fp32 as it is when both
+    say so, and for inputs under :data:`AUTO_MIN_PIXELS`. One log line says what was chosen and why.
+    """
+
+    def __init__(self, net: nn.Module, device: torch.device | str, precision: str = "auto",
+                 backend: str = "auto", key: str | None = None) -> None:
+        self.net, self.device, self.precision, self.backend = net, torch.device(device), precision, backend
+        self.key = key
+        self.paths: dict[tuple[int, ...], Callable[[torch.Tensor], torch.Tensor]] = {}
+
+    @property
+    def training(self) -> bool:
+        return self.net.training
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if (self.backend, self.precision) == ("torch", "fp32"):
+            return self.net(x)
+        automatic = "auto" in (self.backend, self.precision)
+        if automatic and x.shape[0] * x.shape[-2] * x.shape[-1] < AUTO_MIN_PIXELS:
+            return self.net(x)  # per-call overheads dominate such small inputs: nothing to gain
+        shape = tuple(x.shape[1:])
+        if shape not in self.paths:
+            # One timed call per path after its warm-up: the first input pays for the measurement, and
+            # the choice is cached for every later run on this machine.
+            choice = choose_path(self.net, x, self.device, precision=self.precision, backend=self.backend,
+                                 key=self.key, calls=1)
+            log.info("%s", choice.describe())
+            self.paths[shape] = choice.run
+        return self.paths[shape](x)

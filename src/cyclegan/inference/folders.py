@@ -20,7 +20,8 @@ from cyclegan.report.visuals import tensor_to_image
 def save_tensor_image(tensor: torch.Tensor, path: Path) -> None:
     """Save a 1×C×H×W (or C×H×W) tensor in [-1, 1] as an 8-bit image, atomically."""
     image = tensor_to_image(tensor[0] if tensor.dim() == 4 else tensor)
-    atomic_write(path, lambda handle: image.save(handle, format="PNG"))
+    # Not fsynced: a test run rewrites these from the checkpoint; an fsync per small image cost more than it.
+    atomic_write(path, lambda handle: image.save(handle, format="PNG"), durable=False)
 
 
 def folder_images(folder: Path, limit: int | None, max_bad_fraction: float = 0.1) -> list[Path]:

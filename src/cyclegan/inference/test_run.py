@@ -41,6 +41,7 @@ from cyclegan.core.runtime import resolve_device
 from cyclegan.data.datasets import DATASETS
 from cyclegan.data.transforms import image_tensor
 from cyclegan.deploy.backends import BACKENDS, load_backend_generators
+from cyclegan.deploy.fastest import PRECISION_CHOICES, FastestPath, network_key
 from cyclegan.inference.folders import aligned_halves, folder_images, save_tensor_image, translate_folder
 from cyclegan.metrics import evaluate_folders, to_json
 from cyclegan.metrics.baselines import dataset_baselines, folder_baselines, margins, page_items
@@ -89,24 +90,29 @@ def run_test(
     ``model``: ``test`` (one generator over one folder) or a recipe name; ``None`` or a recipe name
     means the run's own recipe (from its config; a different one is an error). ``backend``: ``torch``
     or ``onnxruntime`` (the generators exported once to ONNX beside the checkpoint, see
-    :mod:`cyclegan.deploy.backends`). ``batch_size``: images of the same size translated together (one at a
+    :mod:`cyclegan.deploy.backends`), ``openvino``, or ``auto``; ``precision``: ``fp32``, ``bf16`` or ``auto``.
+    With ``auto`` in either, each network runs by the fastest path that agrees with fp32 on its first
+    batch (:class:`cyclegan.deploy.fastest.FastestPath`, in eval mode). ``batch_size``: images of the same size translated together (one at a
     time when a network runs in train mode, whose batch statistics would mix them). ``eval_mode``:
     the reference's ``--eval``. ``quantize="int8"`` (onnxruntime): the int8 graphs, calibrated on
     ``<dataroot>/train<A|B>`` when that folder exists, else on the run's own dataroot.
     """
-    _check_test_arguments(backend, batch_size, model, dataset_mode)
+    _check_test_arguments(backend, batch_size, model, dataset_mode, precision, quantize)
     torch_device = resolve_device(device)
     dataroot = Path(dataroot)
     run_dir = Path(checkpoints_dir) / name
     out_dir = Path(results_dir) / name / f"{phase}_{epoch}"
     images_dir = out_dir / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
-    # Train mode is the reference's default; ONNX graphs are exported in eval mode.
-    mode_eval = eval_mode or backend != "torch"
+    # Train mode is the reference's default; ONNX graphs are exported in eval mode, and ``auto``
+    # compares paths that all run in eval mode.
+    mode_eval = eval_mode or backend != "torch" or precision == "auto"
+    automatic = "auto" in (backend, precision)
     calibration_dataroot = dataroot if any((dataroot / folder).is_dir() for folder in ("trainA", "trainB", "train")) else None
     suffix_name = f"G{model_suffix}"  # --model test: the lone generator <epoch>_net_G<suffix>.pth
     loaded = load_backend_generators(run_dir, epoch, names=(suffix_name,) if model == "test" else None,
-                                     backend=backend, flags=flags, device=torch_device, eval_mode=mode_eval,
+                                     backend="torch" if automatic else backend, flags=flags, device=torch_device,
+                                     eval_mode=mode_eval,
                                      quantize=quantize, calibration_dataroot=calibration_dataroot,
                                      **({"precision": precision} if backend == "openvino" else {}))
     config = loaded.config
@@ -124,13 +130,15 @@ def run_test(
         jobs = recipe_jobs(recipe, loaded.nets, dataclasses.replace(config, data=data), layout, dataroot, phase,
                            _test_preprocess(data, preprocess, load_size, crop_size))
 
+    if automatic:
+        jobs = [fastest_job(job, torch_device, precision, backend, config) for job in jobs]
     if not mode_eval and any(getattr(job.forward, "training", False) for job in jobs):
         if batch_size > 1:
             log.info("networks run in train mode (the reference's default; --eval to change): one image at a time")
             batch_size = 1
         torch.manual_seed(seed)  # dropout masks: the same results on every run
     count = run_jobs(jobs, images_dir, num_test, torch_device, _test_preprocess(config.data, preprocess, load_size,
-                     crop_size), batch_size, precision if backend == "torch" else "fp32")
+                     crop_size), batch_size, precision if backend == "torch" and not automatic else "fp32")
     scores = None if recipe is None else score_results(recipe, config, layout, images_dir, dataroot, phase, direction)
     if scores is not None:
         atomic_write(out_dir / "scores.json", to_json(scores) + "\n")  # `cyclegan report` reads it
@@ -138,9 +146,26 @@ def run_test(
     return TestSummary(out_dir, images_dir, page, count, scores)
 
 
-def _check_test_arguments(backend: str, batch_size: int, model: str | None, dataset_mode: str | None) -> None:
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
+def fastest_job(job: Job, device: torch.device, precision: str, backend: str, config: TrainConfig) -> Job:
+    """The job with each network run by the fastest path that agrees with fp32 (``--backend auto`` /
+    ``--precision auto``: measured on its first batch of each picture size, cached per machine)."""
+    fields = {"netG": config.model.netG, "ngf": config.model.ngf, "norm": config.model.norm}
+
+    def fastest(net: Any) -> FastestPath | None:
+        return None if net is None else FastestPath(net, device, precision, backend, network_key(net, **fields))
+
+    return dataclasses.replace(job, forward=fastest(job.forward), backward=fastest(job.backward))
+
+
+def _check_test_arguments(backend: str, batch_size: int, model: str | None, dataset_mode: str | None,
+                          precision: str = "fp32", quantize: str = "none") -> None:
+    if backend not in (*BACKENDS, "auto"):
+        raise ValueError(f"unknown backend {backend!r}; known: auto, {', '.join(BACKENDS)}")
+    if precision not in PRECISION_CHOICES:
+        raise ValueError(f"unknown precision {precision!r}; known: {', '.join(PRECISION_CHOICES)}")
+    if quantize != "none" and "auto" in (backend, precision):
+        raise ValueError("--quantize int8 runs the onnxruntime int8 graphs as asked: use it with --backend "
+                         "onnxruntime (auto compares the fp32 and bf16 paths, not int8)")
     if batch_size < 1:
         raise ValueError(f"--batch_size must be >= 1, got {batch_size}")
     if model == "test" and dataset_mode not in (None, "single"):

@@ -37,7 +37,7 @@ from tqdm import tqdm
 from cyclegan.config import TrainConfig
 from cyclegan.core.fileio import atomic_write
 from cyclegan.data.images import BadImageError, _to_rgb_or_l, load_image
-from cyclegan.deploy.fastest import choose_path, network_key
+from cyclegan.deploy.fastest import FastestPath, network_key
 from cyclegan.inference.tiling import TiledGenerator, choose_tile, default_margin
 from cyclegan.recipes import MODELS
 from cyclegan.recipes.codec import ImageCodec, inner_network, picture_network
@@ -49,9 +49,6 @@ log = logging.getLogger(__name__)
 
 DIRECTIONS = ("AtoB", "BtoA")
 ALPHA_FORMATS = (".png", ".webp", ".tif", ".tiff")
-# Under this many pixels per call (batch × H × W) ``auto`` keeps torch fp32 without measuring: the
-# measurement (exports, compilations) would cost more than the whole job could save.
-AUTO_MIN_PIXELS = 256 * 256
 
 
 class TranslateError(ValueError):
@@ -104,7 +101,7 @@ class Translator:
     _margin: int | None = field(default=None, repr=False)  # the generator's reach: measured once
     precision: str = "fp32"  # fp32 | bf16 | auto (see whole())
     backend: str = "torch"  # torch | onnxruntime | openvino | auto
-    _paths: dict[tuple[int, ...], Any] = field(default_factory=dict, repr=False)  # C, H, W → chosen path
+    _fastest: FastestPath | None = field(default=None, repr=False)  # auto: the chosen path per picture size
 
     @classmethod
     def from_run(cls, run_dir: str | os.PathLike[str], epoch: str = "latest", direction: str = "AtoB",
@@ -175,23 +172,10 @@ class Translator:
         """One network call on the whole batch, by the path ``precision`` / ``backend`` name: torch fp32
         as it is; ``auto`` measures the paths on this input once per picture size (and the cache keeps
         the choice for the next run) and says in one line what it chose and why."""
-        if (self.backend, self.precision) == ("torch", "fp32"):
-            return self.net(x)
-        automatic = "auto" in (self.backend, self.precision)
-        if automatic and x.shape[0] * x.shape[-2] * x.shape[-1] < AUTO_MIN_PIXELS:
-            return self.net(x)  # per-call overheads dominate such small inputs: nothing to gain
-        # Per picture size, whatever the batch: a video's last, shorter batch of frames reuses the
-        # path its full batches chose instead of measuring every path again.
-        shape = tuple(x.shape[1:])
-        if shape not in self._paths:
+        if self._fastest is None:
             key = network_key(self.net, **{k: self.info.get(k) for k in ("netG", "ngf", "norm")})
-            # One timed call per path after its warm-up: the first input of a run pays for the measurement,
-            # and the choice is cached for every later run on this machine.
-            choice = choose_path(self.net, x, self.device, precision=self.precision, backend=self.backend, key=key,
-                                 calls=1)
-            log.info("%s", choice.describe())
-            self._paths[shape] = choice.run
-        return self._paths[shape](x)
+            self._fastest = FastestPath(self.net, self.device, self.precision, self.backend, key)
+        return self._fastest(x)
 
     def min_side(self) -> int:
         # Reflection padding inside the network needs every feature map at least 2 pixels a side.

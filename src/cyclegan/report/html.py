@@ -179,7 +179,8 @@ class TrainingPage:
                 for e in self._epochs.values()
             }
         }
-        atomic_write(self.web_dir / self.STATE_FILE, json.dumps(data, indent=1))
+        # Not fsynced, as the page: _load rebuilds the epochs from the images when this file is lost.
+        atomic_write(self.web_dir / self.STATE_FILE, json.dumps(data, indent=1), durable=False)
 
     @property
     def epochs(self) -> list[int]:
@@ -239,7 +240,7 @@ class TrainingPage:
             image_size=self.image_size,
             refresh_s=self.refresh_s,
         )
-        return atomic_write(self.page_path, html)
+        return atomic_write(self.page_path, html, durable=False)  # rendered again at each update
 
 
 # ---------------------------------------------------------------------------------------- results
@@ -298,7 +299,7 @@ class ResultsPage:
             image_size=self.image_size,
             refresh_s=0,
         )
-        return atomic_write(self.page_path, html)
+        return atomic_write(self.page_path, html, durable=False)  # rendered again at each update
 
 
 def write_results_page(

@@ -88,7 +88,7 @@ def plot_losses(
     else:
         ax.text(0.5, 0.5, "no losses recorded yet", ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()
-    return atomic_write(out_png, lambda tmp: fig.savefig(tmp, format="png"))
+    return atomic_write(out_png, lambda tmp: fig.savefig(tmp, format="png"), durable=False)  # redrawn anyway
 
 
 _VAL_META = ("epoch", "iter", "iters", "total_iters", "time", "step")
@@ -156,4 +156,4 @@ def plot_scores(records: Sequence[Mapping[str, Any]], out_png: str | Path, title
         ax.text(0.5, 0.5, "no scores recorded", ha="center", va="center", transform=ax.transAxes)
     fig.suptitle(title)
     fig.tight_layout()
-    return atomic_write(out_png, lambda tmp: fig.savefig(tmp, format="png"))
+    return atomic_write(out_png, lambda tmp: fig.savefig(tmp, format="png"), durable=False)  # redrawn anyway

@@ -73,6 +73,7 @@ def save_visuals(
             raise ValueError(f"visual {name!r}: expected (N, C, H, W) or (C, H, W), got {tuple(t.shape)}")
         grid = make_grid(to_unit_range(t), nrow=nrow, padding=2)
         fname = f"{prefix}_{safe_name(name)}.png" if prefix else f"{safe_name(name)}.png"
-        atomic_write(folder / fname, lambda tmp, g=grid: save_image(g, tmp, format="png"))
+        # Not fsynced: page images are redrawn from the run; an fsync each cost more than the PNG.
+        atomic_write(folder / fname, lambda tmp, g=grid: save_image(g, tmp, format="png"), durable=False)
         out[name] = fname
     return out

@@ -20,9 +20,12 @@ from cyclegan.report import TrainingPage
 
 log = logging.getLogger("cyclegan.train")
 
-# The page's plots are redrawn at most this often while training (and always at the end): a redraw
-# costs a good part of a second, which short epochs (the demo's) would pay every few seconds.
-PLOT_INTERVAL_S = 30.0
+# The page's plots together take at most this share of the run's wall time (each plot an equal part,
+# by its measured drawing time), and are always drawn at the end: a redraw costs a good part of a
+# second, which a fixed interval made short epochs (the demo's) pay every few seconds, and a slow
+# machine more than a fast one.
+PLOT_SHARE = 0.01
+PLOTS = ("loss", "validation")
 
 
 def format_loss_line(epoch: int, iters: int, compute_s: float, data_s: float, losses: dict[str, float]) -> str:
@@ -61,7 +64,9 @@ class RunLogger:
         self.bar = None
         self._images_since, self._time_since = 0, time.perf_counter()
         self._rate = 0.0
-        self._last_plot: dict[str, float] = {}  # plot -> when it was last drawn
+        self._started = time.monotonic()
+        self._plot_spent = dict.fromkeys(PLOTS, 0.0)  # plot -> seconds spent drawing it so far
+        self._plot_cost = dict.fromkeys(PLOTS, 0.0)  # plot -> its last drawing time
         self._pending_validation: list[dict[str, float]] | None = None
 
     def info(self, message: str) -> None:
@@ -124,11 +129,16 @@ class RunLogger:
                 self.writer.add_image(f"images/{name}", grid, progress.total_iters)
 
     def _due(self, plot: str, force: bool) -> bool:
-        now = time.monotonic()
-        if force or now - self._last_plot.get(plot, -PLOT_INTERVAL_S) >= PLOT_INTERVAL_S:
-            self._last_plot[plot] = now
-            return True
-        return False
+        """Whether drawing ``plot`` now keeps it within its share of the time so far (a first drawing
+        is always due: its cost is not known yet)."""
+        budget = PLOT_SHARE / len(PLOTS) * (time.monotonic() - self._started)
+        return force or self._plot_spent[plot] + self._plot_cost[plot] <= budget
+
+    def _draw(self, plot: str, draw, *args) -> None:
+        start = time.monotonic()
+        draw(*args)
+        self._plot_cost[plot] = time.monotonic() - start
+        self._plot_spent[plot] += self._plot_cost[plot]
 
     def validation(self, records: list[dict[str, float]], step: int) -> None:
         """Validation scores: ``val_scores.json`` (atomic), TensorBoard, the page's validation plot."""
@@ -137,16 +147,16 @@ class RunLogger:
         self.scalars(latest, step, prefix="val")
         self._pending_validation = list(records)
         if self._due("validation", force=False):
-            self.page.update_validation(self._pending_validation)
+            self._draw("validation", self.page.update_validation, self._pending_validation)
             self._pending_validation = None
 
     def update_plot(self, history: list[dict[str, Any]], force: bool = False) -> None:
-        """Redraw the loss plot (throttled to ``PLOT_INTERVAL_S`` unless ``force``) and any validation
-        plot still pending, then rewrite the page."""
+        """Redraw the loss plot (within its share of the time, ``PLOT_SHARE``, unless ``force``) and any
+        validation plot still pending, then rewrite the page."""
         if history and self._due("loss", force):
-            self.page.update_loss_plot(history)
+            self._draw("loss", self.page.update_loss_plot, history)
         if self._pending_validation is not None and self._due("validation", force):
-            self.page.update_validation(self._pending_validation)
+            self._draw("validation", self.page.update_validation, self._pending_validation)
             self._pending_validation = None
         self.page.write()
 

@@ -31,6 +31,7 @@ from cyclegan.core.checkpoint import (
     CHECKPOINT_SUFFIX,
     CheckpointError,
     atomic_write,
+    copy_checkpoint,
     load_latest_good,
     save_checkpoint,
     tensor_checksum,
@@ -136,6 +137,7 @@ class Trainer:
                 f"(images held out from training), or pick linear / step / cosine"
             )
         self.resumed_from: Path | None = None
+        self._written: tuple[tuple[int, ...], Path] | None = None  # the last save: its state's key, its path
         if existing is not None:
             self._restore(*existing)
         # After the restore: DDP broadcasts rank 0's weights when it wraps them.
@@ -246,18 +248,27 @@ class Trainer:
             ) from error
 
     def save(self, label: str = LATEST) -> Path:
-        """Collective in a distributed run: every rank calls it, rank 0 alone writes."""
-        path = self.run_dir / f"{label}{CHECKPOINT_SUFFIX}"
-        state = self.state_dict()
+        """Collective in a distributed run: every rank calls it, rank 0 alone writes. The state saved last,
+        saved again (an epoch's and ``best``, the last epoch's and ``latest``) is copied, not serialised."""
+        path, p, written = self.run_dir / f"{label}{CHECKPOINT_SUFFIX}", self.progress, self._written
+        # Steps (skipped ones too), epoch ends and validations move these; nothing else changes the state.
+        key = (p.total_iters, p.epoch, p.items_in_epoch, len(p.validation), p.nonfinite_skipped)
+        # Rank 0 alone sees the file; every rank takes the same branch (state_dict() gathers from all).
+        copy = self.dist.all_true(written is not None and written[0] == key
+                                  and (not self.dist.is_main or written[1].is_file()), self.device)
+        if copy and written[1] == path:
+            return path  # already there
+        state = None if copy else self.state_dict()
         failure: CheckpointError | None = None
         if self.dist.is_main:
             try:
                 with self._writing(path):
-                    save_checkpoint(path, state)
+                    copy_checkpoint(written[1], path) if copy else save_checkpoint(path, state)
             except CheckpointError as error:
                 failure = error
         if not self.dist.all_true(failure is None, self.device):  # no rank may run on alone
             raise failure or CheckpointError(f"rank 0 could not write {path}; see its log")
+        self._written = (key, path)
         return path
 
     def _prune_epoch_checkpoints(self) -> None:
@@ -446,9 +457,9 @@ class Trainer:
             log.warning("weights differ between ranks: %s", digests)
 
     def _end_epoch(self, logger) -> None:
-        progress, runtime = self.progress, self.config.runtime
-        epoch = progress.epoch
-        objective = self._validate(logger) if self.validator and epoch % max(runtime.eval_freq, 1) == 0 else None
+        progress, runtime, epoch = self.progress, self.config.runtime, self.progress.epoch
+        due = self.validator is not None and epoch % max(runtime.eval_freq, 1) == 0
+        objective, improved = self._validate(logger) if due else (None, False)
         for scheduler in self.schedulers.values():
             if objective is not None or not is_plateau(scheduler):  # plateau waits for a fresh score
                 step_scheduler(scheduler, objective)
@@ -462,9 +473,12 @@ class Trainer:
             path = self.save(str(epoch))
             self._prune_epoch_checkpoints()
             logger.info(f"saved {path.name} at the end of epoch {epoch}; learning rate now {lr:.7f}")
+        if improved:  # after the epoch's own checkpoint: the same state, copied instead of serialised again
+            self.save("best")
+            logger.info(f"new best {self.validator.objective} {objective:.4f}: saved best{CHECKPOINT_SUFFIX}")
 
-    def _validate(self, logger) -> float:
-        """Score the held-out set, log it everywhere, keep ``best``; returns the objective."""
+    def _validate(self, logger) -> tuple[float, bool]:
+        """Score the held-out set, log it everywhere; returns the objective and whether it is a new best."""
         progress, validator = self.progress, self.validator
         with self.average.swapped_in(self.model.nets) if self.average else contextlib.nullcontext():
             scores = validator.score(self.model, self.device, self.precision)
@@ -472,11 +486,9 @@ class Trainer:
         logger.validation(progress.validation, progress.total_iters)
         logger.info(f"epoch {progress.epoch} validation: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
         objective = scores[validator.objective]
-        if validator.improved(objective, progress.best_score):
+        if improved := validator.improved(objective, progress.best_score):
             progress.best_score = objective
-            self.save("best")
-            logger.info(f"new best {validator.objective} {objective:.4f}: saved best{CHECKPOINT_SUFFIX}")
-        return objective
+        return objective, improved
 
 
 def train(config: TrainConfig, resume: str = "auto") -> TrainResult:

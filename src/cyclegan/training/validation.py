@@ -19,7 +19,7 @@ paired data, from the validation truths themselves (which favours the baselines)
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import torch
@@ -32,6 +32,11 @@ from cyclegan.data.transforms import unit_image_tensor
 from cyclegan.metrics.baselines import domain_statistics, margins, pooled_statistics, score_baseline_pairs
 from cyclegan.metrics.paired import PSNR_CAP_DB, psnr, ssim
 from cyclegan.recipes import MODELS, TrainingRecipe
+
+# Held-out items per network call, and at most this many input values (A and B, every channel) per
+# call: large images go in smaller batches, so memory stays near that of 8 RGB pairs at 256 px.
+VAL_BATCH = 8
+VAL_BATCH_VALUES = 8 * 2 * 3 * 256 * 256
 
 
 class Validator:
@@ -87,38 +92,58 @@ class Validator:
     def improved(self, score: float, best: float | None) -> bool:
         return best is None or (score > best if self.mode == "max" else score < best)
 
+    def _items(self, device: torch.device) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor | None]]:
+        """Each held-out item as (its ``A`` / ``B`` images, C×H×W in [-1, 1], roles swapped for BtoA;
+        its ground truth, 1×C×H×W in [0, 1], or None: none, or paired data, whose truth is ``real_B``)."""
+        for i in range(len(self.dataset)):
+            item = self.dataset[(0, i)]
+            images = {key: item[key].to(device) for key in ("A", "B") if key in item}
+            if self.direction == "BtoA":  # the folders stay A / B; the roles swap
+                images["A"], images["B"] = images["B"], images["A"]
+            truth = None
+            if not self.paired and self.ground_truth is not None and i < len(self.sources):
+                truth = unit_image_tensor(self.ground_truth / self.sources[i].name, self.output_nc).to(device)
+            yield images, truth
+
+    def _batches(self, device: torch.device) -> Iterator[tuple[dict[str, torch.Tensor], list]]:
+        """The items stacked into batches of up to VAL_BATCH images of one shape (one network call
+        per batch instead of per image: the small held-out images use the hardware poorly one by one)."""
+        pending: list[tuple[dict[str, torch.Tensor], torch.Tensor | None]] = []
+
+        def shapes(entry):
+            images, truth = entry
+            return {k: v.shape for k, v in images.items()}, None if truth is None else truth.shape
+
+        def stacked():
+            return {key: torch.stack([images[key] for images, _ in pending]) for key in pending[0][0]}, \
+                [truth for _, truth in pending]
+
+        for entry in self._items(device):
+            values = sum(v.numel() for v in entry[0].values()) * (len(pending) + 1)
+            if pending and (len(pending) == VAL_BATCH or values > VAL_BATCH_VALUES
+                            or shapes(entry) != shapes(pending[0])):
+                yield stacked()
+                pending = []
+            pending.append(entry)
+        if pending:
+            yield stacked()
+
     @torch.no_grad()
     def score(self, model: TrainingRecipe, device: torch.device, precision: Precision) -> dict[str, float]:
         model.eval()
         terms: dict[str, list[float]] = {}
-        psnrs, ssims = [], []
+        psnrs: list[float] = []
+        ssims: list[float] = []
         pairs: list[tuple[torch.Tensor, torch.Tensor]] = []  # (source, truth) in [0, 1], for the baselines
-        _, fake_label, _ = self.translator.labels
-        truth_label = f"real_{self.translator.target}"
         try:
-            for i in range(len(self.dataset)):
-                item = self.dataset[(0, i)]
-                batch = {key: item[key].unsqueeze(0).to(device) for key in ("A", "B") if key in item}
-                if self.direction == "BtoA":  # the folders stay A / B; the roles swap
-                    batch["A"], batch["B"] = batch["B"], batch["A"]
+            for batch, truths in self._batches(device):
                 with precision.autocast():
                     out = model.translate(batch)
-                for name, values in model.validation_terms(out).items():
-                    terms.setdefault(name, []).extend(values)
-                if self.paired:
-                    truth = (out[truth_label].float() + 1) / 2
-                elif self.ground_truth is not None and i < len(self.sources):
-                    truth = unit_image_tensor(self.ground_truth / self.sources[i].name, self.output_nc).to(device)
-                else:
-                    continue
-                fake = (out[fake_label].float().clamp(-1, 1) + 1) / 2
-                if fake.shape[-2:] != truth.shape[-2:]:
-                    fake = F.interpolate(fake, size=truth.shape[-2:], mode="bicubic", antialias=True).clamp(0, 1)
-                psnrs.append(float(psnr(fake, truth)))
-                ssims.append(float(ssim(fake, truth)))
-                if self.baselines is None:
-                    source = (batch[self.translator.source].float() + 1) / 2
-                    pairs.append((source[0].cpu(), truth[0].cpu()))
+                for j in range(len(truths)):  # the recipe's terms per image, as it defines them
+                    image = {k: v[j:j + 1] for k, v in out.items()}
+                    for name, values in model.validation_terms(image).items():
+                        terms.setdefault(name, []).extend(values)
+                self._score_batch(batch, out, truths, (psnrs, ssims, pairs))
         finally:
             model.train()
         scores = {name: sum(values) / max(len(values), 1) for name, values in terms.items()}
@@ -132,6 +157,27 @@ class Validator:
                 scores[f"val_baseline_{metric}"] = best
                 scores[f"val_margin_{metric}"] = scores[f"val_{metric}"] - best
         return scores
+
+    def _score_batch(self, batch: dict[str, torch.Tensor], out: dict[str, torch.Tensor],
+                     truths: list[torch.Tensor | None], into: tuple[list, list, list]) -> None:
+        """PSNR / SSIM of the first translator's output against the ground truth, per image, appended to
+        ``into`` = (psnrs, ssims, baseline pairs); the pairs only until the baselines are scored."""
+        psnrs, ssims, pairs = into
+        _, fake_label, _ = self.translator.labels
+        if self.paired:
+            truth = (out[f"real_{self.translator.target}"].float() + 1) / 2
+        elif truths[0] is not None:  # one shape per batch: all of them or none have a truth file
+            truth = torch.cat(truths)
+        else:
+            return
+        fake = (out[fake_label].float().clamp(-1, 1) + 1) / 2
+        if fake.shape[-2:] != truth.shape[-2:]:
+            fake = F.interpolate(fake, size=truth.shape[-2:], mode="bicubic", antialias=True).clamp(0, 1)
+        psnrs.extend(psnr(fake, truth).tolist())
+        ssims.extend(ssim(fake, truth).tolist())
+        if self.baselines is None:
+            source = (batch[self.translator.source].float() + 1) / 2
+            pairs.extend(zip(source.cpu(), truth.cpu(), strict=True))
 
     def _score_baselines(self, pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, dict[str, float]]:
         source_dir, target_dir = self.domains
