@@ -34,7 +34,7 @@ import multiprocessing
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -128,13 +128,29 @@ def run_pair(pair: Pair) -> dict[str, Any]:
     return record
 
 
+def progress_line(record: dict[str, Any]) -> str:
+    """One finished pair, for stderr while the rest run (a suite takes hours)."""
+    return (f"[{record['setting']}] {record['task']} seed {record['seed']}: {record['psnr']:.2f} dB / "
+            f"{record['ssim']:.3f}, margin {record['margin_psnr']:+.2f} / {record['margin_ssim']:+.3f}, "
+            f"goal {'yes' if record['goal'] else 'no'}, {record['wall_s']:.0f} s")
+
+
 def run_pairs(pairs: list[Pair], jobs: int) -> list[dict[str, Any]]:
-    """Every pair, ``jobs`` at a time (each in its own process), in the order given."""
+    """Every pair, ``jobs`` at a time (each in its own process); the records in the order given."""
     if jobs <= 1:
-        return [run_pair(pair) for pair in pairs]
+        records = []
+        for pair in pairs:
+            records.append(run_pair(pair))
+            print(progress_line(records[-1]), file=sys.stderr, flush=True)
+        return records
     # Spawned workers: a forked child would inherit this process's torch threads and state.
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return list(pool.map(run_pair, pairs))
+        futures = {pool.submit(run_pair, pair): index for index, pair in enumerate(pairs)}
+        records: list[dict[str, Any] | None] = [None] * len(pairs)
+        for future in as_completed(futures):
+            records[futures[future]] = future.result()
+            print(progress_line(future.result()), file=sys.stderr, flush=True)
+    return [record for record in records if record is not None]
 
 
 def format_table(records: list[dict[str, Any]]) -> str:

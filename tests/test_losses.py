@@ -8,7 +8,15 @@ import pytest
 import torch
 from torch import nn
 
-from cyclegan.losses import GAN_LOSSES, cycle_loss, gan_loss, gradient_penalty, identity_loss
+from cyclegan.losses import (
+    GAN_LOSSES,
+    colour_distribution_loss,
+    cycle_loss,
+    gan_loss,
+    gradient_penalty,
+    identity_loss,
+    sphere_directions,
+)
 from cyclegan.networks import define_D
 
 from .conftest import FIXTURES
@@ -117,3 +125,30 @@ def test_cycle_and_identity_are_l1():
     expected = (11 * 0.5 + 1.5) / 12
     assert cycle_loss(b, a).item() == pytest.approx(expected)
     assert identity_loss(b, a).item() == pytest.approx(expected)
+
+
+def test_sphere_directions_are_fixed_unit_vectors_spread_over_the_sphere():
+    directions = sphere_directions(16)
+    assert directions.shape == (16, 3) and torch.allclose(directions.norm(dim=1), torch.ones(16), atol=1e-6)
+    assert torch.equal(directions, sphere_directions(16))  # no random state: a resume projects the same way
+    assert (directions @ directions.T - torch.eye(16)).abs().max() < 0.99  # no two the same
+    assert directions[:, 2].max() > 0.9 and directions[:, 2].min() < -0.9  # both poles covered
+    assert sphere_directions(4, channels=2).shape[1] == 2
+
+
+def test_colour_distribution_loss_compares_palettes_not_layouts():
+    directions = sphere_directions(16)
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(2, 3, 8, 8, generator=generator) * 2 - 1
+    shuffled = images.flatten(2)[..., torch.randperm(64, generator=generator)].view_as(images)
+    assert colour_distribution_loss(shuffled, images, directions) < 1e-12  # same colours, other places
+    shifted = (images + 0.2).clamp(-1, 1)
+    assert colour_distribution_loss(shifted, images, directions) > 1e-3
+    swapped = images[:, [2, 0, 1]]  # a channel rotation changes the palette
+    assert colour_distribution_loss(swapped, images, directions) > 1e-3
+    # batches of different sizes: the larger is subsampled; one colour against the same colour is zero
+    grey = torch.zeros(1, 3, 4, 4)
+    assert colour_distribution_loss(grey, torch.zeros(3, 3, 4, 4), directions) == 0
+    fake = shifted.clone().requires_grad_(True)
+    colour_distribution_loss(fake, images, directions).backward()
+    assert fake.grad is not None and fake.grad.abs().sum() > 0

@@ -416,6 +416,36 @@ def test_residual_output_is_for_resnet_generators_with_equal_channels():
         define_G(1, 3, 4, "resnet_6blocks", residual_output=True)
 
 
+def test_colour_branch_and_body_scale_start_as_the_identity_and_shape_the_output():
+    torch.manual_seed(0)
+    net = define_G(3, 3, 4, "resnet_6blocks", norm="none", init_type="kaiming", residual_output=True,
+                   colour_branch=8, body_scale=0.25)
+    assert {key.split(".")[0] for key in net.state_dict()} == {"model", "colour"}
+    assert not net.colour[-1].weight.any() and not net.colour[-1].bias.any()
+    x = torch.rand(2, 3, 24, 20, generator=torch.Generator().manual_seed(1)) * 1.96 - 0.98
+    assert (net(x) - x).abs().max() < 1e-6
+    with torch.no_grad():
+        net.colour[-1].bias.copy_(torch.tensor([0.5, 0.0, -0.5]))  # a colour shift, the same on every pixel
+        net.model[-1].bias.fill_(0.4)  # the body's h = 0.4, scaled to 0.1
+        expected = torch.tanh(torch.atanh(x) + 0.1 + torch.tensor([0.5, 0.0, -0.5]).view(1, 3, 1, 1))
+        assert torch.allclose(net(x), expected, atol=1e-6)
+        # the colour branch sees one pixel at a time: shuffling the pixels shuffles its output
+        net.model[-1].bias.zero_()
+        net.colour[-1].weight.normal_(0, 0.5)
+        order = torch.randperm(24 * 20, generator=torch.Generator().manual_seed(2))
+        flat = x.flatten(2)[..., order].view_as(x)
+        assert torch.allclose(net(flat), net(x).flatten(2)[..., order].view_as(x), atol=1e-6)
+
+
+def test_colour_branch_and_body_scale_need_the_residual_output_of_a_resnet():
+    with pytest.raises(ValueError, match="--colour_branch 8 .* needs --residual_output"):
+        define_G(3, 3, 4, "resnet_6blocks", colour_branch=8)
+    with pytest.raises(ValueError, match="--body_scale 0.5 .* needs --residual_output"):
+        define_G(3, 3, 4, "resnet_6blocks", body_scale=0.5)
+    with pytest.raises(ValueError, match="ResNet generators.*unet_128"):
+        define_G(3, 3, 4, "unet_128", colour_branch=8)
+
+
 # --- instance norm through the group-norm kernel -------------------------------------------------
 
 

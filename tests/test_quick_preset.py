@@ -45,6 +45,30 @@ def test_warm_start_runs_in_fresh_runs_only_and_resume_stays_exact(tmp_path):
     assert not torch.equal(cold.model.nets["G_A"].state_dict()[weight], warm.model.nets["G_A"].state_dict()[weight])
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["cycle_gan", "cut"])
+def test_colour_start_runs_in_fresh_runs_only_and_resume_stays_exact(tmp_path, model, monkeypatch, caplog):
+    from cyclegan.recipes import colour_start
+
+    monkeypatch.setattr(colour_start, "SAMPLE_PIXELS", 256)
+    data = tiny_dataset(tmp_path / "data", n=5)
+    options = {"model__model": model, "model__norm": "none", "model__residual_output": True,
+               "model__colour_branch": 8, "model__body_scale": 0.1, "model__colour_warmup_steps": 6,
+               **({"cycle_gan__lambda_identity": 0.0} if model == "cycle_gan" else {"model__pool_size": 0})}
+    whole, resumed = whole_and_interrupted_runs(data, tmp_path / "ck", total=6, stop_at=2, **options)
+    result = resumed.fit()
+    assert result.last_losses == whole.last_losses
+    with caplog.at_level("INFO", logger="cyclegan.train"):
+        fitted = Trainer(tiny_config(data, tmp_path / "ck", name="fitted", optim__max_iters=1, **options))
+    assert any("colour start: " in record.getMessage() for record in caplog.records)
+    unfitted = Trainer(tiny_config(data, tmp_path / "ck", name="unfitted", optim__max_iters=1,
+                                   **{**options, "model__colour_warmup_steps": 0}))
+    generator = "G_A" if model == "cycle_gan" else "G"
+    last = "colour.4.weight"
+    assert not unfitted.model.nets[generator].state_dict()[last].any()  # zeroed: the branch starts at nothing
+    assert fitted.model.nets[generator].state_dict()[last].any()
+
+
 def test_reference_defaults_are_untouched_and_the_preset_only_overrides():
     assert preset_config(None) == TrainConfig()
     quick = preset_config("quick")

@@ -403,6 +403,21 @@ def test_exact_tiles_of_a_residual_output_generator_equal_the_whole_image():
     assert (tiled(x) - whole).abs().max() < 1e-4
 
 
+def test_exact_tiles_of_a_generator_with_a_colour_branch_equal_the_whole_image():
+    torch.manual_seed(0)
+    net = ResnetGenerator(3, 3, 4, norm_layer=get_norm_layer("instance"), n_blocks=1, residual_output=True,
+                          colour_branch=8, body_scale=0.5)
+    net = init_weights(net, "normal", 0.5).eval()  # nothing zeroed: the body and the colour branch both matter
+    x = photo(128, 160)
+    with torch.no_grad():
+        whole = net(x)
+        without_colour = torch.tanh(0.5 * net.model(x) + torch.atanh(x.clamp(-0.99, 0.99)))
+    assert psnr(whole, without_colour) < 40  # the colour branch changes the output
+    tiled = TiledGenerator(net, 32, stats="exact")
+    assert tiled.layers is not None
+    assert (tiled(x) - whole).abs().max() < 1e-4
+
+
 # --- the path each call takes (--precision / --backend) ---------------------------------------------
 
 

@@ -61,6 +61,13 @@ class ModelConfig:
     padding_type: str = "reflect"
     # Ours, off in the reference: a ResNet G computes tanh(h(x) + atanh(x)) and starts as the identity.
     residual_output: bool = False
+    # Ours: a per-pixel colour map beside the ResNet body, this wide (0: none); needs residual_output.
+    colour_branch: int = 0
+    # Ours: the residual-output body's contribution is multiplied by this (1: as is).
+    body_scale: float = 1.0
+    # Ours: steps of the colour branch's fit to the target domain's colours before training (0: none);
+    # see cyclegan.recipes.colour_start. Needs colour_branch.
+    colour_warmup_steps: int = 0
     gan_mode: str = "lsgan"  # lsgan | vanilla | wgangp | hinge
     pool_size: int = 50
     lambda_gp: float = 10.0
@@ -73,7 +80,7 @@ class ModelConfig:
     def arch_fields(self) -> dict[str, Any]:
         """The fields that fix the networks' shapes and function: a resume or a checkpoint load must agree."""
         keys = ("model", "netG", "netD", "ngf", "ndf", "n_layers_D", "norm", "no_dropout", "padding_type",
-                "residual_output")
+                "residual_output", "colour_branch", "body_scale")
         return {k: getattr(self, k) for k in keys}
 
 

@@ -111,3 +111,39 @@ def cycle_loss(reconstructed: torch.Tensor, original: torch.Tensor) -> torch.Ten
 def identity_loss(same_domain_output: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
     """Identity mapping: L1 between G(y) and y for y already in G's target domain."""
     return F.l1_loss(same_domain_output, original)
+
+
+def sphere_directions(count: int, channels: int = 3) -> torch.Tensor:
+    """``count`` fixed unit vectors spread over the sphere (a Fibonacci lattice for 3 channels, the
+    axes and their diagonals' pattern repeated otherwise): no random state, so a resumed run projects
+    on the same directions."""
+    if channels != 3:
+        eye = torch.eye(channels)
+        return torch.cat([eye, F.normalize(torch.ones(1, channels), dim=1)])[:max(count, 1)]
+    index = torch.arange(count, dtype=torch.float64) + 0.5
+    z = 1 - 2 * index / count
+    radius = (1 - z * z).sqrt()
+    angle = torch.pi * (1 + 5**0.5) * index
+    return torch.stack([radius * angle.cos(), radius * angle.sin(), z], dim=1).float()
+
+
+def colour_distribution_loss(fake: torch.Tensor, real: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+    """Sliced Wasserstein-2 distance between the pixel colours of two batches (N×C×H×W each).
+
+    Every pixel is a point in colour space; both clouds are projected on each direction, sorted, and
+    compared quantile by quantile. Zero exactly when the projected colour distributions agree, so it
+    pulls a generator's palette onto the target domain's, with a gradient for every pixel, where the
+    discriminator's judgement of colour is coarse. The batches may differ in size (the larger is
+    subsampled evenly).
+    """
+    def cloud(images: torch.Tensor) -> torch.Tensor:
+        return images.float().permute(0, 2, 3, 1).reshape(-1, images.shape[1])
+
+    a, b = cloud(fake), cloud(real)
+    n = min(len(a), len(b))
+    a = a[torch.linspace(0, len(a) - 1, n, device=a.device).long()] if len(a) > n else a
+    b = b[torch.linspace(0, len(b) - 1, n, device=b.device).long()] if len(b) > n else b
+    directions = directions.to(a.device).T
+    projected_a, _ = (a @ directions).sort(dim=0)
+    projected_b, _ = (b @ directions).sort(dim=0)
+    return (projected_a - projected_b).pow(2).mean()

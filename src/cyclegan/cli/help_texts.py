@@ -40,6 +40,13 @@ HELP = {
     "padding_type": "padding of the ResNet generator's blocks: reflect | replicate | zero",
     "residual_output": "ResNet G computes tanh(h(x) + atanh(x)), h's last conv zeroed: it starts as the identity "
                        "(ours; for colour looks with --norm none --init_type kaiming)",
+    "colour_branch": "width of a per-pixel colour map (1x1 convolutions) added beside the ResNet body; it learns "
+                     "colour remaps from every pixel at once (ours; needs --residual_output; 0: none)",
+    "body_scale": "multiplies the ResNet body's output in a --residual_output G: below 1 slows the body's "
+                  "changes (texture, noise) and leaves colour changes to --colour_branch (ours; 1: as is)",
+    "colour_warmup_steps": "steps of a fit of the --colour_branch to the target domain's colours before "
+                           "training, from the identity or a channel permutation, whichever ends closer (ours; "
+                           "0: none)",
     "gan_mode": "lsgan | vanilla | wgangp (gradient penalty applied) | hinge",
     "pool_size": "size of the buffer of earlier generated images the discriminators also see (0: none)",
     "lambda_gp": "weight of the gradient penalty (--gan_mode wgangp)",
@@ -89,6 +96,8 @@ HELP = {
     "lambda_A": "cycle_gan: weight of the cycle loss A → B → A",
     "lambda_B": "cycle_gan: weight of the cycle loss B → A → B",
     "lambda_identity": "identity loss weight as a fraction of lambda_A / lambda_B (reference semantics)",
+    "lambda_colour": "weight of a sliced Wasserstein distance between generated and real pixel colours (ours; "
+                     "0: off, as the reference)",
     "batch_generator_calls": "cycle_gan: run G_B on real_B and fake_B in one call (same result with instance "
                              "norm or none; batch norm keeps separate calls)",
     "batch_discriminator_calls": "cycle_gan: score real and pooled fake images in one discriminator call",

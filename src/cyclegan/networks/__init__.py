@@ -46,6 +46,8 @@ def define_G(
     init_gain: float = 0.02,
     padding_type: str = "reflect",
     residual_output: bool = False,
+    colour_branch: int = 0,
+    body_scale: float = 1.0,
     **extra,
 ) -> nn.Module:
     """Build and initialise a generator: resnet_9blocks | resnet_6blocks | unet_128 | unet_256.
@@ -58,9 +60,13 @@ def define_G(
         kwargs["padding_type"] = padding_type
         if residual_output:
             kwargs["residual_output"] = True
-    elif residual_output:
-        raise ValueError(f"--residual_output is for the ResNet generators (resnet_9blocks, resnet_6blocks), "
-                         f"not {netG!r}")
+        if colour_branch:
+            kwargs["colour_branch"] = colour_branch
+        if body_scale != 1.0:
+            kwargs["body_scale"] = body_scale
+    elif residual_output or colour_branch or body_scale != 1.0:
+        raise ValueError(f"--residual_output, --colour_branch and --body_scale are for the ResNet generators (resnet_9blocks, "
+                         f"resnet_6blocks), not {netG!r}")
     net = init_weights(builder(input_nc, output_nc, ngf=ngf, **kwargs, **extra), init_type, init_gain)
     if residual_output:
         net.start_as_identity()
@@ -70,7 +76,8 @@ def define_G(
 def generator_options(m: ModelConfig) -> dict[str, Any]:
     """``define_G``'s keyword arguments from a run's model section (every recipe builds its G with them)."""
     return {"norm": m.norm, "use_dropout": not m.no_dropout, "init_type": m.init_type, "init_gain": m.init_gain,
-            "padding_type": m.padding_type, "residual_output": m.residual_output}
+            "padding_type": m.padding_type, "residual_output": m.residual_output,
+            "colour_branch": m.colour_branch, "body_scale": m.body_scale}
 
 
 def define_D(

@@ -120,6 +120,15 @@ class ResnetGenerator(SizeCheckedGenerator):
     ``residual_output`` (ours, off in the reference): G(x) = tanh(h(x) + atanh(x)), where h is the
     layer stack without its tanh. With h's last convolution zeroed (``start_as_identity``) the
     generator starts as the identity and learns a change of appearance; the same keys as without.
+
+    ``colour_branch`` (ours, needs ``residual_output``): a width for :class:`PointwiseColourMap`, a
+    per-pixel colour map c beside the layer stack: G(x) = tanh(h(x) + atanh(x) + c(x)) (keys
+    ``colour.*``). It also starts at zero.
+
+    ``body_scale`` (residual output only) multiplies h: a random body's last features are large (no
+    norm, Kaiming init), so its zeroed last convolution moves the output fast from the first steps,
+    and adversarial gradients then print texture over the structure; a smaller scale slows the body
+    alone (Adam's step does not see the scale), not the colour branch.
     """
 
     n_downsampling = 2
@@ -139,15 +148,22 @@ class ResnetGenerator(SizeCheckedGenerator):
         antialias: bool = False,
         antialias_up: bool = False,
         residual_output: bool = False,
+        colour_branch: int = 0,
+        body_scale: float = 1.0,
     ):
         if n_blocks < 0:
             raise ValueError(f"n_blocks must be >= 0, got {n_blocks}")
         if residual_output and input_nc != output_nc:
             raise ValueError(f"--residual_output adds the input to the output: it needs input_nc == output_nc "
                              f"(got {input_nc} and {output_nc})")
+        if colour_branch and not residual_output:
+            raise ValueError(f"--colour_branch {colour_branch} adds to the residual output: it needs --residual_output")
+        if body_scale != 1.0 and not residual_output:
+            raise ValueError(f"--body_scale {body_scale} scales the residual output: it needs --residual_output")
         super().__init__()
         self.input_nc = input_nc
         self.residual_output = residual_output  # a plain attribute: the state_dict keys stay the reference's
+        self.body_scale = body_scale
         self.size_multiple = 2**self.n_downsampling
         model: list[nn.Module] = [
             nn.ReflectionPad2d(3),
@@ -181,21 +197,40 @@ class ResnetGenerator(SizeCheckedGenerator):
         if not residual_output:  # with it, the tanh comes after the skip (add_input); it has no key
             model.append(nn.Tanh())
         self.model = nn.Sequential(*model)
+        self.colour = PointwiseColourMap(input_nc, output_nc, colour_branch) if colour_branch else None
 
     def body(self, x: torch.Tensor) -> torch.Tensor:
         output = self.model(x)
         return self.add_input(output, x) if self.residual_output else output
 
     def add_input(self, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """The residual output: tanh(h + atanh(x)), so that h = 0 gives back x."""
-        return torch.tanh(h + torch.atanh(x.clamp(-self.residual_clamp, self.residual_clamp)))
+        """The residual output: tanh(h + atanh(x) [+ c(x)]), so that h = 0 (and c = 0) gives back x."""
+        skip = torch.atanh(x.clamp(-self.residual_clamp, self.residual_clamp))
+        if self.colour is not None:
+            skip = skip + self.colour(x)
+        return torch.tanh((h if self.body_scale == 1.0 else self.body_scale * h) + skip)
 
     @torch.no_grad()
     def start_as_identity(self) -> None:
-        """Zero the last convolution, so that a residual-output generator starts as G(x) = x."""
-        last = self.model[-1]
-        nn.init.zeros_(last.weight)
-        nn.init.zeros_(last.bias)
+        """Zero the last convolution (and the colour map's), so that a residual-output generator starts
+        as G(x) = x."""
+        for last in (self.model[-1], *((self.colour[-1],) if self.colour is not None else ())):
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
+
+
+class PointwiseColourMap(nn.Sequential):
+    """A small MLP on each pixel's colour alone (1x1 convolutions): a learned 3-D colour look-up.
+
+    Tints, grades, channel swaps, hue rotations and inversions are functions of a pixel's colour;
+    the convolutional body can learn them too, but only by agreeing across all its layers, slowly, and
+    it damages the structure on the way. This branch learns them from every pixel at once and cannot
+    blur or texture anything, which leaves the body the changes that need context (stripes, objects).
+    """
+
+    def __init__(self, input_nc: int, output_nc: int, width: int):
+        super().__init__(nn.Conv2d(input_nc, width, 1), nn.LeakyReLU(0.2), nn.Conv2d(width, width, 1),
+                         nn.LeakyReLU(0.2), nn.Conv2d(width, output_nc, 1))
 
 
 class UnetSkipConnectionBlock(nn.Module):

@@ -21,6 +21,7 @@ every rank builds them from the same seed, so they start equal.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -31,6 +32,7 @@ from cyclegan.config import TrainConfig
 from cyclegan.core.precision import Precision
 from cyclegan.networks.compat import strip_module_prefix
 from cyclegan.recipes.base import MODELS, Direction, StepResult, TrainingRecipe, set_requires_grad
+from cyclegan.recipes.colour_start import fit_colour_start
 from cyclegan.recipes.cut.networks import mlp_channels_in_state_dict
 from cyclegan.recipes.cut.objective import (
     CUT_MODE_DEFAULTS,
@@ -45,6 +47,8 @@ from cyclegan.recipes.cut.objective import (
     draw_flip,
     initialize_feature_projector,
 )
+
+log = logging.getLogger("cyclegan.train")
 
 
 def cut_config(config: TrainConfig) -> CUTConfig:
@@ -91,8 +95,10 @@ class CUTModel(TrainingRecipe):
     # Not the vanilla GAN loss: with it CUT's D won outright in one run of three; CUT's lsgan did not.
     # FastCUT keeps its own defaults there: with these settings and the vanilla loss it stayed the
     # identity (its 10× NCE weight holds G at the start) or, without the identity start, its D won.
+    # The colour branch, its fit before training and the scaled-down body are CycleGAN's (see its preset).
     preset_defaults = {"quick": {
         "cut.normG": "none", "cut.normD": "none", "model.init_type": "kaiming", "model.residual_output": True,
+        "model.colour_branch": 32, "model.body_scale": 0.1, "model.colour_warmup_steps": 200,
         "optim.ema_decay": 0.995, "optim.max_iters": 800,
     }}
 
@@ -115,6 +121,7 @@ class CUTModel(TrainingRecipe):
         super().__init__()
         self.options = options = cut_config(config)
         self.lr, self.betas = config.optim.lr, (config.optim.beta1, config.optim.beta2)
+        self.colour_warmup_steps, self.seed = config.model.colour_warmup_steps, config.runtime.seed or 0
         self.nets["G"] = build_generator(options)
         self.is_train = is_train
         if is_train:
@@ -134,12 +141,20 @@ class CUTModel(TrainingRecipe):
 
     @property
     def needs_first_batch(self) -> bool:  # type: ignore[override]
-        return self.is_train and bool(getattr(self.nets["F"], "needs_first_batch", False))
+        return self.is_train and (bool(getattr(self.nets["F"], "needs_first_batch", False))
+                                  or self.colour_warmup_steps > 0)
+
+    first_batch_images = 16  # the colour start fits on these
 
     def data_dependent_init(self, batch: dict[str, Any], precision: Precision, fresh: bool = True) -> None:
-        """Build F's MLPs from G's features of the first batch (on a resume too: the restore then
-        finds F's parameters; their initial values are overwritten)."""
-        initialize_feature_projector(self.nets["G"], self.nets["F"], batch["A"], self.options.nce_layers)
+        """Fit G's colour branch to B's colours (``--colour_warmup_steps``, a fresh run only: a resume
+        restores it), then build F's MLPs from G's features of the first batch (on a resume too: the
+        restore then finds F's parameters; their initial values are overwritten)."""
+        if self.colour_warmup_steps > 0 and fresh:
+            start = fit_colour_start(self.nets["G"], batch["A"], batch["B"], self.colour_warmup_steps, seed=self.seed)
+            log.info("G %s", start.describe())
+        if getattr(self.nets["F"], "needs_first_batch", False):
+            initialize_feature_projector(self.nets["G"], self.nets["F"], batch["A"], self.options.nce_layers)
 
     @classmethod
     def reference_weights_hint(cls, state: Mapping[str, torch.Tensor], config: TrainConfig) -> str | None:

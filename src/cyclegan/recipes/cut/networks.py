@@ -50,10 +50,12 @@ class CUTResnetGenerator(ResnetGenerator):
         no_antialias: bool = False,
         no_antialias_up: bool = False,
         residual_output: bool = False,
+        colour_branch: int = 0,
+        body_scale: float = 1.0,
     ):
         super().__init__(input_nc, output_nc, ngf, norm_layer, use_dropout, n_blocks, padding_type, use_bias,
                          antialias=not no_antialias, antialias_up=not no_antialias_up,
-                         residual_output=residual_output)
+                         residual_output=residual_output, colour_branch=colour_branch, body_scale=body_scale)
 
     def forward(
         self, x: torch.Tensor, layers: Sequence[int] | None = None, encode_only: bool = False
@@ -254,6 +256,8 @@ def define_cut_G(
     no_antialias: bool = False,
     no_antialias_up: bool = False,
     residual_output: bool = False,
+    colour_branch: int = 0,
+    body_scale: float = 1.0,
 ) -> nn.Module:
     """CUT's ``define_G``: resnet_9blocks | resnet_6blocks | resnet_4blocks, anti-aliased unless told not to
     (``residual_output``: ours, as in ``define_G``; the keys stay CUT's)."""
@@ -262,7 +266,8 @@ def define_cut_G(
         known = ", ".join(n.removeprefix(CUT_GENERATOR_PREFIX) for n in GENERATORS if n.startswith(CUT_GENERATOR_PREFIX))
         raise ValueError(f"unknown CUT generator (netG) {netG!r}; known: {known}")
     return define_G(input_nc, output_nc, ngf, name, norm, use_dropout, init_type, init_gain,
-                    residual_output=residual_output, no_antialias=no_antialias, no_antialias_up=no_antialias_up)
+                    residual_output=residual_output, colour_branch=colour_branch, body_scale=body_scale,
+                    no_antialias=no_antialias, no_antialias_up=no_antialias_up)
 
 
 def define_cut_D(

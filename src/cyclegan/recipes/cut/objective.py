@@ -67,6 +67,8 @@ class CUTConfig(CUTOptions):
     init_gain: float = 0.02
     no_dropout: bool = True
     residual_output: bool = False  # ours (the quick preset's): G starts as the identity
+    colour_branch: int = 0  # ours: a per-pixel colour map beside G's body (model.colour_branch)
+    body_scale: float = 1.0  # ours: the residual body's output scale (model.body_scale)
     gan_mode: str = "lsgan"
     pool_size: int = 0  # CUT keeps no image pool
     n_epochs: int | None = None  # CUT 200, FastCUT 150
@@ -107,6 +109,8 @@ def build_generator(config: CUTConfig) -> nn.Module:
         no_antialias=config.no_antialias,
         no_antialias_up=config.no_antialias_up,
         residual_output=config.residual_output,
+        colour_branch=config.colour_branch,
+        body_scale=config.body_scale,
     )
 
 

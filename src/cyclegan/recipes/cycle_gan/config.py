@@ -24,3 +24,6 @@ class CycleGANConfig:
     # Steps of an L1 fit of each generator to the identity before training (0: the reference's random
     # start). See cyclegan.recipes.cycle_gan.warm_start; the quick preset uses it.
     identity_warmup_steps: int = 0
+    # Weight of the sliced Wasserstein distance between fake_B's and real_B's pixel colours (and
+    # fake_A's and real_A's): see cyclegan.losses.colour_distribution_loss (0: off, the reference).
+    lambda_colour: float = 0.0

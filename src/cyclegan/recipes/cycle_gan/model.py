@@ -12,6 +12,7 @@ One step computes what the reference's optimize_parameters computes:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -20,12 +21,15 @@ from torch import nn
 
 from cyclegan.config import TrainConfig
 from cyclegan.core.precision import Precision
-from cyclegan.losses import cycle_loss, gan_loss, identity_loss
+from cyclegan.losses import colour_distribution_loss, cycle_loss, gan_loss, identity_loss, sphere_directions
 from cyclegan.networks import define_D, define_G, generator_options
 from cyclegan.recipes.base import MODELS, Direction, StepResult, TrainingRecipe, set_requires_grad
+from cyclegan.recipes.colour_start import fit_colour_start
 from cyclegan.recipes.cycle_gan.config import CycleGANConfig
 from cyclegan.recipes.cycle_gan.pool import ImagePool
 from cyclegan.recipes.cycle_gan.warm_start import identity_warm_start
+
+log = logging.getLogger("cyclegan.train")
 
 
 class GeneratorPair(nn.Module):
@@ -90,17 +94,21 @@ class CycleGANModel(TrainingRecipe):
     title = "CycleGAN"
     directions = (Direction("G_A", "A", back="G_B"), Direction("G_B", "B", back="G_A"))
     generator_names = ("G_A", "G_B")
-    loss_names = ("G_A", "G_B", "cycle_A", "cycle_B", "idt_A", "idt_B", "D_A", "D_B")
+    loss_names = ("G_A", "G_B", "cycle_A", "cycle_B", "idt_A", "idt_B", "colour_A", "colour_B", "D_A", "D_B")
     progress_losses = ("G_A", "D_A", "cycle_A", "G_B", "D_B")
     visual_names = ("real_A", "fake_B", "rec_A", "idt_B", "real_B", "fake_A", "rec_B", "idt_A")
     config_section = "cycle_gan"
     fallback_objective = ("val_cycle_l1", "min")  # no ground truth: follow the cycle-consistency L1
-    # --preset quick also sets, for CycleGAN (chosen by the learning curves in benchmarks/README.md):
-    # no instance norm, which removes each image's absolute colours at the first layer; generators
-    # that start as the identity; the vanilla GAN loss; no identity term; an average of the
-    # generators' weights; and 800 iterations, which a step without norms makes fit the demo's budget.
+    # --preset quick also sets, for CycleGAN (chosen on the task family of benchmarks/learning_suite.py,
+    # see benchmarks/README.md): no instance norm, which removes each image's absolute colours at the
+    # first layer; generators that start as the identity, with a per-pixel colour branch fitted to the
+    # other domain's colours before training (the identity or a channel permutation, whichever fits)
+    # and the convolutional body's changes scaled down (it printed texture over the structure); the
+    # vanilla GAN loss; no identity term; an average of the generators' weights; and 800 iterations,
+    # which a step without norms makes fit the demo's budget.
     preset_defaults = {"quick": {
         "model.norm": "none", "model.init_type": "kaiming", "model.residual_output": True,
+        "model.colour_branch": 32, "model.body_scale": 0.1, "model.colour_warmup_steps": 200,
         "model.gan_mode": "vanilla", "cycle_gan.lambda_identity": 0.0, "optim.ema_decay": 0.995,
         "optim.max_iters": 800,
     }}
@@ -130,24 +138,32 @@ class CycleGANModel(TrainingRecipe):
             self.fake_A_pool = ImagePool(m.pool_size, seed=seed + 1)
             self.fake_B_pool = ImagePool(m.pool_size, seed=seed + 2)
             self.gan = gan_loss(m.gan_mode)
+            self.colour_directions = sphere_directions(16, output_nc)
             self.rebuild_step_modules()
 
-    first_batch_images = 16  # the identity warm start fits on these
+    first_batch_images = 16  # the identity warm start and the colour start fit on these
 
     @property
     def needs_first_batch(self) -> bool:  # type: ignore[override]
-        return self.options.identity_warmup_steps > 0
+        return self.options.identity_warmup_steps > 0 or self.cfg.colour_warmup_steps > 0
 
     def data_dependent_init(self, batch: dict[str, Any], precision: Precision, fresh: bool = True) -> None:
-        """Start both generators as the identity (``--identity_warmup_steps``; quick preset). A
-        resume restores the weights this produced, so it does nothing then."""
-        steps = self.options.identity_warmup_steps
-        if steps <= 0 or not fresh:
+        """Start both generators as the identity (``--identity_warmup_steps``) and their colour branches
+        at the other domain's colours (``--colour_warmup_steps``; quick preset). A resume restores the
+        weights this produced, so it does nothing then."""
+        if not fresh:
             return
-        if batch["A"].shape[1] != batch["B"].shape[1]:
-            raise ValueError("--identity_warmup_steps needs input_nc == output_nc: G(x) must be comparable with x")
-        for offset, (name, images) in enumerate((("G_A", batch["A"]), ("G_B", batch["B"]))):
-            identity_warm_start(self.nets[name], images, steps, precision, seed=self.seed + offset)
+        steps = self.options.identity_warmup_steps
+        if steps > 0:
+            if batch["A"].shape[1] != batch["B"].shape[1]:
+                raise ValueError("--identity_warmup_steps needs input_nc == output_nc: G(x) must be comparable with x")
+            for offset, (name, images) in enumerate((("G_A", batch["A"]), ("G_B", batch["B"]))):
+                identity_warm_start(self.nets[name], images, steps, precision, seed=self.seed + offset)
+        if self.cfg.colour_warmup_steps > 0:
+            for offset, (name, source, target) in enumerate((("G_A", "A", "B"), ("G_B", "B", "A"))):
+                start = fit_colour_start(self.nets[name], batch[source], batch[target], self.cfg.colour_warmup_steps,
+                                         seed=self.seed + offset)
+                log.info("%s %s", name, start.describe())
 
     def build_optimizers(self) -> None:
         self.optimizers = {"G": self.adam(self.nets["G_A"], self.nets["G_B"]),
@@ -189,6 +205,9 @@ class CycleGANModel(TrainingRecipe):
                 "cycle_A": cycle_loss(rec_A.float(), real_A.float()) * m.lambda_A,
                 "cycle_B": cycle_loss(rec_B.float(), real_B.float()) * m.lambda_B,
             }
+            if m.lambda_colour > 0:
+                losses["colour_A"] = colour_distribution_loss(fake_B, real_B, self.colour_directions) * m.lambda_colour
+                losses["colour_B"] = colour_distribution_loss(fake_A, real_A, self.colour_directions) * m.lambda_colour
             if m.lambda_identity > 0:
                 idt_A, idt_B = images["idt_A"], images["idt_B"]
                 losses["idt_A"] = identity_loss(idt_A.float(), real_B.float()) * m.lambda_B * m.lambda_identity

@@ -1,0 +1,148 @@
+"""Start a generator's colour branch at a colour map that carries one domain's palette onto the other's.
+
+A generator that starts as the identity learns colour maps near it (a tint, a grade) slowly and maps
+far from it (channel swaps, hue rotations, negatives) hardly at all in a short run: the adversarial
+signal about colour is coarse, and the first steps spend it on texture. Before training, this fits the
+generator's per-pixel colour branch (``--colour_branch``, :class:`cyclegan.networks.generators.
+PointwiseColourMap`) so that the colours of G(A) follow the colours of B: a sliced Wasserstein fit
+(:func:`cyclegan.losses.colour_distribution_loss`) on pixels of the first training batch.
+
+Matching colour distributions alone has many answers, and a descent from the identity finds the
+nearest, which is wrong for far maps. So the fit starts from each of a few of the 48 signed channel
+permutations (the symmetries of the RGB cube; a hue rotation by 120 or 240 degrees is one) that bring
+A's colours closest to B's, and keeps the one that ends closest, but the identity unless another ends
+clearly closer (:data:`ACCEPT_RATIO`): a map near the identity stays near it. Training then refines
+the map and lets the convolutional body learn what a colour map cannot.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from cyclegan.losses import colour_distribution_loss, sphere_directions
+
+# Another start replaces the identity only when its fit ends this much closer to B's colours: the
+# identity's fit is the right answer for maps near it, and two fits can end a little apart by chance.
+ACCEPT_RATIO = 0.8
+CANDIDATES = 4  # signed permutations fitted besides the identity (the closest before fitting)
+SAMPLE_PIXELS = 4096  # pixels per fitting step, per domain
+DIRECTIONS = 32  # projections of the sliced Wasserstein distance
+LEARNING_RATE = 3e-3
+
+
+@dataclass(frozen=True)
+class ColourStart:
+    """What the fit chose: the start's name, and how far the fitted colours are from B's (sliced W2)."""
+
+    start: str
+    distance: float
+    identity_distance: float
+
+    def describe(self) -> str:
+        if self.start == "identity":
+            return f"colour start: near the identity (colour distance {self.distance:.4f})"
+        return (f"colour start: {self.start} (colour distance {self.distance:.4f}, against "
+                f"{self.identity_distance:.4f} from the identity)")
+
+
+def signed_permutations(channels: int = 3) -> list[tuple[str, torch.Tensor]]:
+    """(name, matrix) for every signed permutation of the channels, the identity first (only the
+    identity for other than 3 channels: grey or two-channel data has no such palette symmetries)."""
+    if channels != 3:
+        return [("identity", torch.eye(channels))]
+    found = []
+    for order in itertools.permutations(range(3)):
+        for signs in itertools.product((1.0, -1.0), repeat=3):
+            matrix = torch.zeros(3, 3)
+            for row, (column, sign) in enumerate(zip(order, signs, strict=True)):
+                matrix[row, column] = sign
+            name = ", ".join(("" if sign > 0 else "-") + "rgb"[column] for column, sign in zip(order, signs, strict=True))
+            found.append((f"({name})", matrix))
+    found.sort(key=lambda item: item[0] != "(r, g, b)")
+    return [("identity" if name == "(r, g, b)" else name, matrix) for name, matrix in found]
+
+
+def image_pixels(images: torch.Tensor) -> torch.Tensor:
+    """N×C×H×W → (N·H·W)×C, in fp32 on the CPU."""
+    return images.detach().float().cpu().permute(0, 2, 3, 1).reshape(-1, images.shape[1])
+
+
+def _as_image(pixels: torch.Tensor) -> torch.Tensor:
+    """P×C pixels as one 1×C×P×1 picture: a 1×1-convolution branch runs them in one call."""
+    return pixels.T.reshape(1, pixels.shape[1], -1, 1)
+
+
+def _mapped(branch: nn.Module, pixels: torch.Tensor, clamp: float) -> torch.Tensor:
+    """The generator's output at its start (the body's h is zero) for ``pixels``: tanh(atanh(x) + c(x))."""
+    skip = torch.atanh(pixels.clamp(-clamp, clamp))
+    return torch.tanh(skip + branch(_as_image(pixels))[0, :, :, 0].T)
+
+
+def _fit(branch: nn.Module, source: torch.Tensor, target: torch.Tensor, start: torch.Tensor, steps: int,
+         clamp: float, directions: torch.Tensor, chooser: torch.Generator) -> float:
+    """A third of the steps to bring c(x) to the start's map (L2), the rest to B's colours (sliced W2);
+    returns the final distance on a fixed sample."""
+    optimizer = torch.optim.Adam(branch.parameters(), lr=LEARNING_RATE)
+    reach = steps // 3
+    for step in range(steps):
+        pixels = source[torch.randint(len(source), (SAMPLE_PIXELS,), generator=chooser)]
+        out = _mapped(branch, pixels, clamp)
+        if step < reach:
+            loss = (out - (pixels @ start.T).clamp(-1, 1)).pow(2).mean()
+        else:
+            wanted = target[torch.randint(len(target), (SAMPLE_PIXELS,), generator=chooser)]
+            loss = colour_distribution_loss(_as_image(out), _as_image(wanted), directions)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        count = min(len(source), len(target), 8 * SAMPLE_PIXELS)
+        return float(colour_distribution_loss(_as_image(_mapped(branch, source[:count], clamp)),
+                                              _as_image(target[:count]), directions))
+
+
+def fit_colour_start(generator: nn.Module, source_images: torch.Tensor, target_images: torch.Tensor, steps: int,
+                     seed: int = 0) -> ColourStart:
+    """Fit ``generator.colour`` (in place, on the CPU, then back to its device) so that the colours of
+    G(source) follow those of ``target`` (see the module docstring); returns what it chose.
+
+    Deterministic for the same images, seed and initial weights. The body is left as it is (its last
+    convolution zeroed, so G is the colour map alone at the start).
+    """
+    branch = getattr(generator, "colour", None)
+    if branch is None:
+        raise ValueError("--colour_warmup_steps fits the colour branch: set --colour_branch (and --residual_output)")
+    chooser = torch.Generator().manual_seed(seed)
+    source, target = image_pixels(source_images), image_pixels(target_images)
+    source = source[torch.randperm(len(source), generator=chooser)]
+    target = target[torch.randperm(len(target), generator=chooser)]
+    device = next(branch.parameters()).device
+    work = copy.deepcopy(branch).float().cpu()
+    initial = copy.deepcopy(work.state_dict())
+    directions = sphere_directions(DIRECTIONS, source.shape[1])
+    clamp = generator.residual_clamp
+    count = min(len(source), len(target), 8 * SAMPLE_PIXELS)
+    starts = signed_permutations(source.shape[1])
+    with torch.no_grad():
+        closeness = [float(colour_distribution_loss(_as_image(source[:count] @ m.T), _as_image(target[:count]),
+                                                    directions)) for _, m in starts[1:]]
+    ranked = [starts[0]] + [starts[1 + i] for i in sorted(range(len(closeness)), key=closeness.__getitem__)[:CANDIDATES]]
+    fitted = []
+    for name, matrix in ranked:
+        work.load_state_dict(initial)
+        distance = _fit(work, source, target, matrix, steps, clamp, directions, chooser)
+        fitted.append((distance, name, copy.deepcopy(work.state_dict())))
+    identity_distance = fitted[0][0]
+    distance, name, state = min(fitted[1:], key=lambda item: item[0], default=fitted[0])
+    if distance >= ACCEPT_RATIO * identity_distance:
+        distance, name, state = fitted[0]
+    work.load_state_dict(state)
+    with torch.no_grad():
+        for kept, fitted_param in zip(branch.parameters(), work.parameters(), strict=True):
+            kept.copy_(fitted_param.to(device, kept.dtype))
+    return ColourStart(name, distance, identity_distance)
