@@ -437,6 +437,23 @@ def test_colour_branch_and_body_scale_start_as_the_identity_and_shape_the_output
         assert torch.allclose(net(flat), net(x).flatten(2)[..., order].view_as(x), atol=1e-6)
 
 
+def test_colour_only_is_the_output_without_the_body():
+    from cyclegan.recipes.cycle_gan.model import body_change
+
+    torch.manual_seed(0)
+    net = define_G(3, 3, 4, "resnet_6blocks", norm="none", init_type="kaiming", residual_output=True, colour_branch=8)
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1)) * 1.8 - 0.9
+    with torch.no_grad():
+        net.colour[-1].bias.copy_(torch.tensor([0.3, -0.2, 0.1]))
+        assert torch.allclose(net.colour_only(x), net(x)) and body_change(net, x, net(x)) < 1e-7  # the body adds 0
+        net.model[-1].bias.fill_(0.5)  # now it adds a constant in atanh space
+        assert torch.allclose(net(x), torch.tanh(torch.atanh(net.colour_only(x)) + 0.5), atol=1e-5)
+        assert body_change(net, x, net(x)) > 0.05
+    plain = define_G(3, 3, 4, "resnet_6blocks", norm="none")
+    with pytest.raises(ValueError, match="needs --residual_output"):
+        plain.colour_only(x)
+
+
 def test_colour_branch_and_body_scale_need_the_residual_output_of_a_resnet():
     with pytest.raises(ValueError, match="--colour_branch 8 .* needs --residual_output"):
         define_G(3, 3, 4, "resnet_6blocks", colour_branch=8)

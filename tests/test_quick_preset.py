@@ -54,10 +54,13 @@ def test_colour_start_runs_in_fresh_runs_only_and_resume_stays_exact(tmp_path, m
     data = tiny_dataset(tmp_path / "data", n=5)
     options = {"model__model": model, "model__norm": "none", "model__residual_output": True,
                "model__colour_branch": 8, "model__body_scale": 0.1, "model__colour_warmup_steps": 6,
-               **({"cycle_gan__lambda_identity": 0.0} if model == "cycle_gan" else {"model__pool_size": 0})}
+               **({"cycle_gan__lambda_identity": 0.0, "cycle_gan__lambda_body": 1.0} if model == "cycle_gan"
+                  else {"model__pool_size": 0})}
     whole, resumed = whole_and_interrupted_runs(data, tmp_path / "ck", total=6, stop_at=2, **options)
     result = resumed.fit()
     assert result.last_losses == whole.last_losses
+    if model == "cycle_gan":
+        assert result.last_losses["body_A"] > 0 and result.last_losses["body_B"] > 0
     with caplog.at_level("INFO", logger="cyclegan.train"):
         fitted = Trainer(tiny_config(data, tmp_path / "ck", name="fitted", optim__max_iters=1, **options))
     assert any("colour start: " in record.getMessage() for record in caplog.records)

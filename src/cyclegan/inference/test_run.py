@@ -90,10 +90,11 @@ def run_test(
     ``model``: ``test`` (one generator over one folder) or a recipe name; ``None`` or a recipe name
     means the run's own recipe (from its config; a different one is an error). ``backend``: ``torch``
     or ``onnxruntime`` (the generators exported once to ONNX beside the checkpoint, see
-    :mod:`cyclegan.deploy.backends`), ``openvino``, or ``auto``; ``precision``: ``fp32``, ``bf16`` or ``auto``.
-    With ``auto`` in either, each network runs by the fastest path that agrees with fp32 on its first
-    batch (:class:`cyclegan.deploy.fastest.FastestPath`, in eval mode). ``batch_size``: images of the same size translated together (one at a
-    time when a network runs in train mode, whose batch statistics would mix them). ``eval_mode``:
+    :mod:`cyclegan.deploy.backends`), ``openvino``, or ``auto``; ``precision``: ``fp32``, ``bf16`` or
+    ``auto``. With ``auto`` in either, each network runs by the fastest path that agrees with fp32 on
+    its first batch (:class:`cyclegan.deploy.fastest.FastestPath`, in eval mode). ``batch_size``:
+    images of the same size translated together (one at a time when a network runs in train mode,
+    whose batch statistics would mix them). ``eval_mode``:
     the reference's ``--eval``. ``quantize="int8"`` (onnxruntime): the int8 graphs, calibrated on
     ``<dataroot>/train<A|B>`` when that folder exists, else on the run's own dataroot.
     """
@@ -106,8 +107,8 @@ def run_test(
     images_dir.mkdir(parents=True, exist_ok=True)
     # Train mode is the reference's default; ONNX graphs are exported in eval mode, and ``auto``
     # compares paths that all run in eval mode.
-    mode_eval = eval_mode or backend != "torch" or precision == "auto"
     automatic = "auto" in (backend, precision)
+    mode_eval = eval_mode or backend != "torch" or automatic
     calibration_dataroot = dataroot if any((dataroot / folder).is_dir() for folder in ("trainA", "trainB", "train")) else None
     suffix_name = f"G{model_suffix}"  # --model test: the lone generator <epoch>_net_G<suffix>.pth
     loaded = load_backend_generators(run_dir, epoch, names=(suffix_name,) if model == "test" else None,
@@ -116,19 +117,8 @@ def run_test(
                                      quantize=quantize, calibration_dataroot=calibration_dataroot,
                                      **({"precision": precision} if backend == "openvino" else {}))
     config = loaded.config
-    if model == "test":
-        codec = ImageCodec(config.data.input_nc, config.data.output_nc)
-        jobs = [Job(dataroot, loaded.nets[suffix_name], None, ("real", "fake", "rec"), codec.read_nc)]
-        recipe, layout = None, "single"
-    else:
-        if model is not None and model != config.model.model:
-            raise ValueError(f"{run_dir} holds a {config.model.model} run, not {model}: use --model "
-                             f"{config.model.model} (or --model test for a lone generator)")
-        recipe = MODELS.get(config.model.model)
-        layout = DATASETS.get(dataset_mode or config.data.dataset_mode).layout
-        data = dataclasses.replace(config.data, direction=direction or config.data.direction)
-        jobs = recipe_jobs(recipe, loaded.nets, dataclasses.replace(config, data=data), layout, dataroot, phase,
-                           _test_preprocess(data, preprocess, load_size, crop_size))
+    jobs, recipe, layout = _jobs(loaded.nets, config, model, suffix_name, run_dir, dataroot, dataset_mode, direction,
+                                 phase, preprocess, load_size, crop_size)
 
     if automatic:
         jobs = [fastest_job(job, torch_device, precision, backend, config) for job in jobs]
@@ -144,6 +134,24 @@ def run_test(
         atomic_write(out_dir / "scores.json", to_json(scores) + "\n")  # `cyclegan report` reads it
     page = _write_page(out_dir, jobs, f"{name}: {phase} results, epoch {epoch}", scores)
     return TestSummary(out_dir, images_dir, page, count, scores)
+
+
+def _jobs(nets: dict[str, Any], config: TrainConfig, model: str | None, suffix_name: str, run_dir: Path,
+          dataroot: Path, dataset_mode: str | None, direction: str | None, phase: str, preprocess: str,
+          load_size: int, crop_size: int) -> tuple[list[Job], type[TrainingRecipe] | None, str]:
+    """The jobs ``test`` runs, the run's recipe (None for ``--model test``) and the data layout."""
+    if model == "test":
+        codec = ImageCodec(config.data.input_nc, config.data.output_nc)
+        return [Job(dataroot, nets[suffix_name], None, ("real", "fake", "rec"), codec.read_nc)], None, "single"
+    if model is not None and model != config.model.model:
+        raise ValueError(f"{run_dir} holds a {config.model.model} run, not {model}: use --model "
+                         f"{config.model.model} (or --model test for a lone generator)")
+    recipe = MODELS.get(config.model.model)
+    layout = DATASETS.get(dataset_mode or config.data.dataset_mode).layout
+    data = dataclasses.replace(config.data, direction=direction or config.data.direction)
+    jobs = recipe_jobs(recipe, nets, dataclasses.replace(config, data=data), layout, dataroot, phase,
+                       _test_preprocess(data, preprocess, load_size, crop_size))
+    return jobs, recipe, layout
 
 
 def fastest_job(job: Job, device: torch.device, precision: str, backend: str, config: TrainConfig) -> Job:

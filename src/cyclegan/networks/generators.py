@@ -210,6 +210,13 @@ class ResnetGenerator(SizeCheckedGenerator):
             skip = skip + self.colour(x)
         return torch.tanh((h if self.body_scale == 1.0 else self.body_scale * h) + skip)
 
+    def colour_only(self, x: torch.Tensor) -> torch.Tensor:
+        """The output without the body (h = 0): tanh(atanh(x) + c(x)), or x clamped without a colour branch.
+        What the body adds is G(x) minus this (``--lambda_body`` penalises it)."""
+        if not self.residual_output:
+            raise ValueError("colour_only is the residual output without the body: it needs --residual_output")
+        return self.add_input(torch.zeros_like(x[:, :1]), x)
+
     @torch.no_grad()
     def start_as_identity(self) -> None:
         """Zero the last convolution (and the colour map's), so that a residual-output generator starts

@@ -27,3 +27,6 @@ class CycleGANConfig:
     # Weight of the sliced Wasserstein distance between fake_B's and real_B's pixel colours (and
     # fake_A's and real_A's): see cyclegan.losses.colour_distribution_loss (0: off, the reference).
     lambda_colour: float = 0.0
+    # Weight of the L1 distance between G(x) and G's output without its body (residual-output
+    # generators): the body pays for each change that the colour map alone does not make (0: off).
+    lambda_body: float = 0.0

@@ -94,7 +94,8 @@ class CycleGANModel(TrainingRecipe):
     title = "CycleGAN"
     directions = (Direction("G_A", "A", back="G_B"), Direction("G_B", "B", back="G_A"))
     generator_names = ("G_A", "G_B")
-    loss_names = ("G_A", "G_B", "cycle_A", "cycle_B", "idt_A", "idt_B", "colour_A", "colour_B", "D_A", "D_B")
+    loss_names = ("G_A", "G_B", "cycle_A", "cycle_B", "idt_A", "idt_B", "colour_A", "colour_B", "body_A", "body_B",
+                  "D_A", "D_B")
     progress_losses = ("G_A", "D_A", "cycle_A", "G_B", "D_B")
     visual_names = ("real_A", "fake_B", "rec_A", "idt_B", "real_B", "fake_A", "rec_B", "idt_A")
     config_section = "cycle_gan"
@@ -208,6 +209,9 @@ class CycleGANModel(TrainingRecipe):
             if m.lambda_colour > 0:
                 losses["colour_A"] = colour_distribution_loss(fake_B, real_B, self.colour_directions) * m.lambda_colour
                 losses["colour_B"] = colour_distribution_loss(fake_A, real_A, self.colour_directions) * m.lambda_colour
+            if m.lambda_body > 0:
+                losses["body_A"] = body_change(self.nets["G_A"], real_A, fake_B) * m.lambda_body
+                losses["body_B"] = body_change(self.nets["G_B"], real_B, fake_A) * m.lambda_body
             if m.lambda_identity > 0:
                 idt_A, idt_B = images["idt_A"], images["idt_B"]
                 losses["idt_A"] = identity_loss(idt_A.float(), real_B.float()) * m.lambda_B * m.lambda_identity
@@ -258,6 +262,11 @@ class CycleGANModel(TrainingRecipe):
             device = next(self.parameters()).device
             self.fake_A_pool.load_state_dict(state["fake_A_pool"], device)
             self.fake_B_pool.load_state_dict(state["fake_B_pool"], device)
+
+
+def body_change(generator: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """Mean |G(x) − G's output without its body|: what the convolutional body adds (see ``lambda_body``)."""
+    return (fake.float() - generator.colour_only(real).float()).abs().mean()
 
 
 def _detached(losses: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
