@@ -440,7 +440,7 @@ def test_translate_takes_an_explicit_backend_and_auto_measures_once(tmp_path, ca
     first = translator.translate_tensor(big)
     def verdicts() -> list[str]:
         return [r.getMessage() for r in caplog.records
-                if r.name == "cyclegan.inference.translator" and r.getMessage().startswith("inference: ")]
+                if r.name == "cyclegan.deploy.fastest.choice" and r.getMessage().startswith("inference: ")]
 
     assert len(verdicts()) == 1 and "measured" in verdicts()[0]  # whichever path won: no test on a speed
     again = translator.translate_tensor(big)  # the same shape: the chosen path, not a new measurement

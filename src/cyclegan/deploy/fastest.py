@@ -48,6 +48,7 @@ from cyclegan.deploy.quantize import psnr
 from cyclegan.recipes.codec import inner_network
 
 log = logging.getLogger(__name__)
+choice_log = logging.getLogger(f"{__name__}.choice")  # the one line a door prints: what runs, and why
 
 BACKEND_CHOICES = ("auto", "torch", "onnxruntime", "openvino")
 PRECISION_CHOICES = ("auto", "fp32", "bf16")
@@ -446,6 +447,6 @@ class FastestPath:
             # the choice is cached for every later run on this machine.
             choice = choose_path(self.net, x, self.device, precision=self.precision, backend=self.backend,
                                  key=self.key, calls=1)
-            log.info("%s", choice.describe())
+            choice_log.info("%s", choice.describe())
             self.paths[shape] = choice.run
         return self.paths[shape](x)
