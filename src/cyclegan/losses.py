@@ -127,19 +127,14 @@ def sphere_directions(count: int, channels: int = 3) -> torch.Tensor:
     return torch.stack([radius * angle.cos(), radius * angle.sin(), z], dim=1).float()
 
 
-def colour_distribution_loss(fake: torch.Tensor, real: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
-    """Sliced Wasserstein-2 distance between the pixel colours of two batches (N×C×H×W each).
+def pixel_cloud(images: torch.Tensor) -> torch.Tensor:
+    """N×C×H×W → (N·H·W)×C in fp32: every pixel a point in colour space."""
+    return images.float().permute(0, 2, 3, 1).reshape(-1, images.shape[1])
 
-    Every pixel is a point in colour space; both clouds are projected on each direction, sorted, and
-    compared quantile by quantile. Zero exactly when the projected colour distributions agree, so it
-    pulls a generator's palette onto the target domain's, with a gradient for every pixel, where the
-    discriminator's judgement of colour is coarse. The batches may differ in size (the larger is
-    subsampled evenly).
-    """
-    def cloud(images: torch.Tensor) -> torch.Tensor:
-        return images.float().permute(0, 2, 3, 1).reshape(-1, images.shape[1])
 
-    a, b = cloud(fake), cloud(real)
+def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+    """Sliced Wasserstein-2 distance between two point clouds (P×C, Q×C): both projected on each
+    direction, sorted and compared quantile by quantile (the larger cloud subsampled evenly)."""
     n = min(len(a), len(b))
     a = a[torch.linspace(0, len(a) - 1, n, device=a.device).long()] if len(a) > n else a
     b = b[torch.linspace(0, len(b) - 1, n, device=b.device).long()] if len(b) > n else b
@@ -147,3 +142,13 @@ def colour_distribution_loss(fake: torch.Tensor, real: torch.Tensor, directions:
     projected_a, _ = (a @ directions).sort(dim=0)
     projected_b, _ = (b @ directions).sort(dim=0)
     return (projected_a - projected_b).pow(2).mean()
+
+
+def colour_distribution_loss(fake: torch.Tensor, real: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+    """Sliced Wasserstein-2 distance between the pixel colours of two batches (N×C×H×W each).
+
+    Zero exactly when the projected colour distributions agree, so it pulls a generator's palette onto
+    the target domain's, with a gradient for every pixel, where the discriminator's judgement of colour
+    is coarse. The batches may differ in size.
+    """
+    return sliced_wasserstein(pixel_cloud(fake), pixel_cloud(real), directions)

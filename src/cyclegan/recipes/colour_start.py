@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from cyclegan.losses import colour_distribution_loss, sphere_directions
+from cyclegan.losses import pixel_cloud, sliced_wasserstein, sphere_directions
 
 # Another start replaces the identity only when its fit ends this much closer to B's colours: the
 # identity's fit is the right answer for maps near it, and two fits can end a little apart by chance.
@@ -67,11 +67,6 @@ def signed_permutations(channels: int = 3) -> list[tuple[str, torch.Tensor]]:
     return [("identity" if name == "(r, g, b)" else name, matrix) for name, matrix in found]
 
 
-def image_pixels(images: torch.Tensor) -> torch.Tensor:
-    """N×C×H×W → (N·H·W)×C, in fp32 on the CPU."""
-    return images.detach().float().cpu().permute(0, 2, 3, 1).reshape(-1, images.shape[1])
-
-
 def _as_image(pixels: torch.Tensor) -> torch.Tensor:
     """P×C pixels as one 1×C×P×1 picture: a 1×1-convolution branch runs them in one call."""
     return pixels.T.reshape(1, pixels.shape[1], -1, 1)
@@ -96,14 +91,13 @@ def _fit(branch: nn.Module, source: torch.Tensor, target: torch.Tensor, start: t
             loss = (out - (pixels @ start.T).clamp(-1, 1)).pow(2).mean()
         else:
             wanted = target[torch.randint(len(target), (SAMPLE_PIXELS,), generator=chooser)]
-            loss = colour_distribution_loss(_as_image(out), _as_image(wanted), directions)
+            loss = sliced_wasserstein(out, wanted, directions)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
     with torch.no_grad():
         count = min(len(source), len(target), 8 * SAMPLE_PIXELS)
-        return float(colour_distribution_loss(_as_image(_mapped(branch, source[:count], clamp)),
-                                              _as_image(target[:count]), directions))
+        return float(sliced_wasserstein(_mapped(branch, source[:count], clamp), target[:count], directions))
 
 
 def fit_colour_start(generator: nn.Module, source_images: torch.Tensor, target_images: torch.Tensor, steps: int,
@@ -118,7 +112,7 @@ def fit_colour_start(generator: nn.Module, source_images: torch.Tensor, target_i
     if branch is None:
         raise ValueError("--colour_warmup_steps fits the colour branch: set --colour_branch (and --residual_output)")
     chooser = torch.Generator().manual_seed(seed)
-    source, target = image_pixels(source_images), image_pixels(target_images)
+    source, target = pixel_cloud(source_images.detach().cpu()), pixel_cloud(target_images.detach().cpu())
     source = source[torch.randperm(len(source), generator=chooser)]
     target = target[torch.randperm(len(target), generator=chooser)]
     device = next(branch.parameters()).device
@@ -129,8 +123,8 @@ def fit_colour_start(generator: nn.Module, source_images: torch.Tensor, target_i
     count = min(len(source), len(target), 8 * SAMPLE_PIXELS)
     starts = signed_permutations(source.shape[1])
     with torch.no_grad():
-        closeness = [float(colour_distribution_loss(_as_image(source[:count] @ m.T), _as_image(target[:count]),
-                                                    directions)) for _, m in starts[1:]]
+        closeness = [float(sliced_wasserstein(source[:count] @ m.T, target[:count], directions))
+                     for _, m in starts[1:]]
     ranked = [starts[0]] + [starts[1 + i] for i in sorted(range(len(closeness)), key=closeness.__getitem__)[:CANDIDATES]]
     fitted = []
     for name, matrix in ranked:
