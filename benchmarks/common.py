@@ -288,6 +288,78 @@ def our_step_fn(
     return step
 
 
+class ConcurrentCyclesStep:
+    """Our model's step with its two cycles run at once, one intra-op thread each (issue 29).
+
+    A → B → A (G_A, then G_B, scored by D_A) and B → A → B (G_B, then G_A, scored by D_B) do not
+    depend on each other until the loss sum: each runs forward, losses and ``autograd.grad`` in its
+    own thread, and their gradients are added in a fixed order (deterministic). Then D_A's and D_B's
+    losses and backward, one per thread (disjoint weights). The alternative to ``--batch_generator_calls``
+    on small CPUs, where a step is mostly per-operator overhead: two single-threaded chains instead of
+    one chain of two-thread operators. Same losses as the model's step (checked in
+    ``tests/test_benchmarks.py``); the cycle, identity and GAN terms only, no colour or body terms.
+    """
+
+    def __init__(self, model: Any, precision: Precision, threads_per_cycle: int = 1) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        options = model.options
+        if options.lambda_colour > 0 or options.lambda_body > 0:
+            raise ValueError("the concurrent step has no colour or body terms: set lambda_colour / lambda_body to 0")
+        self.model, self.precision = model, precision
+        # set_num_threads is per thread under OpenMP: each worker sets its own once.
+        self.pool = ThreadPoolExecutor(2, initializer=torch.set_num_threads, initargs=(threads_per_cycle,))
+
+    def _cycle(self, G_first: nn.Module, G_second: nn.Module, D: nn.Module, real: torch.Tensor,
+               real_other: torch.Tensor, lambda_cycle: float, lambda_other: float) -> tuple:
+        from cyclegan.losses import cycle_loss, identity_loss
+
+        model, options = self.model, self.model.options
+        params = [p for name in ("G_A", "G_B") for p in model.nets[name].parameters()]
+        with self.precision.autocast():  # autocast is per thread
+            fake = G_first(real)
+            rec = G_second(fake)
+            losses = [model.adversarial(D(fake), True, False), cycle_loss(rec.float(), real.float()) * lambda_cycle]
+            if options.lambda_identity > 0:  # G_first should leave an image of its own output domain unchanged
+                idt = G_first(real_other)
+                losses.append(identity_loss(idt.float(), real_other.float()) * lambda_other * options.lambda_identity)
+        grads = torch.autograd.grad(self.precision.scaler.scale(sum(losses)), params, allow_unused=True)
+        return fake, [loss.detach() for loss in losses], grads
+
+    def _discriminator(self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        with self.precision.autocast():
+            loss = self.model.discriminator_loss(D, real, fake)
+        self.precision.scaler.scale(loss).backward()
+        return loss.detach()
+
+    def __call__(self, real_A: torch.Tensor, real_B: torch.Tensor) -> dict[str, torch.Tensor]:
+        model, options, precision = self.model, self.model.options, self.precision
+        G_A, G_B, D_A, D_B = (model.nets[name] for name in ("G_A", "G_B", "D_A", "D_B"))
+        opt_G, opt_D = model.optimizers["G"], model.optimizers["D"]
+        set_requires_grad([D_A, D_B], False)
+        opt_G.zero_grad(set_to_none=True)
+        cycle_A = self.pool.submit(self._cycle, G_A, G_B, D_A, real_A, real_B, options.lambda_A, options.lambda_B)
+        cycle_B = self.pool.submit(self._cycle, G_B, G_A, D_B, real_B, real_A, options.lambda_B, options.lambda_A)
+        (fake_B, terms_A, grads_A), (fake_A, terms_B, grads_B) = cycle_A.result(), cycle_B.result()
+        params = [p for net in (G_A, G_B) for p in net.parameters()]
+        for param, grad_A, grad_B in zip(params, grads_A, grads_B, strict=True):
+            present = [g for g in (grad_A, grad_B) if g is not None]
+            param.grad = sum(present[1:], present[0]) if present else None
+        set_requires_grad([D_A, D_B], True)
+        opt_D.zero_grad(set_to_none=True)
+        pooled_fake_B, pooled_fake_A = model.fake_B_pool.query(fake_B), model.fake_A_pool.query(fake_A)
+        loss_D_A = self.pool.submit(self._discriminator, D_A, real_B, pooled_fake_B)
+        loss_D_B = self.pool.submit(self._discriminator, D_B, real_A, pooled_fake_A)
+        losses = {"G_A": terms_A[0], "cycle_A": terms_A[1], "G_B": terms_B[0], "cycle_B": terms_B[1],
+                  "D_A": loss_D_A.result(), "D_B": loss_D_B.result()}
+        if options.lambda_identity > 0:
+            losses["idt_A"], losses["idt_B"] = terms_A[2], terms_B[2]
+        precision.step(opt_G)
+        precision.step(opt_D)
+        precision.update()
+        return losses
+
+
 def random_batch(
     bench: BenchConfig, device: torch.device, seed: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:

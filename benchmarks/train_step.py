@@ -4,6 +4,7 @@
     python benchmarks/train_step.py --config paper --iters 6
     python benchmarks/train_step.py --device cuda --config paper
     python benchmarks/train_step.py --quick --size 32 --ngf 4 --ndf 4   # does it run (seconds)
+    python benchmarks/train_step.py --precision fp32 --threads 2 --concurrent_cycles   # + both cycles at once
 
 Each variant runs in its own fresh worker process (so its peak memory is its own: peak RSS via
 ``getrusage`` on the CPU, ``torch.cuda.max_memory_allocated`` on CUDA). The workers build their
@@ -61,7 +62,7 @@ def worker(spec: dict[str, Any]) -> int:
     """Build one variant, then answer ``warmup N`` / ``run N`` / ``finish`` lines from stdin."""
     torch.set_num_threads(spec["threads"])
     device = torch.device(spec["device"])
-    from common import BenchConfig, ReferenceStep
+    from common import BenchConfig, ConcurrentCyclesStep, ReferenceStep
 
     bench = BenchConfig(**spec["bench"])
     config = train_config(bench, seed=0)
@@ -75,6 +76,8 @@ def worker(spec: dict[str, Any]) -> int:
             config, device, spec["precision"], spec["channels_last"], spec["compile"], spec["compile_backend"]
         )
         step = our_step_fn(model, precision, spec["channels_last"])
+        if spec["variant"] == "concurrent":
+            step = ConcurrentCyclesStep(model, precision, threads_per_cycle=max(1, spec["threads"] // 2))
     real_A, real_B = random_batch(bench, device)
     losses: dict[str, torch.Tensor] = {}
 
@@ -157,6 +160,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--compile", action="store_true", help="ours: torch.compile the step's modules")
     parser.add_argument(
+        "--concurrent_cycles", action="store_true",
+        help="add a variant: ours with A→B→A and B→A→B run at once in two threads, each with half the "
+        "threads (common.ConcurrentCyclesStep), against ours with batched generator calls",
+    )
+    parser.add_argument(
         "--compile_backend", default="inductor",
         help="with --compile: torch.compile's backend (the trainer's is inductor; aot_eager traces the same "
         "graphs without generating kernels, for a quick dry run)",
@@ -204,6 +212,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "compile_backend": args.compile_backend,
         },
     }
+    if args.concurrent_cycles:
+        if device.type != "cpu" or args.compile:
+            raise SystemExit("--concurrent_cycles: an eager CPU variant (no --compile, --device cpu)")
+        specs["concurrent"] = {**specs["ours"], "variant": "concurrent"}
 
     workers: dict[str, Worker] = {}
     times: dict[str, list[float]] = {name: [] for name in specs}
@@ -216,7 +228,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for worker_ in workers.values():  # one at a time: never two variants on the cores at once
             worker_.ask(f"warmup {warmup}")
         for round_ in range(rounds):
-            order = ["baseline", "ours"] if round_ % 2 == 0 else ["ours", "baseline"]
+            order = list(specs) if round_ % 2 == 0 else list(reversed(specs))
             for name in order:
                 times[name] += workers[name].ask(f"run {per_round}")["times"]
         for name, worker_ in workers.items():
@@ -239,9 +251,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         results.append(
             {
                 "variant": name,
-                "description": "reference-style eager step"
-                if name == "baseline"
-                else "ours (create_model + Precision)",
+                "description": {"baseline": "reference-style eager step", "ours": "ours (create_model + Precision)",
+                                "concurrent": "ours, both cycles at once (two threads)"}[name],
                 "precision": variant_precision,
                 "channels_last": spec.get("channels_last", False),
                 # "inductor" prints as yes; another backend by its name
@@ -278,6 +289,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         else "torch.cuda.max_memory_allocated",
         "results": results,
         "speedup": results[1]["speedup_vs_baseline"],
+        "concurrent_vs_ours": results[2]["speedup_vs_baseline"] / results[1]["speedup_vs_baseline"]
+        if len(results) > 2 else None,
     }
 
 
@@ -333,6 +346,9 @@ def format_report(report: dict[str, Any]) -> str:
         "",
         f"**speed of ours relative to the baseline: {report['speedup']:.2f}×** (> 1: ours is faster)",
     ]
+    if report.get("concurrent_vs_ours"):
+        lines += ["", f"**both cycles at once, relative to ours (batched calls): {report['concurrent_vs_ours']:.2f}×** "
+                  f"(> 1: concurrent is faster)"]
     return "\n".join(lines)
 
 

@@ -26,6 +26,7 @@ sys.path.insert(0, str(BENCHMARKS))
 
 from common import (  # noqa: E402
     BenchConfig,
+    ConcurrentCyclesStep,
     ReferenceStep,
     build_our_step,
     cpu_isa,
@@ -91,6 +92,37 @@ def test_baseline_step_is_our_step(lambda_identity, batch_calls):
     assert_same_weights(ours_weights, their_weights, reference, atol=2e-6)  # first-step moves: up to lr
     moved = [k for k, v in ours_weights.items() if (v - start[k]).abs().max() > 1e-4]
     assert len(moved) > len(ours_weights) // 4  # the comparison is about a real update
+
+
+@pytest.mark.parametrize("lambda_identity", [0.0, 0.5])
+def test_concurrent_cycles_step_is_our_step(lambda_identity):
+    """Both cycles at once (two threads, gradients added in a fixed order) compute our step's losses
+    and weights, up to float rounding, and the same again when run twice from the same start."""
+    bench = BenchConfig("tiny", size=32, ngf=4, ndf=4, netG="resnet_6blocks", lambda_identity=lambda_identity,
+                        batch_size=2)
+    config = train_config(bench, seed=0)
+    real_A, real_B = random_batch(bench, CPU)
+    results = []
+    for concurrent in (False, True, True):
+        torch.manual_seed(0)
+        model, precision = build_our_step(config, CPU, "fp32", channels_last=False, compile=False)
+        if concurrent:
+            losses = ConcurrentCyclesStep(model, precision)(real_A, real_B)
+        else:
+            losses = model.training_step({"A": real_A, "B": real_B}, precision).losses
+        results.append((losses, parameters(dict(model.nets.items())), model))
+    (ours, our_weights, our_model), (concurrent, weights, _), (again, weights_again, _) = results
+    assert set(concurrent) == {name for name in ours if name not in ("colour_A", "colour_B", "body_A", "body_B")}
+    for name in concurrent:
+        torch.testing.assert_close(concurrent[name], ours[name], rtol=1e-5, atol=1e-6)
+        assert torch.equal(concurrent[name], again[name])
+    # Where the gradient is float noise (a conv bias before instance norm), Adam moves by ±lr either way.
+    noise = {f"{name}.{key}": param.grad.abs() < 1e-5 for name, net in our_model.nets.items()
+             for key, param in net.named_parameters() if param.grad is not None}
+    for key, value in our_weights.items():
+        close = (weights[key] - value).abs() <= 2e-6
+        assert bool((close | noise.get(key, torch.zeros_like(close))).all()), key
+        assert torch.equal(weights[key], weights_again[key]), key
 
 
 def test_batch_norm_turns_call_batching_off():
@@ -196,6 +228,16 @@ def test_train_step_benchmark_quick(tmp_path):
         assert 0 < result["fraction_of_peak"]
     assert report["flops_per_iteration"] > 0 and set(report["conv_peak_tflops"]) >= {"fp32", "bf16"}
     assert report["config"]["size"] == 32 and "speed of ours relative to the baseline" in stdout
+    assert report["concurrent_vs_ours"] is None
+
+
+def test_train_step_benchmark_times_both_cycles_at_once(tmp_path):
+    stdout, report = run_script("train_step.py", "--size", "32", "--ngf", "4", "--ndf", "4", "--precision", "fp32",
+                                "--threads", "2", "--concurrent_cycles", tmp_path=tmp_path)
+    assert [row[0] for row in table_rows(stdout)[2:]] == ["baseline", "ours", "concurrent"]
+    concurrent = report["results"][2]
+    assert concurrent["losses_finite"] and concurrent["timed_iterations"] == 2
+    assert report["concurrent_vs_ours"] > 0 and "both cycles at once, relative to ours" in stdout
 
 
 @pytest.mark.slow
