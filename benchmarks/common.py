@@ -307,6 +307,8 @@ class ConcurrentCyclesStep:
         if options.lambda_colour > 0 or options.lambda_body > 0:
             raise ValueError("the concurrent step has no colour or body terms: set lambda_colour / lambda_body to 0")
         self.model, self.precision = model, precision
+        # Both cycles differentiate against G_A's and G_B's weights, in this order (their sum's order).
+        self.generator_params = [p for name in ("G_A", "G_B") for p in model.nets[name].parameters()]
         # set_num_threads is per thread under OpenMP: each worker sets its own once.
         self.pool = ThreadPoolExecutor(2, initializer=torch.set_num_threads, initargs=(threads_per_cycle,))
 
@@ -315,7 +317,6 @@ class ConcurrentCyclesStep:
         from cyclegan.losses import cycle_loss, identity_loss
 
         model, options = self.model, self.model.options
-        params = [p for name in ("G_A", "G_B") for p in model.nets[name].parameters()]
         with self.precision.autocast():  # autocast is per thread
             fake = G_first(real)
             rec = G_second(fake)
@@ -323,7 +324,7 @@ class ConcurrentCyclesStep:
             if options.lambda_identity > 0:  # G_first should leave an image of its own output domain unchanged
                 idt = G_first(real_other)
                 losses.append(identity_loss(idt.float(), real_other.float()) * lambda_other * options.lambda_identity)
-        grads = torch.autograd.grad(self.precision.scaler.scale(sum(losses)), params, allow_unused=True)
+        grads = torch.autograd.grad(self.precision.scaler.scale(sum(losses)), self.generator_params, allow_unused=True)
         return fake, [loss.detach() for loss in losses], grads
 
     def _discriminator(self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
@@ -341,8 +342,7 @@ class ConcurrentCyclesStep:
         cycle_A = self.pool.submit(self._cycle, G_A, G_B, D_A, real_A, real_B, options.lambda_A, options.lambda_B)
         cycle_B = self.pool.submit(self._cycle, G_B, G_A, D_B, real_B, real_A, options.lambda_B, options.lambda_A)
         (fake_B, terms_A, grads_A), (fake_A, terms_B, grads_B) = cycle_A.result(), cycle_B.result()
-        params = [p for net in (G_A, G_B) for p in net.parameters()]
-        for param, grad_A, grad_B in zip(params, grads_A, grads_B, strict=True):
+        for param, grad_A, grad_B in zip(self.generator_params, grads_A, grads_B, strict=True):
             present = [g for g in (grad_A, grad_B) if g is not None]
             param.grad = sum(present[1:], present[0]) if present else None
         set_requires_grad([D_A, D_B], True)
