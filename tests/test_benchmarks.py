@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -389,3 +390,43 @@ def test_vs_reference_pure_parts_without_their_checkouts(tmp_path):
     record = json.loads(times.read_text())
     assert len(record["steps"]) == 3 and record["imported"] <= record["steps"][0][0] <= record["exited"]
     assert all(start <= end for start, end in record["steps"])
+
+
+def test_outside_steps_clocks_are_exclusive_and_removed_afterwards():
+    from outside_steps import clocked
+
+    class Work:
+        def outer(self):
+            return self.inner() + 1
+
+        def inner(self):
+            time.sleep(0.01)
+            return 1
+
+    original = Work.outer
+    with clocked(((Work, "outer", "outer"), (Work, "inner", "inner"))) as (seconds, calls):
+        assert Work().outer() == 2 and Work().inner() == 1
+    assert dict(calls) == {"outer": 1, "inner": 2}
+    assert seconds["inner"] >= 0.02 and 0 <= seconds["outer"] < seconds["inner"]  # inner's time not counted twice
+    assert Work.outer is original
+
+
+@pytest.mark.slow
+def test_outside_steps_benchmark_splits_a_run_with_and_without_validation(tmp_path):
+    """`outside_steps.py` at tiny settings: a table per data layout, validation only where its folders
+    are, and shares that add up to the run's wall time."""
+    out = tmp_path / "outside.json"
+    completed = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "outside_steps.py"), "--iters", "3", "--n", "3", "--n_test", "2", "--ngf", "4",
+         "--workdir", str(tmp_path / "work"), "--out", str(out)],
+        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "### val: outside the steps" in completed.stdout and "### noval: outside the steps" in completed.stdout
+    layouts = json.loads(out.read_text())["layouts"]
+    for name, result in layouts.items():
+        phases = result["phases"]
+        assert phases["steps"]["calls"] == 3 and result["iters"] == 3
+        assert sum(p["s"] for p in phases.values()) == pytest.approx(result["fit_s"])
+        assert result["outside_s"] == pytest.approx(result["fit_s"] - phases["steps"]["s"])
+        assert ("validation (generator passes, scores)" in phases) == (name == "val")
+    assert not (tmp_path / "work" / "data_noval" / "valA").exists() and (tmp_path / "work" / "data_val" / "valA").is_dir()

@@ -368,7 +368,7 @@ def test_validation_against_ground_truth_keeps_the_best_checkpoint(tmp_path):
     result = train(tiny_config(data, tmp_path / "ck", optim__max_iters=9, optim__n_epochs=3, optim__lr=0.002))
     records = json.loads((result.run_dir / "val_scores.json").read_text())
     assert [r["epoch"] for r in records] == [1, 2, 3]
-    assert all({"val_psnr", "val_ssim", "val_cycle_l1"} <= set(r) for r in records)
+    assert all({"val_psnr", "val_ssim"} <= set(r) and "val_cycle_l1" not in r for r in records)  # G_A alone ran
     best = max(r["val_psnr"] for r in records)
     assert result.progress.best_score == pytest.approx(best)
     saved = load_checkpoint(result.run_dir / "best.safetensors")["progress"]
@@ -404,9 +404,30 @@ def test_batched_validation_gives_the_per_image_scores(tmp_path, monkeypatch):
     monkeypatch.setattr(validation, "VAL_BATCH", 1)
     trainer.validator.baselines = None
     one_by_one = trainer.validator.score(trainer.model, trainer.device, trainer.precision)
-    assert set(batched) == set(one_by_one) and {"val_cycle_l1", "val_psnr", "val_margin_ssim"} <= set(batched)
+    assert set(batched) == set(one_by_one) and {"val_psnr", "val_margin_ssim"} <= set(batched)
     for key, value in one_by_one.items():
         assert batched[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+
+
+def test_validation_with_ground_truth_runs_the_scored_generator_alone(tmp_path):
+    """valA_gt scores G_A(valA): G_B and the cycles (val_cycle_l1, the objective without ground truth)
+    are not run; without the truth folders both generators run, each image's two cycles."""
+    data = tiny_dataset(tmp_path / "data", n=2, n_test=3)
+    trainer = Trainer(tiny_config(data, tmp_path / "ck"), resume="never")
+    calls = {"G_A": 0, "G_B": 0}
+    for name in calls:
+        trainer.model.nets[name].register_forward_hook(lambda *_, name=name: calls.__setitem__(name, calls[name] + 1))
+    scores = trainer.validator.score(trainer.model, trainer.device, trainer.precision)
+    assert calls == {"G_A": 1, "G_B": 0} and "val_cycle_l1" not in scores and "val_psnr" in scores
+    for folder in ("valA_gt", "valB_gt"):
+        shutil.rmtree(data / folder)
+    calls.update(G_A=0, G_B=0)
+    without_truth = Trainer(tiny_config(data, tmp_path / "ck2"), resume="never")
+    for name in calls:
+        without_truth.model.nets[name].register_forward_hook(
+            lambda *_, name=name: calls.__setitem__(name, calls[name] + 1))
+    scores = without_truth.validator.score(without_truth.model, without_truth.device, without_truth.precision)
+    assert calls == {"G_A": 2, "G_B": 2} and set(scores) == {"val_cycle_l1"}
 
 
 @pytest.mark.slow

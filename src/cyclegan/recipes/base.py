@@ -246,22 +246,23 @@ class TrainingRecipe(nn.Module):
     # --- inference ------------------------------------------------------------------------
 
     @torch.no_grad()
-    def translate(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def translate(self, batch: dict[str, torch.Tensor], first_only: bool = False) -> dict[str, torch.Tensor]:
         """Run every translator on the batch's images of its source domain (``A`` / ``B``).
 
         Returns the visuals by the reference's names: ``real_A``, ``fake_B``, ``rec_A`` (with a
         ``back`` network), and the target domain's real images when the batch holds them (paired
-        data: ``real_B``, the ground truth of ``fake_B``).
+        data: ``real_B``, the ground truth of ``fake_B``). ``first_only``: the first translator's
+        ``fake`` alone, without the way back (what a score against ground truth needs).
         """
         out: dict[str, torch.Tensor] = {}
-        for translator in self.directions:
+        for translator in self.directions[:1] if first_only else self.directions:
             real = batch.get(translator.source)
             if real is None:
                 continue
             real_label, fake_label, rec_label = translator.labels
             out[real_label] = real
             out[fake_label] = self.nets[translator.net](real)
-            if translator.back is not None:
+            if translator.back is not None and not first_only:
                 out[rec_label] = self.nets[translator.back](out[fake_label])
         for domain in ("A", "B"):
             if domain in batch and f"real_{domain}" not in out:

@@ -1,12 +1,12 @@
 """Validation during training: held-out images scored every ``--eval_freq`` epochs.
 
 The held-out set is the training data's mode on the ``val`` phase: ``valA / valB`` for unpaired
-data, ``val/`` (A|B side by side) for paired data. Every translator of the recipe (see
-``TrainingRecipe.directions``) runs on its source images; the first one's output is scored with
-PSNR and SSIM against its ground truth when there is one: the paired B half, or the true
-translations ``valA_gt/`` that the synthetic set writes. That PSNR is the objective (the
-``plateau`` LR policy follows it and ``best.safetensors`` is chosen by it). Without ground truth the
-objective is the recipe's own score (CycleGAN: the cycle-consistency L1, lower is better).
+data, ``val/`` (A|B side by side) for paired data. With ground truth (the paired B half, or the true
+translations ``valA_gt/`` that the synthetic set writes) the recipe's first translator (see
+``TrainingRecipe.directions``) runs alone on its source images and its output is scored with PSNR and
+SSIM against that truth. That PSNR is the objective (the ``plateau`` LR policy follows it and
+``best.safetensors`` is chosen by it). Without ground truth every translator runs, and the objective
+is the recipe's own score (CycleGAN: the cycle-consistency L1 of both cycles, lower is better).
 
 With ground truth, the trivial baselines (:mod:`cyclegan.metrics.baselines`: doing nothing, a
 constant image, colour transfer, histogram matching) are scored once on the same images, and every
@@ -63,7 +63,11 @@ class Validator:
         self.domains = (root / f"train{source_folder}", root / f"train{target_folder}")
         self.input_nc = config.data.input_nc
         self.baselines: dict[str, dict[str, float]] | None = None  # scored once, on the first pass
-        if self.paired or self.ground_truth is not None:
+        # With ground truth the score is the first translator's output against it, and validation runs
+        # that translator alone: the other direction and the cycles (CycleGAN's val_cycle_l1, the
+        # objective without ground truth) would triple its cost for a figure nothing then follows.
+        self.scores_truth = self.paired or self.ground_truth is not None
+        if self.scores_truth:
             self.objective, self.mode = "val_psnr", "max"
         elif recipe.fallback_objective is not None:
             self.objective, self.mode = recipe.fallback_objective
@@ -138,7 +142,7 @@ class Validator:
         try:
             for batch, truths in self._batches(device):
                 with precision.autocast():
-                    out = model.translate(batch)
+                    out = model.translate(batch, first_only=self.scores_truth)
                 for j in range(len(truths)):  # the recipe's terms per image, as it defines them
                     image = {k: v[j:j + 1] for k, v in out.items()}
                     for name, values in model.validation_terms(image).items():
@@ -146,7 +150,7 @@ class Validator:
                 self._score_batch(batch, out, truths, (psnrs, ssims, pairs))
         finally:
             model.train()
-        scores = {name: sum(values) / max(len(values), 1) for name, values in terms.items()}
+        scores = {name: sum(values) / len(values) for name, values in terms.items() if values}
         if psnrs:
             scores["val_psnr"] = sum(min(p, PSNR_CAP_DB) for p in psnrs) / len(psnrs)
             scores["val_ssim"] = sum(ssims) / len(ssims)

@@ -62,8 +62,8 @@ class ColorizationModel(Pix2PixModel):
         return super().current_visuals()
 
     @torch.no_grad()
-    def translate(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+    def translate(self, batch: dict[str, Any], first_only: bool = False) -> dict[str, torch.Tensor]:
         """pix2pix's visuals (``fake_B`` / ``real_B``: the scaled ab) and their RGB pictures."""
-        out = super().translate(batch)
+        out = super().translate(batch, first_only)
         out.update(rgb_visuals(out))
         return out
