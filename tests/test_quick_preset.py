@@ -54,8 +54,8 @@ def test_colour_start_runs_in_fresh_runs_only_and_resume_stays_exact(tmp_path, m
     data = tiny_dataset(tmp_path / "data", n=5)
     options = {"model__model": model, "model__norm": "none", "model__residual_output": True,
                "model__colour_branch": 8, "model__body_scale": 0.1, "model__colour_warmup_steps": 6,
-               **({"cycle_gan__lambda_identity": 0.0, "cycle_gan__lambda_body": 1.0} if model == "cycle_gan"
-                  else {"model__pool_size": 0})}
+               **({"cycle_gan__lambda_identity": 0.0, "cycle_gan__lambda_body": 1.0,
+                   "cycle_gan__lambda_cycle_far": 2.0} if model == "cycle_gan" else {"model__pool_size": 0})}
     whole, resumed = whole_and_interrupted_runs(data, tmp_path / "ck", total=6, stop_at=2, **options)
     result = resumed.fit()
     assert result.last_losses == whole.last_losses
@@ -64,12 +64,38 @@ def test_colour_start_runs_in_fresh_runs_only_and_resume_stays_exact(tmp_path, m
     with caplog.at_level("INFO", logger="cyclegan.train"):
         fitted = Trainer(tiny_config(data, tmp_path / "ck", name="fitted", optim__max_iters=1, **options))
     assert any("colour start: " in record.getMessage() for record in caplog.records)
+    if model == "cycle_gan":  # the built-in set's map is far from the identity; a resume kept its weights
+        assert fitted.model.cycle_weights == (2.0, 2.0) and resumed.model.cycle_weights == (2.0, 2.0)
+        assert any("a map far from the identity): cycle weight 2" in record.getMessage() for record in caplog.records)
     unfitted = Trainer(tiny_config(data, tmp_path / "ck", name="unfitted", optim__max_iters=1,
                                    **{**options, "model__colour_warmup_steps": 0}))
     generator = "G_A" if model == "cycle_gan" else "G"
     last = "colour.4.weight"
     assert not unfitted.model.nets[generator].state_dict()[last].any()  # zeroed: the branch starts at nothing
     assert fitted.model.nets[generator].state_dict()[last].any()
+
+
+def test_cycle_weights_follow_how_far_apart_the_domains_colours_lie(tmp_path):
+    from cyclegan.recipes.colour_start import FAR_MAP_DISTANCE, colour_distance
+
+    torch.manual_seed(0)
+    smooth = torch.nn.functional.interpolate(torch.rand(4, 3, 4, 4) * 0.7 + 0.2, size=16, mode="bilinear")  # bright
+    tinted = (smooth + torch.tensor([0.08, 0.0, -0.06]).view(1, 3, 1, 1)).clamp(-1, 1)
+    assert colour_distance(smooth, smooth) == 0.0
+    assert colour_distance(smooth, tinted) < FAR_MAP_DISTANCE < colour_distance(smooth, -smooth)  # the negative
+    data = tiny_dataset(tmp_path / "data", n=2)
+    for far_weight, target, expected in ((2.0, -smooth, (2.0, 2.0)), (2.0, tinted, (10.0, 10.0)),
+                                         (0.0, -smooth, (10.0, 10.0))):
+        model = CycleGANModel(tiny_config(data, tmp_path / "ck", cycle_gan__lambda_cycle_far=far_weight))
+        assert model.needs_first_batch == (far_weight > 0)
+        model.choose_cycle_weights({"A": smooth, "B": target})
+        assert model.cycle_weights == expected
+        assert model.extra_state()["cycle_weights"] == list(expected)
+    model.load_extra_state({**model.extra_state(), "cycle_weights": [2.0, 2.0]})
+    assert model.cycle_weights == (2.0, 2.0)
+    del_weights = {k: v for k, v in model.extra_state().items() if k != "cycle_weights"}
+    model.load_extra_state(del_weights)  # a checkpoint from before the option: lambda_A / lambda_B
+    assert model.cycle_weights == (10.0, 10.0)
 
 
 def test_reference_defaults_are_untouched_and_the_preset_only_overrides():
@@ -123,6 +149,7 @@ def test_the_quick_preset_adds_cyclegans_own_settings_which_flags_override(tmp_p
         assert (config.model.norm, config.model.residual_output, config.model.gan_mode) == ("none", True, "vanilla")
         assert config.optim.ema_decay == own["optim.ema_decay"] and config.optim.max_iters == own["optim.max_iters"]
         assert config.cycle_gan.lambda_identity == 0.0
+        assert config.cycle_gan.lambda_cycle_far == 2.0 and config.cycle_gan.lambda_A == 10.0
     flagged = parsed("--preset", "quick", "--norm", "instance", "--max_iters", "40", "--ema_decay", "0")
     assert (flagged.model.norm, flagged.optim.max_iters, flagged.optim.ema_decay) == ("instance", 40, 0.0)
     assert flagged.model.residual_output and flagged.model.ngf == PRESETS["quick"]["model"]["ngf"]

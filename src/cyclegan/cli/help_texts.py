@@ -96,6 +96,8 @@ HELP = {
     "lambda_A": "cycle_gan: weight of the cycle loss A → B → A",
     "lambda_B": "cycle_gan: weight of the cycle loss B → A → B",
     "lambda_identity": "identity loss weight as a fraction of lambda_A / lambda_B (reference semantics)",
+    "lambda_cycle_far": "cycle weight instead of --lambda_A / --lambda_B when the first batch's A and B colours lie "
+                        "far apart (a map far from the identity); 0: off (ours; quick preset: 2)",
     "lambda_body": "weight of an L1 penalty on what a --residual_output G's body adds to its colour map: the body "
                    "pays for each change a colour map could not make (ours; 0: off)",
     "lambda_colour": "weight of a sliced Wasserstein distance between generated and real pixel colours (ours; "

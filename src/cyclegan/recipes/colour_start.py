@@ -33,6 +33,11 @@ CANDIDATES = 4  # signed permutations fitted besides the identity (the closest b
 SAMPLE_PIXELS = 4096  # pixels per fitting step, per domain
 DIRECTIONS = 32  # projections of the sliced Wasserstein distance
 LEARNING_RATE = 3e-3
+# Domains whose pixel colours lie farther apart than this (colour_distance) are a map far from the
+# identity. Measured on benchmarks/learning_suite.py's task family, first batches: the near maps (tint,
+# film look, photographs' grade, stripes, one object recoloured) lie at most 0.15 apart, the far ones
+# (grey <-> colour, channel rotations, a hue rotation, a negative) at least 0.32.
+FAR_MAP_DISTANCE = 0.25
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,13 @@ class ColourStart:
             return f"colour start: near the identity (colour distance {self.distance:.4f})"
         return (f"colour start: {self.start} (colour distance {self.distance:.4f}, against "
                 f"{self.identity_distance:.4f} from the identity)")
+
+
+def colour_distance(source_images: torch.Tensor, target_images: torch.Tensor) -> float:
+    """How far apart two batches' pixel colours lie (N×C×H×W each, in [-1, 1]): the sliced
+    Wasserstein-2 distance between their pixel clouds, 0 for the same colours. No random state."""
+    source, target = pixel_cloud(source_images.detach().cpu()), pixel_cloud(target_images.detach().cpu())
+    return float(sliced_wasserstein(source, target, sphere_directions(DIRECTIONS, source.shape[1])))
 
 
 def signed_permutations(channels: int = 3) -> list[tuple[str, torch.Tensor]]:

@@ -30,3 +30,8 @@ class CycleGANConfig:
     # Weight of the L1 distance between G(x) and G's output without its body (residual-output
     # generators): the body pays for each change that the colour map alone does not make (0: off).
     lambda_body: float = 0.0
+    # Cycle weight for maps far from the identity (0: off, lambda_A / lambda_B always). When > 0, a
+    # fresh run whose domains' pixel colours lie farther apart than colour_start.FAR_MAP_DISTANCE on the
+    # first batch trains with this weight on both cycles instead: at 10 the cycle term outweighed the
+    # adversarial one on far maps, while maps near the identity kept their structure best at 10.
+    lambda_cycle_far: float = 0.0

@@ -24,7 +24,7 @@ from cyclegan.core.precision import Precision
 from cyclegan.losses import colour_distribution_loss, cycle_loss, gan_loss, identity_loss, sphere_directions
 from cyclegan.networks import define_D, define_G, generator_options
 from cyclegan.recipes.base import MODELS, Direction, StepResult, TrainingRecipe, set_requires_grad
-from cyclegan.recipes.colour_start import fit_colour_start
+from cyclegan.recipes.colour_start import FAR_MAP_DISTANCE, colour_distance, fit_colour_start
 from cyclegan.recipes.cycle_gan.config import CycleGANConfig
 from cyclegan.recipes.cycle_gan.pool import ImagePool
 from cyclegan.recipes.cycle_gan.warm_start import identity_warm_start
@@ -106,12 +106,15 @@ class CycleGANModel(TrainingRecipe):
     # other domain's colours before training (the identity or a channel permutation, whichever fits)
     # and the convolutional body's changes scaled down and paid for (it printed texture over the
     # structure); the fake's colours held to the other domain's (the GAN alone let them drift); the
-    # vanilla GAN loss; no identity term; an average of the generators' weights; and 800 iterations,
-    # which a step without norms makes fit the demo's budget.
+    # vanilla GAN loss; no identity term; a cycle weight of 2 instead of 10 where the domains' colours lie
+    # far apart (at 10 the cycle term outweighed the adversarial one: a hue rotation ended below a
+    # constant image, a negative 12 dB lower; near maps, tints and grades, did best at 10); an average
+    # of the generators' weights; and 800 iterations, which a step without norms makes fit the demo's
+    # budget.
     preset_defaults = {"quick": {
         "model.norm": "none", "model.init_type": "kaiming", "model.residual_output": True,
         "model.colour_branch": 32, "model.body_scale": 0.1, "model.colour_warmup_steps": 200,
-        "cycle_gan.lambda_body": 5.0, "cycle_gan.lambda_colour": 10.0,
+        "cycle_gan.lambda_body": 5.0, "cycle_gan.lambda_colour": 10.0, "cycle_gan.lambda_cycle_far": 2.0,
         "model.gan_mode": "vanilla", "cycle_gan.lambda_identity": 0.0, "optim.ema_decay": 0.995,
         "optim.max_iters": 800,
     }}
@@ -122,6 +125,9 @@ class CycleGANModel(TrainingRecipe):
         self.cfg = m
         self.options: CycleGANConfig = config.cycle_gan
         options = self.options
+        # The cycles' weights: lambda_A / lambda_B, or lambda_cycle_far once the first batch shows a far
+        # map (data_dependent_init); kept in the checkpoint, so a resume trains with the same weights.
+        self.cycle_weights = (options.lambda_A, options.lambda_B)
         self.lr, self.betas = config.optim.lr, (config.optim.beta1, config.optim.beta2)
         input_nc, output_nc = config.data.input_nc, config.data.output_nc
         if options.lambda_identity > 0 and input_nc != output_nc:
@@ -148,14 +154,17 @@ class CycleGANModel(TrainingRecipe):
 
     @property
     def needs_first_batch(self) -> bool:  # type: ignore[override]
-        return self.options.identity_warmup_steps > 0 or self.cfg.colour_warmup_steps > 0
+        options = self.options
+        return options.identity_warmup_steps > 0 or self.cfg.colour_warmup_steps > 0 or options.lambda_cycle_far > 0
 
     def data_dependent_init(self, batch: dict[str, Any], precision: Precision, fresh: bool = True) -> None:
         """Start both generators as the identity (``--identity_warmup_steps``) and their colour branches
-        at the other domain's colours (``--colour_warmup_steps``; quick preset). A resume restores the
-        weights this produced, so it does nothing then."""
+        at the other domain's colours (``--colour_warmup_steps``; quick preset), and choose the cycle
+        weights (``--lambda_cycle_far``). A resume restores the weights and the choice this produced,
+        so it does nothing then."""
         if not fresh:
             return
+        self.choose_cycle_weights(batch)
         steps = self.options.identity_warmup_steps
         if steps > 0:
             if batch["A"].shape[1] != batch["B"].shape[1]:
@@ -167,6 +176,21 @@ class CycleGANModel(TrainingRecipe):
                 start = fit_colour_start(self.nets[name], batch[source], batch[target], self.cfg.colour_warmup_steps,
                                          seed=self.seed + offset)
                 log.info("%s %s", name, start.describe())
+
+    def choose_cycle_weights(self, batch: dict[str, Any]) -> None:
+        """``--lambda_cycle_far`` on both cycles when the batch's A and B colours lie farther apart than
+        FAR_MAP_DISTANCE (a map far from the identity), else lambda_A / lambda_B; one line says which."""
+        far_weight = self.options.lambda_cycle_far
+        if far_weight <= 0 or batch["A"].shape[1] != batch["B"].shape[1]:
+            return
+        distance = colour_distance(batch["A"], batch["B"])
+        if distance > FAR_MAP_DISTANCE:
+            self.cycle_weights = (far_weight, far_weight)
+            log.info("A and B colours %.3f apart (> %g: a map far from the identity): cycle weight %g, not %g / %g",
+                     distance, FAR_MAP_DISTANCE, far_weight, self.options.lambda_A, self.options.lambda_B)
+        else:
+            log.info("A and B colours %.3f apart (<= %g: a map near the identity): cycle weights %g / %g",
+                     distance, FAR_MAP_DISTANCE, *self.cycle_weights)
 
     def build_optimizers(self) -> None:
         self.optimizers = {"G": self.adam(self.nets["G_A"], self.nets["G_B"]),
@@ -205,8 +229,8 @@ class CycleGANModel(TrainingRecipe):
             losses = {
                 "G_A": self.adversarial(D_A(fake_B), True, False),
                 "G_B": self.adversarial(D_B(fake_A), True, False),
-                "cycle_A": cycle_loss(rec_A.float(), real_A.float()) * m.lambda_A,
-                "cycle_B": cycle_loss(rec_B.float(), real_B.float()) * m.lambda_B,
+                "cycle_A": cycle_loss(rec_A.float(), real_A.float()) * self.cycle_weights[0],
+                "cycle_B": cycle_loss(rec_B.float(), real_B.float()) * self.cycle_weights[1],
             }
             if m.lambda_colour > 0:
                 losses["colour_A"] = colour_distribution_loss(fake_B, real_B, self.colour_directions) * m.lambda_colour
@@ -257,13 +281,16 @@ class CycleGANModel(TrainingRecipe):
     def extra_state(self) -> dict[str, Any]:
         if not self.is_train:
             return {}
-        return {"fake_A_pool": self.fake_A_pool.state_dict(), "fake_B_pool": self.fake_B_pool.state_dict()}
+        return {"fake_A_pool": self.fake_A_pool.state_dict(), "fake_B_pool": self.fake_B_pool.state_dict(),
+                "cycle_weights": list(self.cycle_weights)}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         if self.is_train and state:
             device = next(self.parameters()).device
             self.fake_A_pool.load_state_dict(state["fake_A_pool"], device)
             self.fake_B_pool.load_state_dict(state["fake_B_pool"], device)
+            # Checkpoints from before lambda_cycle_far trained with lambda_A / lambda_B.
+            self.cycle_weights = tuple(state.get("cycle_weights", (self.options.lambda_A, self.options.lambda_B)))
 
 
 def body_change(generator: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
