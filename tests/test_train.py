@@ -412,21 +412,21 @@ def test_batched_validation_gives_the_per_image_scores(tmp_path, monkeypatch):
 def test_validation_with_ground_truth_runs_the_scored_generator_alone(tmp_path):
     """valA_gt scores G_A(valA): G_B and the cycles (val_cycle_l1, the objective without ground truth)
     are not run; without the truth folders both generators run, each image's two cycles."""
+    def scored_with_calls(checkpoints):
+        """One validation of a fresh trainer: its scores and each generator's number of calls."""
+        trainer = Trainer(tiny_config(data, checkpoints), resume="never")
+        calls = {"G_A": 0, "G_B": 0}
+        for name in calls:
+            trainer.model.nets[name].register_forward_hook(
+                lambda *_, name=name: calls.__setitem__(name, calls[name] + 1))
+        return trainer.validator.score(trainer.model, trainer.device, trainer.precision), calls
+
     data = tiny_dataset(tmp_path / "data", n=2, n_test=3)
-    trainer = Trainer(tiny_config(data, tmp_path / "ck"), resume="never")
-    calls = {"G_A": 0, "G_B": 0}
-    for name in calls:
-        trainer.model.nets[name].register_forward_hook(lambda *_, name=name: calls.__setitem__(name, calls[name] + 1))
-    scores = trainer.validator.score(trainer.model, trainer.device, trainer.precision)
+    scores, calls = scored_with_calls(tmp_path / "ck")
     assert calls == {"G_A": 1, "G_B": 0} and "val_cycle_l1" not in scores and "val_psnr" in scores
     for folder in ("valA_gt", "valB_gt"):
         shutil.rmtree(data / folder)
-    calls.update(G_A=0, G_B=0)
-    without_truth = Trainer(tiny_config(data, tmp_path / "ck2"), resume="never")
-    for name in calls:
-        without_truth.model.nets[name].register_forward_hook(
-            lambda *_, name=name: calls.__setitem__(name, calls[name] + 1))
-    scores = without_truth.validator.score(without_truth.model, without_truth.device, without_truth.precision)
+    scores, calls = scored_with_calls(tmp_path / "ck2")
     assert calls == {"G_A": 2, "G_B": 2} and set(scores) == {"val_cycle_l1"}
 
 
