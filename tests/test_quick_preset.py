@@ -55,7 +55,8 @@ def test_colour_start_runs_in_fresh_runs_only_and_resume_stays_exact(tmp_path, m
     options = {"model__model": model, "model__norm": "none", "model__residual_output": True,
                "model__colour_branch": 8, "model__body_scale": 0.1, "model__colour_warmup_steps": 6,
                **({"cycle_gan__lambda_identity": 0.0, "cycle_gan__lambda_body": 1.0,
-                   "cycle_gan__lambda_cycle_far": 2.0} if model == "cycle_gan" else {"model__pool_size": 0})}
+                   "cycle_gan__lambda_cycle_far": 2.0, "cycle_gan__lambda_body_near": 3.0}
+                  if model == "cycle_gan" else {"model__pool_size": 0})}
     whole, resumed = whole_and_interrupted_runs(data, tmp_path / "ck", total=6, stop_at=2, **options)
     result = resumed.fit()
     assert result.last_losses == whole.last_losses
@@ -66,7 +67,9 @@ def test_colour_start_runs_in_fresh_runs_only_and_resume_stays_exact(tmp_path, m
     assert any("colour start: " in record.getMessage() for record in caplog.records)
     if model == "cycle_gan":  # the built-in set's map is far from the identity; a resume kept its weights
         assert fitted.model.cycle_weights == (2.0, 2.0) and resumed.model.cycle_weights == (2.0, 2.0)
-        assert any("a map far from the identity): cycle weight 2" in record.getMessage() for record in caplog.records)
+        assert fitted.model.body_weight == 1.0 and resumed.model.body_weight == 1.0  # far: lambda_body
+        assert any("a map far from the identity): cycle weights 2 / 2, body weight 1" in record.getMessage()
+                   for record in caplog.records)
     unfitted = Trainer(tiny_config(data, tmp_path / "ck", name="unfitted", optim__max_iters=1,
                                    **{**options, "model__colour_warmup_steps": 0}))
     generator = "G_A" if model == "cycle_gan" else "G"
@@ -88,7 +91,7 @@ def test_cycle_weights_follow_how_far_apart_the_domains_colours_lie(tmp_path):
                                          (0.0, -smooth, (10.0, 10.0))):
         model = CycleGANModel(tiny_config(data, tmp_path / "ck", cycle_gan__lambda_cycle_far=far_weight))
         assert model.needs_first_batch == (far_weight > 0)
-        model.choose_cycle_weights({"A": smooth, "B": target})
+        model.choose_loss_weights({"A": smooth, "B": target})
         assert model.cycle_weights == expected
         assert model.extra_state()["cycle_weights"] == list(expected)
     model.load_extra_state({**model.extra_state(), "cycle_weights": [2.0, 2.0]})
@@ -150,6 +153,7 @@ def test_the_quick_preset_adds_cyclegans_own_settings_which_flags_override(tmp_p
         assert config.optim.ema_decay == own["optim.ema_decay"] and config.optim.max_iters == own["optim.max_iters"]
         assert config.cycle_gan.lambda_identity == 0.0
         assert config.cycle_gan.lambda_cycle_far == 2.0 and config.cycle_gan.lambda_A == 10.0
+        assert (config.cycle_gan.lambda_body, config.cycle_gan.lambda_body_near) == (5.0, 20.0)
     flagged = parsed("--preset", "quick", "--norm", "instance", "--max_iters", "40", "--ema_decay", "0")
     assert (flagged.model.norm, flagged.optim.max_iters, flagged.optim.ema_decay) == ("instance", 40, 0.0)
     assert flagged.model.residual_output and flagged.model.ngf == PRESETS["quick"]["model"]["ngf"]
@@ -167,3 +171,43 @@ def test_the_quick_preset_adds_cyclegans_own_settings_which_flags_override(tmp_p
     pix2pix = parsed("--preset", "quick", "--model", "pix2pix", "--n_epochs", "1", "--n_epochs_decay", "1")
     assert pix2pix.model.norm == "batch" and not pix2pix.model.residual_output
     assert parsed().model == TrainConfig().model  # without --preset: the reference's defaults
+
+
+def test_the_body_pays_more_where_the_map_is_near_the_identity(tmp_path, caplog):
+    torch.manual_seed(0)
+    smooth = torch.nn.functional.interpolate(torch.rand(4, 3, 4, 4) * 0.7 + 0.2, size=16, mode="bilinear")
+    tinted = (smooth + torch.tensor([0.08, 0.0, -0.06]).view(1, 3, 1, 1)).clamp(-1, 1)
+    data = tiny_dataset(tmp_path / "data", n=2)
+    options = {"cycle_gan__lambda_body": 5.0, "cycle_gan__lambda_cycle_far": 2.0}
+    for body_weight, target, expected in ((20.0, tinted, (20.0, (10.0, 10.0))),   # a tint: near
+                                          (20.0, -smooth, (5.0, (2.0, 2.0))),     # the negative: far
+                                          (0.0, tinted, (5.0, (10.0, 10.0)))):    # off
+        model = CycleGANModel(tiny_config(data, tmp_path / "ck", cycle_gan__lambda_body_near=body_weight, **options))
+        with caplog.at_level("INFO", logger="cyclegan.train"):
+            model.choose_loss_weights({"A": smooth, "B": target})
+        assert (model.body_weight, model.cycle_weights) == expected
+        assert model.extra_state()["body_weight"] == expected[0]
+    assert any("near the identity): cycle weights 10 / 10, body weight 20" in r.getMessage() for r in caplog.records)
+    model.load_extra_state({**model.extra_state(), "body_weight": 20.0})  # a resume keeps the choice
+    assert model.body_weight == 20.0
+    model.load_extra_state({k: v for k, v in model.extra_state().items() if k != "body_weight"})
+    assert model.body_weight == 5.0  # a checkpoint from before the option: lambda_body
+    # The step pays the chosen weight: the same step's body terms at 20 are 4 times those at 5.
+    residual = {"model__norm": "none", "model__residual_output": True, "model__colour_branch": 8,
+                "model__body_scale": 0.1, "cycle_gan__lambda_identity": 0.0, "cycle_gan__lambda_body": 5.0}
+    bigger = torch.nn.functional.interpolate(smooth[:1], size=32, mode="bilinear")
+    batch = {"A": bigger, "B": (bigger + 0.05).clamp(-1, 1)}
+    body_terms = []
+    for weight in (5.0, 20.0):
+        torch.manual_seed(0)
+        model = CycleGANModel(tiny_config(data, tmp_path / "ck", **residual))
+        for name in ("G_A", "G_B"):  # the body starts at nothing (its last convolution zeroed): wake it
+            torch.nn.init.normal_(model.nets[name].model[-1].weight, std=0.05)
+        model.build_optimizers()
+        model.body_weight = weight
+        losses = model.training_step(batch, Precision("fp32", torch.device("cpu"))).losses
+        body_terms.append((losses["body_A"].item(), losses["body_B"].item()))
+    assert body_terms[0][0] > 0
+    assert body_terms[1] == pytest.approx((4 * body_terms[0][0], 4 * body_terms[0][1]), rel=1e-5)
+    assert CycleGANModel(tiny_config(data, tmp_path / "ck", cycle_gan__lambda_body_near=20.0)).needs_first_batch
+    assert not CycleGANModel(tiny_config(data, tmp_path / "ck", cycle_gan__lambda_body=5.0)).needs_first_batch

@@ -35,3 +35,7 @@ class CycleGANConfig:
     # first batch trains with this weight on both cycles instead: at 10 the cycle term outweighed the
     # adversarial one on far maps, while maps near the identity kept their structure best at 10.
     lambda_cycle_far: float = 0.0
+    # lambda_body instead for a map near the identity (0: off, lambda_body always), chosen on the first
+    # batch as lambda_cycle_far is. Near maps are mostly colour maps, which the colour branch makes alone;
+    # a body that is only lightly paid for printed texture over their structure.
+    lambda_body_near: float = 0.0

@@ -108,13 +108,15 @@ class CycleGANModel(TrainingRecipe):
     # structure); the fake's colours held to the other domain's (the GAN alone let them drift); the
     # vanilla GAN loss; no identity term; a cycle weight of 2 instead of 10 where the domains' colours lie
     # far apart (at 10 the cycle term outweighed the adversarial one: a hue rotation ended below a
-    # constant image, a negative 12 dB lower; near maps, tints and grades, did best at 10); an average
-    # of the generators' weights; and 800 iterations, which a step without norms makes fit the demo's
-    # budget.
+    # constant image, a negative 12 dB lower; near maps, tints and grades, did best at 10); a body paid
+    # 4 times more (20) where the colours lie close (all five near maps of the family ended higher);
+    # an average of the generators' weights; and 800 iterations, which a step without norms makes fit
+    # the demo's budget.
     preset_defaults = {"quick": {
         "model.norm": "none", "model.init_type": "kaiming", "model.residual_output": True,
         "model.colour_branch": 32, "model.body_scale": 0.1, "model.colour_warmup_steps": 200,
         "cycle_gan.lambda_body": 5.0, "cycle_gan.lambda_colour": 10.0, "cycle_gan.lambda_cycle_far": 2.0,
+        "cycle_gan.lambda_body_near": 20.0,
         "model.gan_mode": "vanilla", "cycle_gan.lambda_identity": 0.0, "optim.ema_decay": 0.995,
         "optim.max_iters": 800,
     }}
@@ -128,6 +130,7 @@ class CycleGANModel(TrainingRecipe):
         # The cycles' weights: lambda_A / lambda_B, or lambda_cycle_far once the first batch shows a far
         # map (data_dependent_init); kept in the checkpoint, so a resume trains with the same weights.
         self.cycle_weights = (options.lambda_A, options.lambda_B)
+        self.body_weight = options.lambda_body
         self.lr, self.betas = config.optim.lr, (config.optim.beta1, config.optim.beta2)
         input_nc, output_nc = config.data.input_nc, config.data.output_nc
         if options.lambda_identity > 0 and input_nc != output_nc:
@@ -155,16 +158,17 @@ class CycleGANModel(TrainingRecipe):
     @property
     def needs_first_batch(self) -> bool:  # type: ignore[override]
         options = self.options
-        return options.identity_warmup_steps > 0 or self.cfg.colour_warmup_steps > 0 or options.lambda_cycle_far > 0
+        return (options.identity_warmup_steps > 0 or self.cfg.colour_warmup_steps > 0 or options.lambda_cycle_far > 0
+                or options.lambda_body_near > 0)
 
     def data_dependent_init(self, batch: dict[str, Any], precision: Precision, fresh: bool = True) -> None:
         """Start both generators as the identity (``--identity_warmup_steps``) and their colour branches
         at the other domain's colours (``--colour_warmup_steps``; quick preset), and choose the cycle
-        weights (``--lambda_cycle_far``). A resume restores the weights and the choice this produced,
-        so it does nothing then."""
+        and body weights (``--lambda_cycle_far``, ``--lambda_body_near``). A resume restores the weights
+        and the choices this produced, so it does nothing then."""
         if not fresh:
             return
-        self.choose_cycle_weights(batch)
+        self.choose_loss_weights(batch)
         steps = self.options.identity_warmup_steps
         if steps > 0:
             if batch["A"].shape[1] != batch["B"].shape[1]:
@@ -177,20 +181,23 @@ class CycleGANModel(TrainingRecipe):
                                          seed=self.seed + offset)
                 log.info("%s %s", name, start.describe())
 
-    def choose_cycle_weights(self, batch: dict[str, Any]) -> None:
+    def choose_loss_weights(self, batch: dict[str, Any]) -> None:
         """``--lambda_cycle_far`` on both cycles when the batch's A and B colours lie farther apart than
-        FAR_MAP_DISTANCE (a map far from the identity), else lambda_A / lambda_B; one line says which."""
-        far_weight = self.options.lambda_cycle_far
-        if far_weight <= 0 or batch["A"].shape[1] != batch["B"].shape[1]:
+        FAR_MAP_DISTANCE (a map far from the identity), else lambda_A / lambda_B; and
+        ``--lambda_body_near`` instead of lambda_body when they lie closer. One line says which."""
+        options = self.options
+        if (options.lambda_cycle_far <= 0 and options.lambda_body_near <= 0) \
+                or batch["A"].shape[1] != batch["B"].shape[1]:
             return
         distance = colour_distance(batch["A"], batch["B"])
-        if distance > FAR_MAP_DISTANCE:
-            self.cycle_weights = (far_weight, far_weight)
-            log.info("A and B colours %.3f apart (> %g: a map far from the identity): cycle weight %g, not %g / %g",
-                     distance, FAR_MAP_DISTANCE, far_weight, self.options.lambda_A, self.options.lambda_B)
-        else:
-            log.info("A and B colours %.3f apart (<= %g: a map near the identity): cycle weights %g / %g",
-                     distance, FAR_MAP_DISTANCE, *self.cycle_weights)
+        near = distance <= FAR_MAP_DISTANCE
+        if not near and options.lambda_cycle_far > 0:
+            self.cycle_weights = (options.lambda_cycle_far, options.lambda_cycle_far)
+        if near and options.lambda_body_near > 0:
+            self.body_weight = options.lambda_body_near
+        log.info("A and B colours %.3f apart (%s %g: a map %s the identity): cycle weights %g / %g, body weight %g",
+                 distance, "<=" if near else ">", FAR_MAP_DISTANCE, "near" if near else "far from",
+                 *self.cycle_weights, self.body_weight)
 
     def build_optimizers(self) -> None:
         self.optimizers = {"G": self.adam(self.nets["G_A"], self.nets["G_B"]),
@@ -235,9 +242,9 @@ class CycleGANModel(TrainingRecipe):
             if m.lambda_colour > 0:
                 losses["colour_A"] = colour_distribution_loss(fake_B, real_B, self.colour_directions) * m.lambda_colour
                 losses["colour_B"] = colour_distribution_loss(fake_A, real_A, self.colour_directions) * m.lambda_colour
-            if m.lambda_body > 0:
-                losses["body_A"] = body_change(self.nets["G_A"], real_A, fake_B) * m.lambda_body
-                losses["body_B"] = body_change(self.nets["G_B"], real_B, fake_A) * m.lambda_body
+            if self.body_weight > 0:
+                losses["body_A"] = body_change(self.nets["G_A"], real_A, fake_B) * self.body_weight
+                losses["body_B"] = body_change(self.nets["G_B"], real_B, fake_A) * self.body_weight
             if m.lambda_identity > 0:
                 idt_A, idt_B = images["idt_A"], images["idt_B"]
                 losses["idt_A"] = identity_loss(idt_A.float(), real_B.float()) * m.lambda_B * m.lambda_identity
@@ -282,7 +289,7 @@ class CycleGANModel(TrainingRecipe):
         if not self.is_train:
             return {}
         return {"fake_A_pool": self.fake_A_pool.state_dict(), "fake_B_pool": self.fake_B_pool.state_dict(),
-                "cycle_weights": list(self.cycle_weights)}
+                "cycle_weights": list(self.cycle_weights), "body_weight": self.body_weight}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         if self.is_train and state:
@@ -291,6 +298,7 @@ class CycleGANModel(TrainingRecipe):
             self.fake_B_pool.load_state_dict(state["fake_B_pool"], device)
             # Checkpoints from before lambda_cycle_far trained with lambda_A / lambda_B.
             self.cycle_weights = tuple(state.get("cycle_weights", (self.options.lambda_A, self.options.lambda_B)))
+            self.body_weight = state.get("body_weight", self.options.lambda_body)  # (lambda_body_near)
 
 
 def body_change(generator: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
