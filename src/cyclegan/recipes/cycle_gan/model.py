@@ -128,7 +128,8 @@ class CycleGANModel(TrainingRecipe):
         self.options: CycleGANConfig = config.cycle_gan
         options = self.options
         # The cycles' weights: lambda_A / lambda_B, or lambda_cycle_far once the first batch shows a far
-        # map (data_dependent_init); kept in the checkpoint, so a resume trains with the same weights.
+        # map (data_dependent_init); the body's: lambda_body, or lambda_body_near for a near one. Both are
+        # kept in the checkpoint, so a resume trains with the same weights.
         self.cycle_weights = (options.lambda_A, options.lambda_B)
         self.body_weight = options.lambda_body
         self.lr, self.betas = config.optim.lr, (config.optim.beta1, config.optim.beta2)
