@@ -78,12 +78,18 @@ def test_colour_start_runs_in_fresh_runs_only_and_resume_stays_exact(tmp_path, m
     assert fitted.model.nets[generator].state_dict()[last].any()
 
 
+def bright_and_tinted() -> tuple[torch.Tensor, torch.Tensor]:
+    """Smooth bright images, and the same under a slight tint: a map near the identity (their
+    negative is one far from it)."""
+    torch.manual_seed(0)
+    smooth = torch.nn.functional.interpolate(torch.rand(4, 3, 4, 4) * 0.7 + 0.2, size=16, mode="bilinear")
+    return smooth, (smooth + torch.tensor([0.08, 0.0, -0.06]).view(1, 3, 1, 1)).clamp(-1, 1)
+
+
 def test_cycle_weights_follow_how_far_apart_the_domains_colours_lie(tmp_path):
     from cyclegan.recipes.colour_start import FAR_MAP_DISTANCE, colour_distance
 
-    torch.manual_seed(0)
-    smooth = torch.nn.functional.interpolate(torch.rand(4, 3, 4, 4) * 0.7 + 0.2, size=16, mode="bilinear")  # bright
-    tinted = (smooth + torch.tensor([0.08, 0.0, -0.06]).view(1, 3, 1, 1)).clamp(-1, 1)
+    smooth, tinted = bright_and_tinted()
     assert colour_distance(smooth, smooth) == 0.0
     assert colour_distance(smooth, tinted) < FAR_MAP_DISTANCE < colour_distance(smooth, -smooth)  # the negative
     data = tiny_dataset(tmp_path / "data", n=2)
@@ -174,9 +180,7 @@ def test_the_quick_preset_adds_cyclegans_own_settings_which_flags_override(tmp_p
 
 
 def test_the_body_pays_more_where_the_map_is_near_the_identity(tmp_path, caplog):
-    torch.manual_seed(0)
-    smooth = torch.nn.functional.interpolate(torch.rand(4, 3, 4, 4) * 0.7 + 0.2, size=16, mode="bilinear")
-    tinted = (smooth + torch.tensor([0.08, 0.0, -0.06]).view(1, 3, 1, 1)).clamp(-1, 1)
+    smooth, tinted = bright_and_tinted()
     data = tiny_dataset(tmp_path / "data", n=2)
     options = {"cycle_gan__lambda_body": 5.0, "cycle_gan__lambda_cycle_far": 2.0}
     for body_weight, target, expected in ((20.0, tinted, (20.0, (10.0, 10.0))),   # a tint: near
