@@ -72,3 +72,53 @@ def test_the_colour_start_needs_a_colour_branch():
     plain = define_G(3, 3, 4, "resnet_6blocks", norm="none", residual_output=True)
     with pytest.raises(ValueError, match="--colour_branch"):
         fit_colour_start(plain, torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 8, 8), steps=1)
+
+
+def test_off_axis_share_tells_a_grey_domain_from_a_colour_one(tmp_path):
+    root = write_task_dataset("grey", tmp_path / "grey", n=4, size=32, n_test=1)
+    colour, grey = pictures(root / "trainA"), pictures(root / "trainB")
+    assert colour_start.off_axis_share(colour) > 0.2
+    assert colour_start.off_axis_share(grey) == pytest.approx(0.0, abs=1e-6)
+    # a grey image saved with a byte of noise per channel (JPEG, resampling) is still grey; a faint tint is not
+    noisy = (grey + torch.randint(-1, 2, grey.shape, generator=torch.Generator().manual_seed(0)) / 127.5).clamp(-1, 1)
+    assert colour_start.off_axis_share(noisy) <= colour_start.GREY_DOMAIN_SHARE
+    tinted = grey + torch.tensor([0.1, 0.0, -0.1]).view(1, 3, 1, 1) * (grey + 1) / 2
+    assert colour_start.off_axis_share(tinted) > colour_start.GREY_DOMAIN_SHARE
+    assert colour_start.off_axis_share(grey[:, :1]) == 1.0  # one channel: no grey axis to lie on
+    assert colour_start.off_axis_share(torch.zeros(1, 3, 4, 4)) == 0.0  # a flat grey picture
+
+
+def test_a_grey_output_lies_on_the_grey_axis_and_off_changes_nothing():
+    net = generator()
+    torch.nn.init.normal_(net.colour[-1].weight, std=0.3)  # a colour branch that changes the colours
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        coloured = net(x)
+        assert not torch.equal(coloured, x.clamp(-0.99, 0.99))
+        net.colour.set_grey_output(True)
+        grey = net(x)
+    assert torch.equal(grey[:, 0], grey[:, 1]) and torch.equal(grey[:, 1], grey[:, 2])
+    assert torch.allclose(grey, coloured.mean(1, keepdim=True).expand_as(coloured), atol=1e-6)
+    assert torch.allclose(net.colour_only(x), net.colour_only(x).mean(1, keepdim=True).expand_as(x), atol=1e-6)
+    # kept with the weights; a state dict from before the buffer loads strictly, as colour
+    state = net.state_dict()
+    assert float(state["colour.grey_output"]) == 1.0
+    old = generator()
+    old.load_state_dict({k: v for k, v in state.items() if k != "colour.grey_output"}, strict=True)
+    assert float(old.colour.grey_output) == 0.0
+    with torch.no_grad():
+        assert torch.equal(old(x), coloured)
+
+
+def test_the_colour_start_fits_a_grey_output_to_a_grey_domain(tmp_path, monkeypatch):
+    monkeypatch.setattr(colour_start, "SAMPLE_PIXELS", 1024)
+    root = write_task_dataset("grey", tmp_path / "grey", n=8, size=32, n_test=4)
+    net = generator()
+    net.colour.set_grey_output(True)
+    fit_colour_start(net, pictures(root / "trainA"), pictures(root / "trainB"), steps=90)
+    source, truth = pictures(root / "testA"), pictures(root / "testA_gt")
+    with torch.no_grad():
+        out = net(source)
+    to_unit = lambda t: (t + 1) / 2  # noqa: E731
+    fitted, nothing = psnr(to_unit(out), to_unit(truth)).mean(), psnr(to_unit(source), to_unit(truth)).mean()
+    assert fitted > nothing + 3, (float(fitted), float(nothing))

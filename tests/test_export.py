@@ -54,6 +54,21 @@ def test_onnx_parity_and_dynamic_sizes(netG, tmp_path):
     assert session.metadata["producer"] == "cyclegan"
 
 
+@pytest.mark.parametrize("grey", [False, True])
+def test_the_quick_presets_generator_exports_with_its_colour_branch_and_grey_output(grey, tmp_path):
+    torch.manual_seed(0)
+    net = define_G(3, 3, 4, "resnet_6blocks", norm="none", init_type="kaiming", residual_output=True,
+                   colour_branch=8, body_scale=0.1)
+    torch.nn.init.normal_(net.colour[-1].weight, std=0.3)  # a fitted branch changes the colours
+    net.colour.set_grey_output(grey)  # a generator whose target domain is greyscale
+    path = export_onnx(net, tmp_path / "g.onnx", 3, 16, 16)
+    x = images(2, 3, 16, 20)
+    assert check_parity(net, path, "onnxruntime", x) < TOLERANCE
+    out = OnnxGenerator(path, threads=1)(x)
+    spread = (out.amax(1) - out.amin(1)).max().item()  # how far apart each pixel's channels lie
+    assert (spread < 1e-5) if grey else (spread > 0.05), spread
+
+
 def test_onnx_opset_below_18_is_a_clear_error(tmp_path):
     net = define_G(3, 3, 4, "resnet_6blocks", norm="instance")
     with pytest.raises(ExportError, match="opset 17 is not supported.*--opset 18"):

@@ -215,3 +215,46 @@ def test_the_body_pays_more_where_the_map_is_near_the_identity(tmp_path, caplog)
     assert body_terms[1] == pytest.approx((4 * body_terms[0][0], 4 * body_terms[0][1]), rel=1e-5)
     assert CycleGANModel(tiny_config(data, tmp_path / "ck", cycle_gan__lambda_body_near=20.0)).needs_first_batch
     assert not CycleGANModel(tiny_config(data, tmp_path / "ck", cycle_gan__lambda_body=5.0)).needs_first_batch
+
+
+def test_a_generator_whose_target_domain_is_grey_outputs_grey_in_training_and_inference(tmp_path, monkeypatch,
+                                                                                          caplog):
+    from cyclegan.data.synthetic_tasks import write_task_dataset
+    from cyclegan.recipes import colour_start
+    from cyclegan.recipes.loading import load_generators
+    from cyclegan.training.trainer import train
+
+    monkeypatch.setattr(colour_start, "SAMPLE_PIXELS", 256)
+    data = write_task_dataset("grey", tmp_path / "grey", n=4, size=32, n_test=2)  # A colour, B grey
+    options = {"model__norm": "none", "model__residual_output": True, "model__colour_branch": 8,
+               "model__body_scale": 0.1, "model__colour_warmup_steps": 6, "cycle_gan__lambda_identity": 0.0,
+               "cycle_gan__lambda_body": 5.0, "cycle_gan__grey_output_for_grey": True}
+    with caplog.at_level("INFO", logger="cyclegan.train"):
+        train(tiny_config(data, tmp_path / "ck", name="grey", optim__max_iters=2, **options))
+    assert any("G_A outputs grey: domain B's pixels lie on the grey axis" in r.getMessage() for r in caplog.records)
+    assert not any("G_B outputs grey" in r.getMessage() for r in caplog.records)
+    loaded = load_generators(tmp_path / "ck" / "grey").nets  # what translate, test and export build
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        fake_B, fake_A = loaded["G_A"](x), loaded["G_B"](x)
+    assert torch.equal(fake_B[:, 0], fake_B[:, 1]) and torch.equal(fake_B[:, 1], fake_B[:, 2])
+    assert not torch.equal(fake_A[:, 0], fake_A[:, 1])  # A is in colour: G_B keeps its channels
+    assert CycleGANModel.preset_defaults["quick"]["cycle_gan.grey_output_for_grey"] is True
+    plain = CycleGANModel(tiny_config(data, tmp_path / "ck", cycle_gan__grey_output_for_grey=True))
+    assert plain.needs_first_batch
+    with pytest.raises(ValueError, match="--grey_output_for_grey .* --colour_branch"):
+        plain.choose_grey_outputs({"A": x, "B": x.mean(1, keepdim=True).expand_as(x)})
+
+
+def test_no_cycle_gradient_reaches_a_generator_whose_output_is_grey():
+    from cyclegan.recipes.cycle_gan.model import cycle_input
+
+    torch.manual_seed(0)
+    net = define_G(3, 3, 4, "resnet_6blocks", norm="none", residual_output=True, colour_branch=8)
+    fake = torch.rand(1, 3, 8, 8, requires_grad=True)
+    assert cycle_input(fake, net) is fake  # a colour output: the cycle's gradient reaches its generator
+    net.colour.set_grey_output(True)
+    passed = cycle_input(fake, net)
+    assert torch.equal(passed, fake) and not passed.requires_grad  # the same image, no gradient back
+    plain = define_G(3, 3, 4, "resnet_6blocks", norm="none")
+    assert cycle_input(fake, plain) is fake  # the reference's generators: untouched

@@ -100,6 +100,8 @@ HELP = {
                         "far apart (a map far from the identity); 0: off (ours; quick preset: 2)",
     "lambda_body_near": "--lambda_body instead when the first batch's A and B colours lie close (a map near the "
                         "identity); 0: off (ours; quick preset: 20)",
+    "grey_output_for_grey": "a G whose target domain is greyscale on the first batch outputs grey (its channels "
+                            "averaged, kept with the weights); needs --colour_branch (ours; quick preset: on)",
     "lambda_body": "weight of an L1 penalty on what a --residual_output G's body adds to its colour map: the body "
                    "pays for each change a colour map could not make (ours; 0: off)",
     "lambda_colour": "weight of a sliced Wasserstein distance between generated and real pixel colours (ours; "

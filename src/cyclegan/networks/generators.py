@@ -208,7 +208,8 @@ class ResnetGenerator(SizeCheckedGenerator):
         skip = torch.atanh(x.clamp(-self.residual_clamp, self.residual_clamp))
         if self.colour is not None:
             skip = skip + self.colour(x)
-        return torch.tanh((h if self.body_scale == 1.0 else self.body_scale * h) + skip)
+        out = torch.tanh((h if self.body_scale == 1.0 else self.body_scale * h) + skip)
+        return out if self.colour is None else self.colour.project(out)
 
     def colour_only(self, x: torch.Tensor) -> torch.Tensor:
         """The output without the body (h = 0): tanh(atanh(x) + c(x)), or x clamped without a colour branch.
@@ -233,11 +234,37 @@ class PointwiseColourMap(nn.Sequential):
     the convolutional body can learn them too, but only by agreeing across all its layers, slowly, and
     it damages the structure on the way. This branch learns them from every pixel at once and cannot
     blur or texture anything, which leaves the body the changes that need context (stripes, objects).
+
+    A generator whose target domain is greyscale outputs grey (the buffer ``grey_output``, key
+    ``colour.grey_output``, 1): its channels are averaged onto the grey axis, as the reference's
+    ``--output_nc 1`` would make them, but decided from the data (``--grey_output_for_grey``) and kept
+    with the weights, so that inference translates the same way. A 3-channel grey output keeps the
+    image's shape for every door (pages, tiles, export).
     """
 
     def __init__(self, input_nc: int, output_nc: int, width: int):
         super().__init__(nn.Conv2d(input_nc, width, 1), nn.LeakyReLU(0.2), nn.Conv2d(width, width, 1),
                          nn.LeakyReLU(0.2), nn.Conv2d(width, output_nc, 1))
+        self.register_buffer("grey_output", torch.zeros(()))
+        # The buffer's value as a Python bool, so that a step reads it without a device sync and a
+        # colour output's graph stays exactly what it was without this option.
+        self.outputs_grey = False
+
+    def set_grey_output(self, grey: bool) -> None:
+        self.grey_output.fill_(float(grey))
+        self.outputs_grey = bool(grey)
+
+    def project(self, out: torch.Tensor) -> torch.Tensor:
+        """``out`` onto the grey axis (each pixel's channel mean) for a grey output, else unchanged."""
+        return out.mean(1, keepdim=True).expand_as(out) if self.outputs_grey else out
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        # Checkpoints from before grey_output hold no such key: they output colour.
+        state_dict.setdefault(prefix + "grey_output", torch.zeros(()))
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+        self.outputs_grey = bool(self.grey_output)
 
 
 class UnetSkipConnectionBlock(nn.Module):

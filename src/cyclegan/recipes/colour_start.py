@@ -38,6 +38,9 @@ LEARNING_RATE = 3e-3
 # film look, photographs' grade, stripes, one object recoloured) lie at most 0.15 apart, the far ones
 # (grey <-> colour, channel rotations, a hue rotation, a negative) at least 0.32.
 FAR_MAP_DISTANCE = 0.25
+# A domain whose pixel variance lies this little off the grey axis (off_axis_share) is greyscale; JPEG
+# and resampling leave a grey image's channels a little apart, a colour domain lies far above.
+GREY_DOMAIN_SHARE = 1e-3
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,21 @@ def colour_distance(source_images: torch.Tensor, target_images: torch.Tensor) ->
     Wasserstein-2 distance between their pixel clouds, 0 for the same colours. No random state."""
     source, target = pixel_cloud(source_images.detach().cpu()), pixel_cloud(target_images.detach().cpu())
     return float(sliced_wasserstein(source, target, sphere_directions(DIRECTIONS, source.shape[1])))
+
+
+def off_axis_share(images: torch.Tensor) -> float:
+    """The share of a batch's pixel-colour variance that lies off the grey axis (N×3×H×W in [-1, 1]):
+    0 for greyscale images (every pixel r = g = b), 0.26-0.52 for the colour domains of
+    benchmarks/learning_suite.py's tasks; 1 for other than 3 channels (no grey axis to lie on)."""
+    if images.shape[1] != 3:
+        return 1.0
+    pixels = pixel_cloud(images.detach().cpu())
+    centred = pixels - pixels.mean(0)
+    total = centred.pow(2).sum()
+    if total == 0:
+        return 0.0 if bool((pixels == pixels[:, :1]).all()) else 1.0
+    on_axis = centred.mean(1).pow(2).sum() * 3  # each pixel's component along (1, 1, 1) / sqrt(3), squared
+    return float((total - on_axis) / total)
 
 
 def signed_permutations(channels: int = 3) -> list[tuple[str, torch.Tensor]]:
@@ -85,9 +103,10 @@ def _as_image(pixels: torch.Tensor) -> torch.Tensor:
 
 
 def _mapped(branch: nn.Module, pixels: torch.Tensor, clamp: float) -> torch.Tensor:
-    """The generator's output at its start (the body's h is zero) for ``pixels``: tanh(atanh(x) + c(x))."""
+    """The generator's output at its start (the body's h is zero) for ``pixels``: tanh(atanh(x) + c(x)),
+    on the grey axis for a grey target (``branch.project``)."""
     skip = torch.atanh(pixels.clamp(-clamp, clamp))
-    return torch.tanh(skip + branch(_as_image(pixels))[0, :, :, 0].T)
+    return branch.project(torch.tanh(skip + branch(_as_image(pixels))[0, :, :, 0].T)[:, :, None, None])[:, :, 0, 0]
 
 
 def _fit(branch: nn.Module, source: torch.Tensor, target: torch.Tensor, start: torch.Tensor, steps: int,

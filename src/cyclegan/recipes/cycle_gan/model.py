@@ -24,12 +24,27 @@ from cyclegan.core.precision import Precision
 from cyclegan.losses import colour_distribution_loss, cycle_loss, gan_loss, identity_loss, sphere_directions
 from cyclegan.networks import define_D, define_G, generator_options
 from cyclegan.recipes.base import MODELS, Direction, StepResult, TrainingRecipe, set_requires_grad
-from cyclegan.recipes.colour_start import FAR_MAP_DISTANCE, colour_distance, fit_colour_start
+from cyclegan.recipes.colour_start import (
+    FAR_MAP_DISTANCE,
+    GREY_DOMAIN_SHARE,
+    colour_distance,
+    fit_colour_start,
+    off_axis_share,
+)
 from cyclegan.recipes.cycle_gan.config import CycleGANConfig
 from cyclegan.recipes.cycle_gan.pool import ImagePool
 from cyclegan.recipes.cycle_gan.warm_start import identity_warm_start
 
 log = logging.getLogger("cyclegan.train")
+
+
+def cycle_input(fake: torch.Tensor, generator: nn.Module) -> torch.Tensor:
+    """``fake`` as the cycle's second generator sees it. A grey output (``--grey_output_for_grey``)
+    cannot carry the colours back, and the cycle loss then pushed its generator to hide them in the grey
+    levels, which scrambled the structure; so no cycle gradient reaches a grey-output generator: the
+    cycle through it trains only the generator that rebuilds the colours."""
+    colour = getattr(generator, "colour", None)
+    return fake.detach() if colour is not None and colour.outputs_grey else fake
 
 
 class GeneratorPair(nn.Module):
@@ -48,9 +63,9 @@ class GeneratorPair(nn.Module):
         if self.batch_calls:
             return self._batched(real_A, real_B)
         fake_B = self.G_A(real_A)
-        rec_A = self.G_B(fake_B)
+        rec_A = self.G_B(cycle_input(fake_B, self.G_A))
         fake_A = self.G_B(real_B)
-        rec_B = self.G_A(fake_A)
+        rec_B = self.G_A(cycle_input(fake_A, self.G_B))
         out = {"fake_B": fake_B, "rec_A": rec_A, "fake_A": fake_A, "rec_B": rec_B}
         if self.identity:
             out["idt_A"] = self.G_A(real_B)  # G_A should leave an image already in B unchanged
@@ -70,11 +85,11 @@ class GeneratorPair(nn.Module):
         out: dict[str, torch.Tensor] = {}
         if self.identity:
             fake_B, out["idt_A"] = self.G_A(torch.cat([real_A, real_B])).split(n)
-            fake_A, rec_A, out["idt_B"] = self.G_B(torch.cat([real_B, fake_B, real_A])).split(n)
+            fake_A, rec_A, out["idt_B"] = self.G_B(torch.cat([real_B, cycle_input(fake_B, self.G_A), real_A])).split(n)
         else:
             fake_B = self.G_A(real_A)
-            fake_A, rec_A = self.G_B(torch.cat([real_B, fake_B])).split(n)
-        rec_B = self.G_A(fake_A)
+            fake_A, rec_A = self.G_B(torch.cat([real_B, cycle_input(fake_B, self.G_A)])).split(n)
+        rec_B = self.G_A(cycle_input(fake_A, self.G_B))
         return {"fake_B": fake_B, "rec_A": rec_A, "fake_A": fake_A, "rec_B": rec_B, **out}
 
 
@@ -116,7 +131,7 @@ class CycleGANModel(TrainingRecipe):
         "model.norm": "none", "model.init_type": "kaiming", "model.residual_output": True,
         "model.colour_branch": 32, "model.body_scale": 0.1, "model.colour_warmup_steps": 200,
         "cycle_gan.lambda_body": 5.0, "cycle_gan.lambda_colour": 10.0, "cycle_gan.lambda_cycle_far": 2.0,
-        "cycle_gan.lambda_body_near": 20.0,
+        "cycle_gan.lambda_body_near": 20.0, "cycle_gan.grey_output_for_grey": True,
         "model.gan_mode": "vanilla", "cycle_gan.lambda_identity": 0.0, "optim.ema_decay": 0.995,
         "optim.max_iters": 800,
     }}
@@ -160,7 +175,7 @@ class CycleGANModel(TrainingRecipe):
     def needs_first_batch(self) -> bool:  # type: ignore[override]
         options = self.options
         return (options.identity_warmup_steps > 0 or self.cfg.colour_warmup_steps > 0 or options.lambda_cycle_far > 0
-                or options.lambda_body_near > 0)
+                or options.lambda_body_near > 0 or options.grey_output_for_grey)
 
     def data_dependent_init(self, batch: dict[str, Any], precision: Precision, fresh: bool = True) -> None:
         """Start both generators as the identity (``--identity_warmup_steps``) and their colour branches
@@ -170,6 +185,8 @@ class CycleGANModel(TrainingRecipe):
         if not fresh:
             return
         self.choose_loss_weights(batch)
+        if self.options.grey_output_for_grey:
+            self.choose_grey_outputs(batch)
         steps = self.options.identity_warmup_steps
         if steps > 0:
             if batch["A"].shape[1] != batch["B"].shape[1]:
@@ -199,6 +216,20 @@ class CycleGANModel(TrainingRecipe):
         log.info("A and B colours %.3f apart (%s %g: a map %s the identity): cycle weights %g / %g, body weight %g",
                  distance, "<=" if near else ">", FAR_MAP_DISTANCE, "near" if near else "far from",
                  *self.cycle_weights, self.body_weight)
+
+    def choose_grey_outputs(self, batch: dict[str, Any]) -> None:
+        """``--grey_output_for_grey``: each generator whose target domain's first-batch pixels lie on the
+        grey axis (``GREY_DOMAIN_SHARE``) outputs grey from now on, in training and inference."""
+        for name, target in (("G_A", "B"), ("G_B", "A")):
+            colour = getattr(self.nets[name], "colour", None)
+            if colour is None:
+                raise ValueError("--grey_output_for_grey makes the colour branch output grey: set --colour_branch "
+                                 "(and --residual_output), or leave it off")
+            share = off_axis_share(batch[target])
+            if share <= GREY_DOMAIN_SHARE:
+                colour.set_grey_output(True)
+                log.info("%s outputs grey: domain %s's pixels lie on the grey axis (off-axis variance share %.2g)",
+                         name, target, share)
 
     def build_optimizers(self) -> None:
         self.optimizers = {"G": self.adam(self.nets["G_A"], self.nets["G_B"]),
