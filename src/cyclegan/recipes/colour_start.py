@@ -67,8 +67,8 @@ def colour_distance(source_images: torch.Tensor, target_images: torch.Tensor) ->
 
 def off_axis_share(images: torch.Tensor) -> float:
     """The share of a batch's pixel-colour variance that lies off the grey axis (N×3×H×W in [-1, 1]):
-    0 for greyscale images (every pixel r = g = b), 0.26-0.52 for the colour domains of
-    benchmarks/learning_suite.py's tasks; 1 for other than 3 channels (no grey axis to lie on)."""
+    0 for greyscale images (every pixel r = g = b), far above GREY_DOMAIN_SHARE for colour ones (the task
+    family's, in benchmarks/README.md); 1 for other than 3 channels (no grey axis to lie on)."""
     if images.shape[1] != 3:
         return 1.0
     pixels = pixel_cloud(images.detach().cpu())
@@ -106,7 +106,7 @@ def _mapped(branch: nn.Module, pixels: torch.Tensor, clamp: float) -> torch.Tens
     """The generator's output at its start (the body's h is zero) for ``pixels``: tanh(atanh(x) + c(x)),
     on the grey axis for a grey target (``branch.project``)."""
     skip = torch.atanh(pixels.clamp(-clamp, clamp))
-    return branch.project(torch.tanh(skip + branch(_as_image(pixels))[0, :, :, 0].T)[:, :, None, None])[:, :, 0, 0]
+    return branch.project(torch.tanh(skip + branch(_as_image(pixels))[0, :, :, 0].T))  # P×C: channels on dim 1
 
 
 def _fit(branch: nn.Module, source: torch.Tensor, target: torch.Tensor, start: torch.Tensor, steps: int,
