@@ -27,6 +27,15 @@ def pictures(folder: Path) -> torch.Tensor:
                        ).float() / 127.5 - 1
 
 
+def psnr_on_test_images(net: torch.nn.Module, root: Path) -> tuple[float, float]:
+    """Mean PSNR on the task's testA against testA_gt: the generator's, and doing nothing's."""
+    source, truth = pictures(root / "testA"), pictures(root / "testA_gt")
+    with torch.no_grad():
+        out = net(source)
+    to_unit = lambda t: (t + 1) / 2  # noqa: E731
+    return float(psnr(to_unit(out), to_unit(truth)).mean()), float(psnr(to_unit(source), to_unit(truth)).mean())
+
+
 def generator() -> torch.nn.Module:
     torch.manual_seed(0)
     return define_G(3, 3, 4, "resnet_6blocks", norm="none", init_type="kaiming", residual_output=True,
@@ -54,12 +63,8 @@ def test_the_colour_start_finds_the_map_and_beats_doing_nothing(tmp_path, monkey
     chosen = fit_colour_start(net, pictures(root / "trainA"), pictures(root / "trainB"), steps=150)
     assert chosen.start == start, chosen.describe()
     assert chosen.describe().startswith("colour start: ")
-    source, truth = pictures(root / "testA"), pictures(root / "testA_gt")
-    with torch.no_grad():
-        out = net(source)
-    to_unit = lambda t: (t + 1) / 2  # noqa: E731
-    fitted, nothing = psnr(to_unit(out), to_unit(truth)).mean(), psnr(to_unit(source), to_unit(truth)).mean()
-    assert fitted > nothing + 3, (float(fitted), float(nothing))
+    fitted, nothing = psnr_on_test_images(net, root)
+    assert fitted > nothing + 3, (fitted, nothing)
     # the same images, seed and initial weights give the same branch
     again = generator()
     fit_colour_start(again, pictures(root / "trainA"), pictures(root / "trainB"), steps=150)
@@ -116,9 +121,5 @@ def test_the_colour_start_fits_a_grey_output_to_a_grey_domain(tmp_path, monkeypa
     net = generator()
     net.colour.set_grey_output(True)
     fit_colour_start(net, pictures(root / "trainA"), pictures(root / "trainB"), steps=90)
-    source, truth = pictures(root / "testA"), pictures(root / "testA_gt")
-    with torch.no_grad():
-        out = net(source)
-    to_unit = lambda t: (t + 1) / 2  # noqa: E731
-    fitted, nothing = psnr(to_unit(out), to_unit(truth)).mean(), psnr(to_unit(source), to_unit(truth)).mean()
-    assert fitted > nothing + 3, (float(fitted), float(nothing))
+    fitted, nothing = psnr_on_test_images(net, root)
+    assert fitted > nothing + 3, (fitted, nothing)
