@@ -55,7 +55,8 @@ def test_signed_permutations_are_the_48_symmetries_of_the_rgb_cube_identity_firs
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("task", "start"), [("permute_curve", "(b, r, g)"), ("tint", "identity")])
+@pytest.mark.parametrize(("task", "start"), [("permute_curve", "(b, r, g)"), ("tint", "identity"),
+                                             ("colourize", "histogram matching")])
 def test_the_colour_start_finds_the_map_and_beats_doing_nothing(tmp_path, monkeypatch, task, start):
     monkeypatch.setattr(colour_start, "SAMPLE_PIXELS", 2048)
     root = write_task_dataset(task, tmp_path / task, n=16, size=32, n_test=4)
@@ -70,6 +71,18 @@ def test_the_colour_start_finds_the_map_and_beats_doing_nothing(tmp_path, monkey
     fit_colour_start(again, pictures(root / "trainA"), pictures(root / "trainB"), steps=150)
     assert all(torch.equal(a, b) for a, b in zip(net.colour.state_dict().values(), again.colour.state_dict().values(),
                                                   strict=True))
+
+
+def test_histogram_matching_gives_each_channel_the_targets_quantiles():
+    generator = torch.Generator().manual_seed(0)
+    grey = (torch.randperm(4000, generator=generator) / 3999 * 2 - 1)[:, None].expand(-1, 3)  # grey, no ties
+    target = torch.stack([torch.rand(4000, generator=generator).pow(power) * 2 - 1 for power in (0.5, 1.0, 3.0)], 1)
+    matched = colour_start.histogram_matching(grey, target)(grey)
+    assert torch.equal(matched.sort(0).values, target.sort(0).values)  # each channel's values, exactly
+    assert not torch.equal(matched[:, 0], matched[:, 2])  # one grey level, three different curves
+    assert bool((matched[grey[:, 0].argsort()].diff(dim=0) >= 0).all())  # each curve rises with the grey level
+    flat = colour_start.histogram_matching(torch.zeros(10, 3), target[:10])(torch.zeros(1, 3))
+    assert torch.equal(flat, target[:10].sort(0).values[4:5])  # tied values go to their run's middle
 
 
 def test_the_colour_start_needs_a_colour_branch():

@@ -217,8 +217,9 @@ def test_the_body_pays_more_where_the_map_is_near_the_identity(tmp_path, caplog)
     assert not CycleGANModel(tiny_config(data, tmp_path / "ck", cycle_gan__lambda_body=5.0)).needs_first_batch
 
 
+@pytest.mark.parametrize("model", ["cycle_gan", "cut"])
 def test_a_generator_whose_target_domain_is_grey_outputs_grey_in_training_and_inference(tmp_path, monkeypatch,
-                                                                                          caplog):
+                                                                                          caplog, model):
     from cyclegan.data.synthetic_tasks import write_task_dataset
     from cyclegan.recipes import colour_start
     from cyclegan.recipes.loading import load_generators
@@ -226,24 +227,42 @@ def test_a_generator_whose_target_domain_is_grey_outputs_grey_in_training_and_in
 
     monkeypatch.setattr(colour_start, "SAMPLE_PIXELS", 256)
     data = write_task_dataset("grey", tmp_path / "grey", n=4, size=32, n_test=2)  # A colour, B grey
-    options = {"model__norm": "none", "model__residual_output": True, "model__colour_branch": 8,
-               "model__body_scale": 0.1, "model__colour_warmup_steps": 6, "cycle_gan__lambda_identity": 0.0,
-               "cycle_gan__lambda_body": 5.0, "cycle_gan__grey_output_for_grey": True}
+    options = {"model__model": model, "model__norm": "none", "model__residual_output": True,
+               "model__colour_branch": 8, "model__body_scale": 0.1, "model__colour_warmup_steps": 6,
+               "model__grey_output_for_grey": True,
+               **({"cycle_gan__lambda_identity": 0.0, "cycle_gan__lambda_body": 5.0} if model == "cycle_gan"
+                  else {"model__pool_size": 0, "cut__normG": "none", "cut__normD": "none"})}
     with caplog.at_level("INFO", logger="cyclegan.train"):
         train(tiny_config(data, tmp_path / "ck", name="grey", optim__max_iters=2, **options))
-    assert any("G_A outputs grey: domain B's pixels lie on the grey axis" in r.getMessage() for r in caplog.records)
+    forward = "G_A" if model == "cycle_gan" else "G"
+    assert any(f"{forward} outputs grey: domain B's pixels lie on the grey axis" in r.getMessage()
+               for r in caplog.records)
     assert not any("G_B outputs grey" in r.getMessage() for r in caplog.records)
     loaded = load_generators(tmp_path / "ck" / "grey").nets  # what translate, test and export build
     x = torch.rand(2, 3, 32, 32) * 2 - 1
     with torch.no_grad():
-        fake_B, fake_A = loaded["G_A"](x), loaded["G_B"](x)
+        fake_B = loaded[forward](x)
     assert torch.equal(fake_B[:, 0], fake_B[:, 1]) and torch.equal(fake_B[:, 1], fake_B[:, 2])
-    assert not torch.equal(fake_A[:, 0], fake_A[:, 1])  # A is in colour: G_B keeps its channels
-    assert CycleGANModel.preset_defaults["quick"]["cycle_gan.grey_output_for_grey"] is True
-    plain = CycleGANModel(tiny_config(data, tmp_path / "ck", cycle_gan__grey_output_for_grey=True))
+    if model == "cycle_gan":
+        with torch.no_grad():
+            fake_A = loaded["G_B"](x)
+        assert not torch.equal(fake_A[:, 0], fake_A[:, 1])  # A is in colour: G_B keeps its channels
+    recipe = CycleGANModel if model == "cycle_gan" else CUTModel
+    assert recipe.preset_defaults["quick"]["model.grey_output_for_grey"] is True
+    plain = recipe(tiny_config(data, tmp_path / "ck", model__grey_output_for_grey=True,
+                               **({} if model == "cycle_gan" else {"model__model": "cut", "model__pool_size": 0})))
     assert plain.needs_first_batch
     with pytest.raises(ValueError, match="--grey_output_for_grey .* --colour_branch"):
-        plain.choose_grey_outputs({"A": x, "B": x.mean(1, keepdim=True).expand_as(x)})
+        plain.data_dependent_init({"A": x, "B": x.mean(1, keepdim=True).expand_as(x)},
+                                  Precision("fp32", torch.device("cpu")))
+
+
+def test_a_config_saved_when_grey_output_for_grey_was_cycle_gans_loads_into_the_model_section():
+    saved = TrainConfig().to_dict()
+    saved["model"].pop("grey_output_for_grey")
+    saved["cycle_gan"]["grey_output_for_grey"] = True
+    assert TrainConfig.from_dict(saved).model.grey_output_for_grey is True
+    assert TrainConfig.from_dict({"data": {}}).model == TrainConfig().model  # a section left out: defaults
 
 
 def test_no_cycle_gradient_reaches_a_generator_whose_output_is_grey():

@@ -68,6 +68,12 @@ class ModelConfig:
     # Ours: steps of the colour branch's fit to the target domain's colours before training (0: none);
     # see cyclegan.recipes.colour_start. Needs colour_branch.
     colour_warmup_steps: int = 0
+    # Ours: a generator whose target domain is greyscale (the first batch's pixels on the grey axis,
+    # colour_start.off_axis_share) outputs grey: its channels averaged, as the reference's --output_nc 1
+    # would make them, but decided from the data on a fresh run's first batch and kept with the weights
+    # (the colour branch's buffer grey_output). CycleGAN also stops the cycle's gradient into it (see
+    # cycle_gan.model.cycle_input). Needs colour_branch.
+    grey_output_for_grey: bool = False
     gan_mode: str = "lsgan"  # lsgan | vanilla | wgangp | hinge
     pool_size: int = 50
     lambda_gp: float = 10.0
@@ -198,11 +204,13 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown config sections {sorted(unknown)}; expected {sorted(sections)}")
         raw = {name: dict(values) for name, values in raw.items()}
-        model = raw.get("model", {})
+        model = raw.setdefault("model", {})
         for section in RECIPE_SECTIONS:  # a config from before the recipe sections kept them in "model"
             for f in dataclasses.fields(RECIPE_SECTIONS.get(section)):
                 if f.name in model:
                     raw.setdefault(section, {}).setdefault(f.name, model.pop(f.name))
+        if "grey_output_for_grey" in raw.get("cycle_gan", {}):  # CycleGAN's option before CUT shared it
+            model.setdefault("grey_output_for_grey", raw["cycle_gan"].pop("grey_output_for_grey"))
         kwargs = {}
         for section, klass in sections.items():
             values = raw.get(section, {})

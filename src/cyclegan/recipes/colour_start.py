@@ -10,15 +10,19 @@ PointwiseColourMap`) so that the colours of G(A) follow the colours of B: a slic
 Matching colour distributions alone has many answers, and a descent from the identity finds the
 nearest, which is wrong for far maps. So the fit starts from each of a few of the 48 signed channel
 permutations (the symmetries of the RGB cube; a hue rotation by 120 or 240 degrees is one) that bring
-A's colours closest to B's, and keeps the one that ends closest, but the identity unless another ends
-clearly closer (:data:`ACCEPT_RATIO`): a map near the identity stays near it. Training then refines
-the map and lets the convolutional body learn what a colour map cannot.
+A's colours closest to B's, and from per-channel histogram matching (a grey domain has no channels to
+permute: its three identical channels go through three different curves), and keeps the one that ends
+closest, but the identity unless another ends clearly closer (:data:`ACCEPT_RATIO`): a map near the
+identity stays near it. From a grey domain into a colour one, histogram matching takes the identity's
+place. Training then refines the map and lets the convolutional body learn what a
+colour map cannot.
 """
 
 from __future__ import annotations
 
 import copy
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -80,6 +84,21 @@ def off_axis_share(images: torch.Tensor) -> float:
     return float((total - on_axis) / total)
 
 
+def choose_grey_output(generator: nn.Module, target_images: torch.Tensor) -> float | None:
+    """``--grey_output_for_grey``: make ``generator`` output grey (its colour branch's ``grey_output``)
+    when the target domain's images lie on the grey axis (``GREY_DOMAIN_SHARE``); returns their
+    off-axis variance share when it did, None when the domain is in colour."""
+    colour = getattr(generator, "colour", None)
+    if colour is None:
+        raise ValueError("--grey_output_for_grey makes the colour branch output grey: set --colour_branch "
+                         "(and --residual_output), or leave it off")
+    share = off_axis_share(target_images)
+    if share > GREY_DOMAIN_SHARE:
+        return None
+    colour.set_grey_output(True)
+    return share
+
+
 def signed_permutations(channels: int = 3) -> list[tuple[str, torch.Tensor]]:
     """(name, matrix) for every signed permutation of the channels, the identity first (only the
     identity for other than 3 channels: grey or two-channel data has no such palette symmetries)."""
@@ -97,6 +116,28 @@ def signed_permutations(channels: int = 3) -> list[tuple[str, torch.Tensor]]:
     return [("identity" if name == "(r, g, b)" else name, matrix) for name, matrix in found]
 
 
+def _channel_mix(matrix: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    return lambda pixels: (pixels @ matrix.T).clamp(-1, 1)
+
+
+def histogram_matching(source: torch.Tensor, target: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Per-channel histogram matching from ``source``'s pixel cloud to ``target``'s (P×C, Q×C): each
+    value goes to the target's value at the same quantile (tied values to their run's middle), what
+    the "histogram matching" baseline does. A pure function of pixels (P×C)."""
+    count = min(len(source), len(target))
+    source_sorted = source[torch.linspace(0, len(source) - 1, count).long()].sort(0).values.T.contiguous()
+    target_sorted = target[torch.linspace(0, len(target) - 1, count).long()].sort(0).values.T.contiguous()
+
+    def matched(pixels: torch.Tensor) -> torch.Tensor:
+        values = pixels.T.contiguous()
+        first = torch.searchsorted(source_sorted, values)
+        after = torch.searchsorted(source_sorted, values, right=True)
+        middle = ((first + after - 1) // 2).clamp(0, count - 1)
+        return target_sorted.gather(1, middle).T
+
+    return matched
+
+
 def _as_image(pixels: torch.Tensor) -> torch.Tensor:
     """P×C pixels as one 1×C×P×1 picture: a 1×1-convolution branch runs them in one call."""
     return pixels.T.reshape(1, pixels.shape[1], -1, 1)
@@ -109,8 +150,9 @@ def _mapped(branch: nn.Module, pixels: torch.Tensor, clamp: float) -> torch.Tens
     return branch.project(torch.tanh(skip + branch(_as_image(pixels))[0, :, :, 0].T))  # P×C: channels on dim 1
 
 
-def _fit(branch: nn.Module, source: torch.Tensor, target: torch.Tensor, start: torch.Tensor, steps: int,
-         clamp: float, directions: torch.Tensor, chooser: torch.Generator) -> float:
+def _fit(branch: nn.Module, source: torch.Tensor, target: torch.Tensor,
+         start: Callable[[torch.Tensor], torch.Tensor], steps: int, clamp: float, directions: torch.Tensor,
+         chooser: torch.Generator) -> float:
     """A third of the steps to bring c(x) to the start's map (L2), the rest to B's colours (sliced W2);
     returns the final distance on a fixed sample."""
     optimizer = torch.optim.Adam(branch.parameters(), lr=LEARNING_RATE)
@@ -119,7 +161,7 @@ def _fit(branch: nn.Module, source: torch.Tensor, target: torch.Tensor, start: t
         pixels = source[torch.randint(len(source), (SAMPLE_PIXELS,), generator=chooser)]
         out = _mapped(branch, pixels, clamp)
         if step < reach:
-            loss = (out - (pixels @ start.T).clamp(-1, 1)).pow(2).mean()
+            loss = (out - start(pixels)).pow(2).mean()
         else:
             wanted = target[torch.randint(len(target), (SAMPLE_PIXELS,), generator=chooser)]
             loss = sliced_wasserstein(out, wanted, directions)
@@ -157,17 +199,23 @@ def fit_colour_start(generator: nn.Module, source_images: torch.Tensor, target_i
         closeness = [float(sliced_wasserstein(source[:count] @ m.T, target[:count], directions))
                      for _, m in starts[1:]]
     ranked = [starts[0]] + [starts[1 + i] for i in sorted(range(len(closeness)), key=closeness.__getitem__)[:CANDIDATES]]
+    maps = [(name, _channel_mix(matrix)) for name, matrix in ranked]
+    maps.append(("histogram matching", histogram_matching(source, target)))
     fitted = []
-    for name, matrix in ranked:
+    for name, start_map in maps:
         work.load_state_dict(initial)
-        distance = _fit(work, source, target, matrix, steps, clamp, directions, chooser)
+        distance = _fit(work, source, target, start_map, steps, clamp, directions, chooser)
         fitted.append((distance, name, copy.deepcopy(work.state_dict())))
-    identity_distance = fitted[0][0]
-    distance, name, state = min(fitted[1:], key=lambda item: item[0], default=fitted[0])
-    if distance >= ACCEPT_RATIO * identity_distance:
-        distance, name, state = fitted[0]
+    # The start kept unless another ends clearly closer: the identity, but histogram matching for a grey
+    # domain into a colour one (the identity would leave it grey). Their distances say little there: G's
+    # colours of a grey picture lie on one curve, which cannot fill B's three-dimensional cloud.
+    grey_into_colour = off_axis_share(source_images) <= GREY_DOMAIN_SHARE < off_axis_share(target_images)
+    default = fitted[-1] if grey_into_colour else fitted[0]
+    distance, name, state = min(fitted, key=lambda item: item[0])
+    if distance >= ACCEPT_RATIO * default[0]:
+        distance, name, state = default
     work.load_state_dict(state)
     with torch.no_grad():
         for kept, fitted_param in zip(branch.parameters(), work.parameters(), strict=True):
             kept.copy_(fitted_param.to(device, kept.dtype))
-    return ColourStart(name, distance, identity_distance)
+    return ColourStart(name, distance, fitted[0][0])

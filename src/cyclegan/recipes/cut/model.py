@@ -32,7 +32,7 @@ from cyclegan.config import TrainConfig
 from cyclegan.core.precision import Precision
 from cyclegan.networks.compat import strip_module_prefix
 from cyclegan.recipes.base import MODELS, Direction, StepResult, TrainingRecipe, set_requires_grad
-from cyclegan.recipes.colour_start import fit_colour_start
+from cyclegan.recipes.colour_start import choose_grey_output, fit_colour_start
 from cyclegan.recipes.cut.networks import mlp_channels_in_state_dict
 from cyclegan.recipes.cut.objective import (
     CUT_MODE_DEFAULTS,
@@ -90,16 +90,18 @@ class CUTModel(TrainingRecipe):
     }
 
     # --preset quick also sets, for --CUT_mode CUT, most of what it sets for CycleGAN (measured in
-    # benchmarks/README.md, "Learning curves"): no norms (instance norm removes each image's absolute
-    # colours); a generator that starts as the identity; an average of G's weights; 800 iterations.
-    # Not the vanilla GAN loss: with it CUT's D won outright in one run of three; CUT's lsgan did not.
-    # FastCUT keeps its own defaults there: with these settings and the vanilla loss it stayed the
-    # identity (its 10× NCE weight holds G at the start) or, without the identity start, its D won.
-    # CycleGAN's colour branch and its fit before training (--colour_branch, --colour_warmup_steps,
-    # --body_scale) also build CUT's G, but were not measured for CUT yet: not in its preset.
+    # benchmarks/README.md, "Learning curves" and "The task family"): no norms (instance norm removes
+    # each image's absolute colours); a generator that starts as the identity, with CycleGAN's per-pixel
+    # colour branch fitted to B's colours before training and the body's changes scaled down (it raised
+    # every task of the family it was measured on); a grey output when B is greyscale; an average of G's
+    # weights; 800 iterations. Not the vanilla GAN loss: with it CUT's D won outright in one run of three;
+    # CUT's lsgan did not. FastCUT keeps its own defaults there: with these settings and the vanilla loss
+    # it stayed the identity (its 10x NCE weight holds G at the start) or, without the identity start,
+    # its D won.
     preset_defaults = {"quick": {
         "cut.normG": "none", "cut.normD": "none", "model.init_type": "kaiming", "model.residual_output": True,
-        "optim.ema_decay": 0.995, "optim.max_iters": 800,
+        "model.colour_branch": 32, "model.body_scale": 0.1, "model.colour_warmup_steps": 200,
+        "model.grey_output_for_grey": True, "optim.ema_decay": 0.995, "optim.max_iters": 800,
     }}
 
     @classmethod
@@ -122,6 +124,7 @@ class CUTModel(TrainingRecipe):
         self.options = options = cut_config(config)
         self.lr, self.betas = config.optim.lr, (config.optim.beta1, config.optim.beta2)
         self.colour_warmup_steps, self.seed = config.model.colour_warmup_steps, config.runtime.seed or 0
+        self.grey_output_for_grey = config.model.grey_output_for_grey
         self.nets["G"] = build_generator(options)
         self.is_train = is_train
         if is_train:
@@ -142,14 +145,19 @@ class CUTModel(TrainingRecipe):
     @property
     def needs_first_batch(self) -> bool:  # type: ignore[override]
         return self.is_train and (bool(getattr(self.nets["F"], "needs_first_batch", False))
-                                  or self.colour_warmup_steps > 0)
+                                  or self.colour_warmup_steps > 0 or self.grey_output_for_grey)
 
     first_batch_images = 16  # the colour start fits on these
 
     def data_dependent_init(self, batch: dict[str, Any], precision: Precision, fresh: bool = True) -> None:
-        """Fit G's colour branch to B's colours (``--colour_warmup_steps``, a fresh run only: a resume
-        restores it), then build F's MLPs from G's features of the first batch (on a resume too: the
-        restore then finds F's parameters; their initial values are overwritten)."""
+        """Make G output grey if B is greyscale (``--grey_output_for_grey``) and fit its colour branch to
+        B's colours (``--colour_warmup_steps``), a fresh run only: a resume restores both; then build F's
+        MLPs from G's features of the first batch (on a resume too: the restore then finds F's
+        parameters; their initial values are overwritten)."""
+        if self.grey_output_for_grey and fresh:
+            share = choose_grey_output(self.nets["G"], batch["B"])
+            if share is not None:
+                log.info("G outputs grey: domain B's pixels lie on the grey axis (off-axis variance share %.2g)", share)
         if self.colour_warmup_steps > 0 and fresh:
             start = fit_colour_start(self.nets["G"], batch["A"], batch["B"], self.colour_warmup_steps, seed=self.seed)
             log.info("G %s", start.describe())

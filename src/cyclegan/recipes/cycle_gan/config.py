@@ -39,10 +39,3 @@ class CycleGANConfig:
     # batch as lambda_cycle_far is. Near maps are mostly colour maps, which the colour branch makes alone;
     # a body that is only lightly paid for printed texture over their structure.
     lambda_body_near: float = 0.0
-    # A generator whose target domain is greyscale (the first batch's pixels on the grey axis,
-    # colour_start.off_axis_share) outputs grey: its channels averaged, as the reference's --output_nc 1
-    # would make them, and no cycle gradient reaches it (a grey image cannot carry the colours back; with
-    # that gradient, colour -> grey hid them in its grey levels and scrambled the structure). Decided on
-    # a fresh run's first batch and kept with the weights (the colour branch's buffer grey_output).
-    # Needs --colour_branch.
-    grey_output_for_grey: bool = False

@@ -26,10 +26,9 @@ from cyclegan.networks import define_D, define_G, generator_options
 from cyclegan.recipes.base import MODELS, Direction, StepResult, TrainingRecipe, set_requires_grad
 from cyclegan.recipes.colour_start import (
     FAR_MAP_DISTANCE,
-    GREY_DOMAIN_SHARE,
+    choose_grey_output,
     colour_distance,
     fit_colour_start,
-    off_axis_share,
 )
 from cyclegan.recipes.cycle_gan.config import CycleGANConfig
 from cyclegan.recipes.cycle_gan.pool import ImagePool
@@ -118,9 +117,9 @@ class CycleGANModel(TrainingRecipe):
     # --preset quick also sets, for CycleGAN (chosen on the task family of benchmarks/learning_suite.py,
     # see benchmarks/README.md): no instance norm, which removes each image's absolute colours at the
     # first layer; generators that start as the identity, with a per-pixel colour branch fitted to the
-    # other domain's colours before training (the identity or a channel permutation, whichever fits)
-    # and the convolutional body's changes scaled down and paid for (it printed texture over the
-    # structure); the fake's colours held to the other domain's (the GAN alone let them drift); the
+    # other domain's colours before training (from the identity, a channel permutation or per-channel
+    # histogram matching, whichever fits) and the convolutional body's changes scaled down and paid for
+    # (it printed texture over the structure); the fake's colours held to the other domain's (the GAN alone let them drift); the
     # vanilla GAN loss; no identity term; a cycle weight of 2 instead of 10 where the domains' colours lie
     # far apart (at 10 the cycle term outweighed the adversarial one: a hue rotation ended below a
     # constant image, a negative 12 dB lower; near maps, tints and grades, did best at 10); a body paid
@@ -131,7 +130,7 @@ class CycleGANModel(TrainingRecipe):
         "model.norm": "none", "model.init_type": "kaiming", "model.residual_output": True,
         "model.colour_branch": 32, "model.body_scale": 0.1, "model.colour_warmup_steps": 200,
         "cycle_gan.lambda_body": 5.0, "cycle_gan.lambda_colour": 10.0, "cycle_gan.lambda_cycle_far": 2.0,
-        "cycle_gan.lambda_body_near": 20.0, "cycle_gan.grey_output_for_grey": True,
+        "cycle_gan.lambda_body_near": 20.0, "model.grey_output_for_grey": True,
         "model.gan_mode": "vanilla", "cycle_gan.lambda_identity": 0.0, "optim.ema_decay": 0.995,
         "optim.max_iters": 800,
     }}
@@ -175,7 +174,7 @@ class CycleGANModel(TrainingRecipe):
     def needs_first_batch(self) -> bool:  # type: ignore[override]
         options = self.options
         return (options.identity_warmup_steps > 0 or self.cfg.colour_warmup_steps > 0 or options.lambda_cycle_far > 0
-                or options.lambda_body_near > 0 or options.grey_output_for_grey)
+                or options.lambda_body_near > 0 or self.cfg.grey_output_for_grey)
 
     def data_dependent_init(self, batch: dict[str, Any], precision: Precision, fresh: bool = True) -> None:
         """Start both generators as the identity (``--identity_warmup_steps``) and their colour branches
@@ -185,7 +184,7 @@ class CycleGANModel(TrainingRecipe):
         if not fresh:
             return
         self.choose_loss_weights(batch)
-        if self.options.grey_output_for_grey:
+        if self.cfg.grey_output_for_grey:
             self.choose_grey_outputs(batch)
         steps = self.options.identity_warmup_steps
         if steps > 0:
@@ -219,15 +218,10 @@ class CycleGANModel(TrainingRecipe):
 
     def choose_grey_outputs(self, batch: dict[str, Any]) -> None:
         """``--grey_output_for_grey``: each generator whose target domain's first-batch pixels lie on the
-        grey axis (``GREY_DOMAIN_SHARE``) outputs grey from now on, in training and inference."""
+        grey axis (``colour_start.GREY_DOMAIN_SHARE``) outputs grey from now on, in training and inference."""
         for name, target in (("G_A", "B"), ("G_B", "A")):
-            colour = getattr(self.nets[name], "colour", None)
-            if colour is None:
-                raise ValueError("--grey_output_for_grey makes the colour branch output grey: set --colour_branch "
-                                 "(and --residual_output), or leave it off")
-            share = off_axis_share(batch[target])
-            if share <= GREY_DOMAIN_SHARE:
-                colour.set_grey_output(True)
+            share = choose_grey_output(self.nets[name], batch[target])
+            if share is not None:
                 log.info("%s outputs grey: domain %s's pixels lie on the grey axis (off-axis variance share %.2g)",
                          name, target, share)
 
