@@ -227,9 +227,10 @@ def test_demo_trains_cut_and_scores_it_against_the_baselines(tmp_path, capsys):
     assert state["config"]["model"]["netG"] == quick["netG"] and state["config"]["model"]["ngf"] == quick["ngf"]
     assert state["config"]["model"]["init_type"] == "kaiming" and state["config"]["cut"]["normG"] == "none"
     assert state["config"]["model"]["pool_size"] == 0 and state["config"]["cut"]["nce_idt"] is True  # CUT's own
+    assert state["config"]["model"]["colour_branch"] == 32 and state["config"]["model"]["colour_warmup_steps"] == 200
     assert set(state["ema"]["nets"]) == {"G"}  # translated with the average of G's weights, as a residual-output G
     generator = load_generators(run).nets["G"]
-    assert generator.residual_output and all(
+    assert generator.residual_output and generator.colour is not None and all(
         torch.equal(value, state["ema"]["nets"]["G"][key]) for key, value in generator.state_dict().items())
     fakes = list((tmp_path / "demo" / "results" / "synthetic_cut" / "test_latest" / "images").glob("*_fake_B.png"))
     assert len(fakes) == 20
