@@ -49,15 +49,18 @@ GREY_DOMAIN_SHARE = 1e-3
 
 @dataclass(frozen=True)
 class ColourStart:
-    """What the fit chose: the start's name, and how far the fitted colours are from B's (sliced W2)."""
+    """What the fit chose: the start's name, and how far the fitted colours are from B's (sliced W2);
+    the identity's fit is None from a grey domain, where it is not fitted."""
 
     start: str
     distance: float
-    identity_distance: float
+    identity_distance: float | None
 
     def describe(self) -> str:
         if self.start == "identity":
             return f"colour start: near the identity (colour distance {self.distance:.4f})"
+        if self.identity_distance is None:
+            return f"colour start: {self.start}, from a grey domain (colour distance {self.distance:.4f})"
         return (f"colour start: {self.start} (colour distance {self.distance:.4f}, against "
                 f"{self.identity_distance:.4f} from the identity)")
 
@@ -194,28 +197,34 @@ def fit_colour_start(generator: nn.Module, source_images: torch.Tensor, target_i
     directions = sphere_directions(DIRECTIONS, source.shape[1])
     clamp = generator.residual_clamp
     count = min(len(source), len(target), 8 * SAMPLE_PIXELS)
-    starts = signed_permutations(source.shape[1])
-    with torch.no_grad():
-        closeness = [float(sliced_wasserstein(source[:count] @ m.T, target[:count], directions))
-                     for _, m in starts[1:]]
-    ranked = [starts[0]] + [starts[1 + i] for i in sorted(range(len(closeness)), key=closeness.__getitem__)[:CANDIDATES]]
-    maps = [(name, _channel_mix(matrix)) for name, matrix in ranked]
-    maps.append(("histogram matching", histogram_matching(source, target)))
+    # From a grey domain into a colour one, the start is histogram matching alone: the identity would
+    # leave the pictures grey, and a permutation of equal channels is the identity or its negative. The
+    # fits' distances cannot choose there: G's colours of a grey picture lie on one curve, which cannot
+    # fill B's three-dimensional cloud (the identity's fit ended closer to B's colours than histogram
+    # matching's and 5 dB further from the truth; benchmarks/README.md).
+    grey_into_colour = off_axis_share(source_images) <= GREY_DOMAIN_SHARE < off_axis_share(target_images)
+    if grey_into_colour:
+        maps = [("histogram matching", histogram_matching(source, target))]
+    else:
+        starts = signed_permutations(source.shape[1])
+        with torch.no_grad():
+            closeness = [float(sliced_wasserstein(source[:count] @ m.T, target[:count], directions))
+                         for _, m in starts[1:]]
+        ranked = [starts[0]] + [starts[1 + i]
+                                for i in sorted(range(len(closeness)), key=closeness.__getitem__)[:CANDIDATES]]
+        maps = [(name, _channel_mix(matrix)) for name, matrix in ranked]
+        maps.append(("histogram matching", histogram_matching(source, target)))
     fitted = []
     for name, start_map in maps:
         work.load_state_dict(initial)
         distance = _fit(work, source, target, start_map, steps, clamp, directions, chooser)
         fitted.append((distance, name, copy.deepcopy(work.state_dict())))
-    # The start kept unless another ends clearly closer: the identity, but histogram matching for a grey
-    # domain into a colour one (the identity would leave it grey). Their distances say little there: G's
-    # colours of a grey picture lie on one curve, which cannot fill B's three-dimensional cloud.
-    grey_into_colour = off_axis_share(source_images) <= GREY_DOMAIN_SHARE < off_axis_share(target_images)
-    default = fitted[-1] if grey_into_colour else fitted[0]
+    # Another start replaces the first (the identity; histogram matching from grey) only when clearly closer.
     distance, name, state = min(fitted, key=lambda item: item[0])
-    if distance >= ACCEPT_RATIO * default[0]:
-        distance, name, state = default
+    if distance >= ACCEPT_RATIO * fitted[0][0]:
+        distance, name, state = fitted[0]
     work.load_state_dict(state)
     with torch.no_grad():
         for kept, fitted_param in zip(branch.parameters(), work.parameters(), strict=True):
             kept.copy_(fitted_param.to(device, kept.dtype))
-    return ColourStart(name, distance, fitted[0][0])
+    return ColourStart(name, distance, None if grey_into_colour else fitted[0][0])
