@@ -219,7 +219,7 @@ def fit_colour_start(generator: nn.Module, source_images: torch.Tensor, target_i
         work.load_state_dict(initial)
         distance = _fit(work, source, target, start_map, steps, clamp, directions, chooser)
         fitted.append((distance, name, copy.deepcopy(work.state_dict())))
-    # Another start replaces the first (the identity; histogram matching from grey) only when clearly closer.
+    # Another start replaces the identity only when its fit ends clearly closer (from grey there is one).
     distance, name, state = min(fitted, key=lambda item: item[0])
     if distance >= ACCEPT_RATIO * fitted[0][0]:
         distance, name, state = fitted[0]
