@@ -87,10 +87,10 @@ def off_axis_share(images: torch.Tensor) -> float:
     return float((total - on_axis) / total)
 
 
-def choose_grey_output(generator: nn.Module, target_images: torch.Tensor) -> float | None:
+def choose_grey_output(generator: nn.Module, target_images: torch.Tensor, target: str) -> str | None:
     """``--grey_output_for_grey``: make ``generator`` output grey (its colour branch's ``grey_output``)
-    when the target domain's images lie on the grey axis (``GREY_DOMAIN_SHARE``); returns their
-    off-axis variance share when it did, None when the domain is in colour."""
+    when the target domain's images lie on the grey axis (``GREY_DOMAIN_SHARE``); returns the log line's
+    reason when it did (``target`` names the domain), None when the domain is in colour."""
     colour = getattr(generator, "colour", None)
     if colour is None:
         raise ValueError("--grey_output_for_grey makes the colour branch output grey: set --colour_branch "
@@ -99,7 +99,7 @@ def choose_grey_output(generator: nn.Module, target_images: torch.Tensor) -> flo
     if share > GREY_DOMAIN_SHARE:
         return None
     colour.set_grey_output(True)
-    return share
+    return f"outputs grey: domain {target}'s pixels lie on the grey axis (off-axis variance share {share:.2g})"
 
 
 def signed_permutations(channels: int = 3) -> list[tuple[str, torch.Tensor]]:

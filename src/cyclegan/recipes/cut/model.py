@@ -155,9 +155,9 @@ class CUTModel(TrainingRecipe):
         MLPs from G's features of the first batch (on a resume too: the restore then finds F's
         parameters; their initial values are overwritten)."""
         if self.grey_output_for_grey and fresh:
-            share = choose_grey_output(self.nets["G"], batch["B"])
-            if share is not None:
-                log.info("G outputs grey: domain B's pixels lie on the grey axis (off-axis variance share %.2g)", share)
+            reason = choose_grey_output(self.nets["G"], batch["B"], "B")
+            if reason is not None:
+                log.info("G %s", reason)
         if self.colour_warmup_steps > 0 and fresh:
             start = fit_colour_start(self.nets["G"], batch["A"], batch["B"], self.colour_warmup_steps, seed=self.seed)
             log.info("G %s", start.describe())

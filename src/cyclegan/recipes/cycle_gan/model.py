@@ -220,10 +220,9 @@ class CycleGANModel(TrainingRecipe):
         """``--grey_output_for_grey``: each generator whose target domain's first-batch pixels lie on the
         grey axis (``colour_start.GREY_DOMAIN_SHARE``) outputs grey from now on, in training and inference."""
         for name, target in (("G_A", "B"), ("G_B", "A")):
-            share = choose_grey_output(self.nets[name], batch[target])
-            if share is not None:
-                log.info("%s outputs grey: domain %s's pixels lie on the grey axis (off-axis variance share %.2g)",
-                         name, target, share)
+            reason = choose_grey_output(self.nets[name], batch[target], target)
+            if reason is not None:
+                log.info("%s %s", name, reason)
 
     def build_optimizers(self) -> None:
         self.optimizers = {"G": self.adam(self.nets["G_A"], self.nets["G_B"]),
