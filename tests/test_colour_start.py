@@ -55,17 +55,22 @@ def test_signed_permutations_are_the_48_symmetries_of_the_rgb_cube_identity_firs
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("task", "start"), [("permute_curve", "(b, r, g)"), ("tint", "identity"),
-                                             ("colourize", "histogram matching")])
-def test_the_colour_start_finds_the_map_and_beats_doing_nothing(tmp_path, monkeypatch, task, start):
+@pytest.mark.parametrize(("task", "seed", "start"), [
+    ("permute_curve", 0, "(b, r, g)"), ("tint", 0, "identity"), ("colourize", 0, "histogram matching"),
+    # the negative's fit from c alone ended 7 dB over doing nothing, and a channel swap's fit closer to B
+    ("invert", 1, "(-r, -g, -b)"),
+])
+def test_the_colour_start_finds_the_map_and_beats_doing_nothing(tmp_path, monkeypatch, task, seed, start):
     monkeypatch.setattr(colour_start, "SAMPLE_PIXELS", 2048)
-    root = write_task_dataset(task, tmp_path / task, n=16, size=32, n_test=4)
+    root = write_task_dataset(task, tmp_path / task, n=16, size=32, n_test=4, seed=seed)
     net = generator()
     chosen = fit_colour_start(net, pictures(root / "trainA"), pictures(root / "trainB"), steps=150)
     assert chosen.start == start, chosen.describe()
     assert chosen.describe().startswith("colour start: ")
     fitted, nothing = psnr_on_test_images(net, root)
     assert fitted > nothing + 3, (fitted, nothing)
+    if start.startswith("("):  # a signed permutation is the skip's channel mix, exactly
+        assert torch.equal(net.colour.mix, dict(signed_permutations())[start]) and net.colour.mixes
     # the same images, seed and initial weights give the same branch
     again = generator()
     fit_colour_start(again, pictures(root / "trainA"), pictures(root / "trainB"), steps=150)
@@ -136,3 +141,26 @@ def test_the_colour_start_fits_a_grey_output_to_a_grey_domain(tmp_path, monkeypa
     fit_colour_start(net, pictures(root / "trainA"), pictures(root / "trainB"), steps=90)
     fitted, nothing = psnr_on_test_images(net, root)
     assert fitted > nothing + 3, (fitted, nothing)
+
+
+def test_a_channel_mix_makes_a_signed_permutation_exact_and_loads_from_before_it():
+    net = generator()
+    net.start_as_identity()
+    x = torch.rand(2, 3, 8, 8) * 1.8 - 0.9  # inside the skip's clamp
+    negative_swap = dict(signed_permutations())["(g, -r, b)"]
+    with torch.no_grad():
+        net.colour.set_mix(negative_swap)
+        swapped = net(x)
+    assert net.colour.mixes
+    assert torch.allclose(swapped, torch.stack([x[:, 1], -x[:, 0], x[:, 2]], 1), atol=1e-5)
+    state = net.state_dict()
+    assert torch.equal(state["colour.mix"], negative_swap)
+    reloaded = generator()
+    reloaded.load_state_dict(state, strict=True)
+    assert reloaded.colour.mixes and torch.equal(reloaded(x), swapped)
+    # a state dict from before the buffer loads strictly, unmixed; start_as_identity unmixes too
+    old = generator()
+    old.load_state_dict({k: v for k, v in state.items() if k != "colour.mix"}, strict=True)
+    assert not old.colour.mixes and torch.equal(old.colour.mix, torch.eye(3))
+    net.start_as_identity()
+    assert not net.colour.mixes and torch.allclose(net(x), x, atol=1e-6)

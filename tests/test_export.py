@@ -60,6 +60,7 @@ def test_the_quick_presets_generator_exports_with_its_colour_branch_and_grey_out
     net = define_G(3, 3, 4, "resnet_6blocks", norm="none", init_type="kaiming", residual_output=True,
                    colour_branch=8, body_scale=0.1)
     torch.nn.init.normal_(net.colour[-1].weight, std=0.3)  # a fitted branch changes the colours
+    net.colour.set_mix(torch.tensor([[0.0, 0, 1], [-1, 0, 0], [0, 1, 0]]))  # the colour start's channel mix
     net.colour.set_grey_output(grey)  # a generator whose target domain is greyscale
     path = export_onnx(net, tmp_path / "g.onnx", 3, 16, 16)
     x = images(2, 3, 16, 20)

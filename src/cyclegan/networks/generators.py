@@ -204,10 +204,11 @@ class ResnetGenerator(SizeCheckedGenerator):
         return self.add_input(output, x) if self.residual_output else output
 
     def add_input(self, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """The residual output: tanh(h + atanh(x) [+ c(x)]), so that h = 0 (and c = 0) gives back x."""
+        """The residual output: tanh(h + atanh(x) [+ c(x)]), so that h = 0 (and c = 0) gives back x; with
+        a colour branch the skip goes through its channel mix M first: tanh(h + M atanh(x) + c(x))."""
         skip = torch.atanh(x.clamp(-self.residual_clamp, self.residual_clamp))
         if self.colour is not None:
-            skip = skip + self.colour(x)
+            skip = self.colour.mixed(skip) + self.colour(x)
         out = torch.tanh((h if self.body_scale == 1.0 else self.body_scale * h) + skip)
         return out if self.colour is None else self.colour.project(out)
 
@@ -225,6 +226,8 @@ class ResnetGenerator(SizeCheckedGenerator):
         for last in (self.model[-1], *((self.colour[-1],) if self.colour is not None else ())):
             nn.init.zeros_(last.weight)
             nn.init.zeros_(last.bias)
+        if self.colour is not None:
+            self.colour.set_mix(torch.eye(*self.colour.mix.shape))
 
 
 class PointwiseColourMap(nn.Sequential):
@@ -240,15 +243,31 @@ class PointwiseColourMap(nn.Sequential):
     ``--output_nc 1`` would make them, but decided from the data (``--grey_output_for_grey``) and kept
     with the weights, so that inference translates the same way. A 3-channel grey output keeps the
     image's shape for every door (pages, tiles, export).
+
+    The generator's skip goes through the channel mix M (the buffer ``mix``, key ``colour.mix``, the
+    identity unless the colour start set it): tanh(M atanh(x)) = M x for a signed channel permutation
+    (atanh is odd), so a channel swap or a negative is exact from the start, which c alone can only
+    approximate (-2 atanh(x) for a negative is steep at the ends), and training refines c around it.
     """
 
     def __init__(self, input_nc: int, output_nc: int, width: int):
         super().__init__(nn.Conv2d(input_nc, width, 1), nn.LeakyReLU(0.2), nn.Conv2d(width, width, 1),
                          nn.LeakyReLU(0.2), nn.Conv2d(width, output_nc, 1))
         self.register_buffer("grey_output", torch.zeros(()))
-        # The buffer's value as a Python bool, so that a step reads it without a device sync and a
-        # colour output's graph stays exactly what it was without this option.
+        self.register_buffer("mix", torch.eye(output_nc, input_nc))
+        # The buffers' values as Python bools, so that a step reads them without a device sync and the
+        # graph stays exactly what it was without these options.
         self.outputs_grey = False
+        self.mixes = False
+
+    def set_mix(self, matrix: torch.Tensor) -> None:
+        """The skip's channel mix M (output_nc x input_nc): the identity, or what the colour start chose."""
+        self.mix.copy_(matrix)
+        self.mixes = not torch.equal(self.mix.cpu(), torch.eye(*self.mix.shape))
+
+    def mixed(self, skip: torch.Tensor) -> torch.Tensor:
+        """M applied to each pixel of ``skip`` (N x C x H x W): unchanged for the identity."""
+        return F.conv2d(skip, self.mix.to(skip.dtype)[:, :, None, None]) if self.mixes else skip
 
     def set_grey_output(self, grey: bool) -> None:
         self.grey_output.fill_(float(grey))
@@ -260,11 +279,13 @@ class PointwiseColourMap(nn.Sequential):
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                               error_msgs):
-        # Checkpoints from before grey_output hold no such key: they output colour.
+        # Checkpoints from before grey_output and mix hold no such keys: they output colour, unmixed.
         state_dict.setdefault(prefix + "grey_output", torch.zeros(()))
+        state_dict.setdefault(prefix + "mix", torch.eye(*self.mix.shape))
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                                       error_msgs)
         self.outputs_grey = bool(self.grey_output)
+        self.mixes = not torch.equal(self.mix.cpu(), torch.eye(*self.mix.shape))
 
 
 class UnetSkipConnectionBlock(nn.Module):

@@ -5,17 +5,19 @@ far from it (channel swaps, hue rotations, negatives) hardly at all in a short r
 signal about colour is coarse, and the first steps spend it on texture. Before training, this fits the
 generator's per-pixel colour branch (``--colour_branch``, :class:`cyclegan.networks.generators.
 PointwiseColourMap`) so that the colours of G(A) follow the colours of B: a sliced Wasserstein fit
-(:func:`cyclegan.losses.colour_distribution_loss`) on pixels of the first training batch.
+(:func:`cyclegan.losses.colour_distribution_loss`) on pixels of the run's first
+:data:`FIT_IMAGES` pictures of each domain.
 
 Matching colour distributions alone has many answers, and a descent from the identity finds the
 nearest, which is wrong for far maps. So the fit starts from each of a few of the 48 signed channel
 permutations (the symmetries of the RGB cube; a hue rotation by 120 or 240 degrees is one) that bring
-A's colours closest to B's, and from per-channel histogram matching (a grey domain has no channels to
-permute: its three identical channels go through three different curves), and keeps the one that ends
-closest, but the identity unless another ends clearly closer (:data:`ACCEPT_RATIO`): a map near the
-identity stays near it. From a grey domain into a colour one, histogram matching takes the identity's
-place. Training then refines the map and lets the convolutional body learn what a
-colour map cannot.
+A's colours closest to B's (set as the skip's channel mix, ``PointwiseColourMap.mix``, so the start
+is the permutation exactly), and from per-channel histogram matching (a grey domain has no channels to
+permute: its three identical channels go through three different curves, which c is first fitted to
+reach), and keeps the one that ends closest, but the identity unless another ends clearly closer
+(:data:`ACCEPT_RATIO`): a map near the identity stays near it. From a grey domain into a colour one,
+histogram matching takes the identity's place. Training then refines the map and lets the
+convolutional body learn what a colour map cannot.
 """
 
 from __future__ import annotations
@@ -37,6 +39,10 @@ CANDIDATES = 4  # signed permutations fitted besides the identity (the closest b
 SAMPLE_PIXELS = 4096  # pixels per fitting step, per domain
 DIRECTIONS = 32  # projections of the sliced Wasserstein distance
 LEARNING_RATE = 3e-3
+# Pictures per domain the fit sees (the recipes' first batch). Their colour clusters' frequencies are
+# what tells the right palette map from its look-alikes; on 16 a negative's fit lost to a channel swap
+# whose fit ended closer to those 16 pictures' colours (benchmarks/README.md).
+FIT_IMAGES = 64
 # Domains whose pixel colours lie farther apart than this (colour_distance) are a map far from the
 # identity. Measured on benchmarks/learning_suite.py's task family, first batches: the near maps (tint,
 # film look, photographs' grade, stripes, one object recoloured) lie at most 0.15 apart, the far ones
@@ -119,10 +125,6 @@ def signed_permutations(channels: int = 3) -> list[tuple[str, torch.Tensor]]:
     return [("identity" if name == "(r, g, b)" else name, matrix) for name, matrix in found]
 
 
-def _channel_mix(matrix: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-    return lambda pixels: (pixels @ matrix.T).clamp(-1, 1)
-
-
 def histogram_matching(source: torch.Tensor, target: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
     """Per-channel histogram matching from ``source``'s pixel cloud to ``target``'s (P×C, Q×C): each
     value goes to the target's value at the same quantile (tied values to their run's middle), what
@@ -147,24 +149,34 @@ def _as_image(pixels: torch.Tensor) -> torch.Tensor:
 
 
 def _mapped(branch: nn.Module, pixels: torch.Tensor, clamp: float) -> torch.Tensor:
-    """The generator's output at its start (the body's h is zero) for ``pixels``: tanh(atanh(x) + c(x)),
+    """The generator's output at its start (the body's h is zero) for ``pixels``: tanh(M atanh(x) + c(x)),
     on the grey axis for a grey target (``branch.project``)."""
-    skip = torch.atanh(pixels.clamp(-clamp, clamp))
+    skip = torch.atanh(pixels.clamp(-clamp, clamp)) @ branch.mix.T
     return branch.project(torch.tanh(skip + branch(_as_image(pixels))[0, :, :, 0].T))  # P×C: channels on dim 1
 
 
-def _fit(branch: nn.Module, source: torch.Tensor, target: torch.Tensor,
-         start: Callable[[torch.Tensor], torch.Tensor], steps: int, clamp: float, directions: torch.Tensor,
-         chooser: torch.Generator) -> float:
-    """A third of the steps to bring c(x) to the start's map (L2), the rest to B's colours (sliced W2);
-    returns the final distance on a fixed sample."""
+@dataclass(frozen=True)
+class _Start:
+    """A start of the fit: the skip's channel mix M (exact for a signed permutation), and a map for c to
+    reach first where M alone cannot give it (histogram matching), else None."""
+
+    name: str
+    mix: torch.Tensor
+    reach: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+
+def _fit(branch: nn.Module, source: torch.Tensor, target: torch.Tensor, start: _Start, steps: int, clamp: float,
+         directions: torch.Tensor, chooser: torch.Generator) -> float:
+    """Set the start's channel mix; with a map to reach, a third of the steps bring c(x) to it (L2); the
+    rest fit the colours to B's (sliced W2). Returns the final distance on a fixed sample."""
+    branch.set_mix(start.mix)
     optimizer = torch.optim.Adam(branch.parameters(), lr=LEARNING_RATE)
-    reach = steps // 3
+    reach = steps // 3 if start.reach is not None else 0
     for step in range(steps):
         pixels = source[torch.randint(len(source), (SAMPLE_PIXELS,), generator=chooser)]
         out = _mapped(branch, pixels, clamp)
         if step < reach:
-            loss = (out - start(pixels)).pow(2).mean()
+            loss = (out - start.reach(pixels)).pow(2).mean()
         else:
             wanted = target[torch.randint(len(target), (SAMPLE_PIXELS,), generator=chooser)]
             loss = sliced_wasserstein(out, wanted, directions)
@@ -203,22 +215,23 @@ def fit_colour_start(generator: nn.Module, source_images: torch.Tensor, target_i
     # fill B's three-dimensional cloud (the identity's fit ended closer to B's colours than histogram
     # matching's and 5 dB further from the truth; benchmarks/README.md).
     grey_into_colour = off_axis_share(source_images) <= GREY_DOMAIN_SHARE < off_axis_share(target_images)
+    identity = torch.eye(*work.mix.shape)
+    matched = _Start("histogram matching", identity, histogram_matching(source, target))
     if grey_into_colour:
-        maps = [("histogram matching", histogram_matching(source, target))]
+        starts = [matched]
     else:
-        starts = signed_permutations(source.shape[1])
+        permutations = signed_permutations(source.shape[1])
         with torch.no_grad():
             closeness = [float(sliced_wasserstein(source[:count] @ m.T, target[:count], directions))
-                         for _, m in starts[1:]]
-        ranked = [starts[0]] + [starts[1 + i]
-                                for i in sorted(range(len(closeness)), key=closeness.__getitem__)[:CANDIDATES]]
-        maps = [(name, _channel_mix(matrix)) for name, matrix in ranked]
-        maps.append(("histogram matching", histogram_matching(source, target)))
+                         for _, m in permutations[1:]]
+        ranked = [permutations[0]] + [permutations[1 + i] for i in
+                                      sorted(range(len(closeness)), key=closeness.__getitem__)[:CANDIDATES]]
+        starts = [_Start(name, matrix) for name, matrix in ranked] + [matched]
     fitted = []
-    for name, start_map in maps:
+    for start in starts:
         work.load_state_dict(initial)
-        distance = _fit(work, source, target, start_map, steps, clamp, directions, chooser)
-        fitted.append((distance, name, copy.deepcopy(work.state_dict())))
+        distance = _fit(work, source, target, start, steps, clamp, directions, chooser)
+        fitted.append((distance, start.name, copy.deepcopy(work.state_dict())))
     # Another start replaces the identity only when its fit ends clearly closer (from grey there is one).
     distance, name, state = min(fitted, key=lambda item: item[0])
     if distance >= ACCEPT_RATIO * fitted[0][0]:
@@ -227,4 +240,5 @@ def fit_colour_start(generator: nn.Module, source_images: torch.Tensor, target_i
     with torch.no_grad():
         for kept, fitted_param in zip(branch.parameters(), work.parameters(), strict=True):
             kept.copy_(fitted_param.to(device, kept.dtype))
+        branch.set_mix(work.mix)
     return ColourStart(name, distance, None if grey_into_colour else fitted[0][0])

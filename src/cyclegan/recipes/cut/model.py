@@ -32,7 +32,7 @@ from cyclegan.config import TrainConfig
 from cyclegan.core.precision import Precision
 from cyclegan.networks.compat import strip_module_prefix
 from cyclegan.recipes.base import MODELS, Direction, StepResult, TrainingRecipe, set_requires_grad
-from cyclegan.recipes.colour_start import choose_grey_output, fit_colour_start
+from cyclegan.recipes.colour_start import FIT_IMAGES, choose_grey_output, fit_colour_start
 from cyclegan.recipes.cut.networks import mlp_channels_in_state_dict
 from cyclegan.recipes.cut.objective import (
     CUT_MODE_DEFAULTS,
@@ -147,7 +147,7 @@ class CUTModel(TrainingRecipe):
         return self.is_train and (bool(getattr(self.nets["F"], "needs_first_batch", False))
                                   or self.colour_warmup_steps > 0 or self.grey_output_for_grey)
 
-    first_batch_images = 16  # the colour start fits on these
+    first_batch_images = FIT_IMAGES  # the colour start fits on these
 
     def data_dependent_init(self, batch: dict[str, Any], precision: Precision, fresh: bool = True) -> None:
         """Make G output grey if B is greyscale (``--grey_output_for_grey``) and fit its colour branch to

@@ -26,6 +26,7 @@ from cyclegan.networks import define_D, define_G, generator_options
 from cyclegan.recipes.base import MODELS, Direction, StepResult, TrainingRecipe, set_requires_grad
 from cyclegan.recipes.colour_start import (
     FAR_MAP_DISTANCE,
+    FIT_IMAGES,
     choose_grey_output,
     colour_distance,
     fit_colour_start,
@@ -168,7 +169,7 @@ class CycleGANModel(TrainingRecipe):
             self.colour_directions = sphere_directions(16, output_nc)
             self.rebuild_step_modules()
 
-    first_batch_images = 16  # the identity warm start and the colour start fit on these
+    first_batch_images = FIT_IMAGES  # the colour start, the identity warm start and the loss weights' choice
 
     @property
     def needs_first_batch(self) -> bool:  # type: ignore[override]
