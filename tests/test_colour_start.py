@@ -138,7 +138,8 @@ def test_the_colour_start_fits_a_grey_output_to_a_grey_domain(tmp_path, monkeypa
     root = write_task_dataset("grey", tmp_path / "grey", n=8, size=32, n_test=4)
     net = generator()
     net.colour.set_grey_output(True)
-    fit_colour_start(net, pictures(root / "trainA"), pictures(root / "trainB"), steps=90)
+    chosen = fit_colour_start(net, pictures(root / "trainA"), pictures(root / "trainB"), steps=90)
+    assert chosen.start == "identity" and not net.colour.mixes  # into grey, a channel's place or sign is no start
     fitted, nothing = psnr_on_test_images(net, root)
     assert fitted > nothing + 3, (fitted, nothing)
 

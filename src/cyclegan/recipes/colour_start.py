@@ -16,7 +16,8 @@ is the permutation exactly), and from per-channel histogram matching (a grey dom
 permute: its three identical channels go through three different curves, which c is first fitted to
 reach), and keeps the one that ends closest, but the identity unless another ends clearly closer
 (:data:`ACCEPT_RATIO`): a map near the identity stays near it. From a grey domain into a colour one,
-histogram matching takes the identity's place. Training then refines the map and lets the
+histogram matching takes the identity's place; into a grey domain the identity is the only start.
+Training then refines the map and lets the
 convolutional body learn what a colour map cannot.
 """
 
@@ -214,11 +215,17 @@ def fit_colour_start(generator: nn.Module, source_images: torch.Tensor, target_i
     # fits' distances cannot choose there: G's colours of a grey picture lie on one curve, which cannot
     # fill B's three-dimensional cloud (the identity's fit ended closer to B's colours than histogram
     # matching's and 5 dB further from the truth; benchmarks/README.md).
+    # Into a grey domain, the start is the identity alone: G's output is projected on the grey axis, where
+    # a permutation or a channel's sign only reweighs a grey level, and the fits' 1-D distances cannot
+    # choose either (on grey seed 0, red negated ended closer to B's grey levels and 6 dB lower).
     grey_into_colour = off_axis_share(source_images) <= GREY_DOMAIN_SHARE < off_axis_share(target_images)
+    into_grey = off_axis_share(target_images) <= GREY_DOMAIN_SHARE
     identity = torch.eye(*work.mix.shape)
     matched = _Start("histogram matching", identity, histogram_matching(source, target))
     if grey_into_colour:
         starts = [matched]
+    elif into_grey:
+        starts = [_Start("identity", identity)]
     else:
         permutations = signed_permutations(source.shape[1])
         with torch.no_grad():
@@ -232,7 +239,7 @@ def fit_colour_start(generator: nn.Module, source_images: torch.Tensor, target_i
         work.load_state_dict(initial)
         distance = _fit(work, source, target, start, steps, clamp, directions, chooser)
         fitted.append((distance, start.name, copy.deepcopy(work.state_dict())))
-    # Another start replaces the identity only when its fit ends clearly closer (from grey there is one).
+    # Another start replaces the identity only when its fit ends clearly closer (from or into grey there is one).
     distance, name, state = min(fitted, key=lambda item: item[0])
     if distance >= ACCEPT_RATIO * fitted[0][0]:
         distance, name, state = fitted[0]
