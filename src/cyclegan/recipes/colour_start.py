@@ -5,8 +5,8 @@ far from it (channel swaps, hue rotations, negatives) hardly at all in a short r
 signal about colour is coarse, and the first steps spend it on texture. Before training, this fits the
 generator's per-pixel colour branch (``--colour_branch``, :class:`cyclegan.networks.generators.
 PointwiseColourMap`) so that the colours of G(A) follow the colours of B: a sliced Wasserstein fit
-(:func:`cyclegan.losses.colour_distribution_loss`) on pixels of the run's first
-:data:`FIT_IMAGES` pictures of each domain.
+(:func:`cyclegan.losses.colour_distribution_loss`) on the pixels of the run's first :data:`FIT_IMAGES`
+pictures of each domain.
 
 Matching colour distributions alone has many answers, and a descent from the identity finds the
 nearest, which is wrong for far maps. So the fit starts from each of a few of the 48 signed channel
@@ -17,8 +17,7 @@ permute: its three identical channels go through three different curves, which c
 reach), and keeps the one that ends closest, but the identity unless another ends clearly closer
 (:data:`ACCEPT_RATIO`): a map near the identity stays near it. From a grey domain into a colour one,
 histogram matching takes the identity's place; into a grey domain the identity is the only start.
-Training then refines the map and lets the
-convolutional body learn what a colour map cannot.
+Training then refines the map and lets the convolutional body learn what a colour map cannot.
 """
 
 from __future__ import annotations
