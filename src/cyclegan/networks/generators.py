@@ -263,6 +263,9 @@ class PointwiseColourMap(nn.Sequential):
     def set_mix(self, matrix: torch.Tensor) -> None:
         """The skip's channel mix M (output_nc x input_nc): the identity, or what the colour start chose."""
         self.mix.copy_(matrix)
+        self._read_mix()
+
+    def _read_mix(self) -> None:
         self.mixes = not torch.equal(self.mix.cpu(), torch.eye(*self.mix.shape))
 
     def mixed(self, skip: torch.Tensor) -> torch.Tensor:
@@ -285,7 +288,7 @@ class PointwiseColourMap(nn.Sequential):
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                                       error_msgs)
         self.outputs_grey = bool(self.grey_output)
-        self.mixes = not torch.equal(self.mix.cpu(), torch.eye(*self.mix.shape))
+        self._read_mix()
 
 
 class UnetSkipConnectionBlock(nn.Module):
