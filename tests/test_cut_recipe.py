@@ -16,7 +16,10 @@ from cyclegan.core.checkpoint import load_checkpoint
 from cyclegan.core.precision import Precision
 from cyclegan.data import write_synthetic_dataset
 from cyclegan.recipes import MODELS, CUTModel, create_model, default_config
+from cyclegan.recipes.cut.config import CUTOptions
+from cyclegan.recipes.cut.objective import CUTConfig, initialize_feature_projector, nce_loss
 from cyclegan.recipes.loading import load_generators
+from cyclegan.recipes.resolve import preset_config_for
 from cyclegan.training.trainer import Trainer
 from tests.test_cut import CUT_FIXTURES, networks_from_fixture
 from tests.test_recipes import tiny_recipe_config
@@ -96,6 +99,44 @@ def test_one_step_updates_g_d_and_f_with_cuts_terms(mode):
     # Translation (validation, test): G alone, A→B.
     out = model.translate({"A": batch["A"]})
     assert set(out) == {"real_A", "fake_B"} and out["fake_B"].shape == batch["A"].shape
+
+
+def test_nce_keys_after_colour_count_a_global_colour_map_as_no_change_of_content():
+    """--nce_keys_after_colour (the quick preset's): PatchNCE's keys are G's features of its colour branch
+    alone on the input. A G that is exactly a negative (body zero, mix -I) then scores as if its input
+    had been the negative already, where keys of the input itself score it far worse; the option needs
+    a colour branch; a training step runs with it."""
+    config = default_config("cut")
+    config.cut = dataclasses.replace(config.cut, num_patches=16, nce_keys_after_colour=True)
+    config = default_config("cut", cut=config.cut)
+    config.model = dataclasses.replace(config.model, netG="resnet_6blocks", ngf=4, ndf=4, residual_output=True,
+                                       colour_branch=8)
+    torch.manual_seed(0)
+    model = create_model(config)
+    G, F, after_colour = model.nets["G"], model.nets["F"], model.options
+    keys_of_input = dataclasses.replace(after_colour, nce_keys_after_colour=False)
+    batch = batch_of(size=32)
+    initialize_feature_projector(G, F, batch["A"], after_colour.nce_layers)
+    G.start_as_identity()
+    G.colour.set_mix(-torch.eye(3))
+    real = batch["A"].clamp(-0.9, 0.9)
+    with torch.no_grad():
+        fake = G(real)
+        assert torch.allclose(fake, -real, atol=1e-5)
+
+        def nce(source, options):
+            torch.manual_seed(1)  # the same patch positions for every call
+            return nce_loss(G, F, source, fake, options).item()
+
+        assert nce(real, after_colour) == pytest.approx(nce(fake, keys_of_input), rel=1e-5)
+        assert nce(real, keys_of_input) > nce(real, after_colour) + 0.5
+    with pytest.raises(ValueError, match="nce_keys_after_colour.*colour_branch"):
+        CUTConfig(nce_keys_after_colour=True)
+    model.build_optimizers()
+    result = model.training_step(batch, Precision("fp32", CPU))
+    assert not result.skipped and all(torch.isfinite(value) for value in result.losses.values())
+    assert preset_config_for("quick", "cut").cut.nce_keys_after_colour  # CUT's quick preset, not FastCUT's
+    assert not preset_config_for("quick", "cut", cut=CUTOptions(CUT_mode="FastCUT")).cut.nce_keys_after_colour
 
 
 def test_a_non_finite_loss_skips_the_update_it_would_feed():

@@ -56,7 +56,7 @@ def test_colour_start_runs_in_fresh_runs_only_and_resume_stays_exact(tmp_path, m
                "model__colour_branch": 8, "model__body_scale": 0.1, "model__colour_warmup_steps": 6,
                **({"cycle_gan__lambda_identity": 0.0, "cycle_gan__lambda_body": 1.0,
                    "cycle_gan__lambda_cycle_far": 2.0, "cycle_gan__lambda_body_near": 3.0}
-                  if model == "cycle_gan" else {"model__pool_size": 0})}
+                  if model == "cycle_gan" else {"model__pool_size": 0, "cut__nce_keys_after_colour": True})}
     whole, resumed = whole_and_interrupted_runs(data, tmp_path / "ck", total=6, stop_at=2, **options)
     result = resumed.fit()
     assert result.last_losses == whole.last_losses

@@ -133,4 +133,6 @@ HELP = {
     "batch_nce_calls": "cut: run the identity term's encoder passes with the main term's (one patch draw "
                        "for both)",
     "batch_real_fake_calls": "cut: score fake and real images in one discriminator call",
+    "nce_keys_after_colour": "cut: PatchNCE's keys from the colour branch's output for the input (G without its "
+                             "body), not from the input: a global colour map is not a change of content",
 }

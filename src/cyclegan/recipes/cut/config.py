@@ -38,3 +38,8 @@ class CUTOptions:
     batch_nce_calls: bool = True
     # Score fake and real images in one D call (same scores with instance norm or none).
     batch_real_fake_calls: bool = True
+    # Ours (the quick preset's): PatchNCE's keys from G's colour branch alone (G without its body) on
+    # the input, not from the input itself. A global colour map (a negative, a channel swap) changes no
+    # content, but its raw pixels and early features differ from the input's, so keys of the input pull
+    # G back towards the identity. Needs --colour_branch.
+    nce_keys_after_colour: bool = False

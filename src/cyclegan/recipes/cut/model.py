@@ -102,6 +102,7 @@ class CUTModel(TrainingRecipe):
         "cut.normG": "none", "cut.normD": "none", "model.init_type": "kaiming", "model.residual_output": True,
         "model.colour_branch": 32, "model.body_scale": 0.1, "model.colour_warmup_steps": 200,
         "model.grey_output_for_grey": True, "optim.ema_decay": 0.995, "optim.max_iters": 800,
+        "cut.nce_keys_after_colour": True,
     }}
 
     @classmethod
@@ -203,7 +204,7 @@ class CUTModel(TrainingRecipe):
         flipped = bool(o.flip_equivariance) and draw_flip(self.flip_rng)
         with precision.autocast():
             forward = cut_forward(self.step_modules["G"], real_A, real_B, bool(o.nce_idt) and o.lambda_NCE > 0,
-                                  flipped=flipped, nce_layers=o.nce_layers if o.lambda_NCE > 0 else None)
+                                  flipped=flipped, nce_layers=o.nce_layers if self.input_features_are_keys else None)
         self._visuals = {"real_A": real_A, "fake_B": forward.fake_B, "real_B": real_B}
         if forward.idt_B is not None:
             self._visuals["idt_B"] = forward.idt_B
@@ -241,6 +242,12 @@ class CUTModel(TrainingRecipe):
             precision.step(optimizer)
         precision.update()
         return StepResult(self.ordered_losses(losses))
+
+    @property
+    def input_features_are_keys(self) -> bool:
+        """Whether the forward pass's encoder features of the input serve as PatchNCE's keys (not with
+        ``--nce_keys_after_colour``: its keys come from the colour branch's output)."""
+        return self.options.lambda_NCE > 0 and not self.options.nce_keys_after_colour
 
     def extra_state(self) -> dict[str, Any]:
         return {"flip_rng": self.flip_rng.get_state()} if self.is_train else {}

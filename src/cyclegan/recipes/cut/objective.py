@@ -88,6 +88,9 @@ class CUTConfig(CUTOptions):
             raise ValueError(f"--num_patches must be >= 1, got {self.num_patches}")
         if self.nce_T <= 0:
             raise ValueError(f"--nce_T must be > 0, got {self.nce_T}")
+        if self.nce_keys_after_colour and not self.colour_branch:
+            raise ValueError("--nce_keys_after_colour takes PatchNCE's keys from the colour branch: it needs "
+                             "--colour_branch N (and --residual_output)")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -237,7 +240,8 @@ def nce_loss(
 
     ``target`` is G's output for ``source`` (in the flipped frame when ``flipped``: its features are
     flipped back, which is the flip-equivariance constraint). The keys' features may be passed in
-    (``source_features``) when already computed; they get no gradient either way.
+    (``source_features``) when already computed; they get no gradient either way. With
+    ``nce_keys_after_colour`` the keys are G's encoder features of ``G.colour_only(source)`` instead.
     """
     return _nce_per_image_group(generator, projector, source, target, config, flipped, source_features, groups=1)[0]
 
@@ -258,7 +262,9 @@ def _nce_per_image_group(
     if flipped:
         queries = [query.flip(3) for query in queries]  # back to the input's frame (CUT's torch.flip(x, [3]))
     with torch.no_grad():  # PatchNCE detaches the keys: no graph is needed for them
-        if source_features is None:
+        if config.nce_keys_after_colour:
+            source_features = generator(generator.colour_only(source), layers=layers, encode_only=True)
+        elif source_features is None:
             source_features = generator(source, layers=layers, encode_only=True)
         key_samples, patch_ids = projector([f.detach() for f in source_features], config.num_patches, None)
     query_samples, _ = projector(queries, config.num_patches, patch_ids)
