@@ -118,7 +118,8 @@ def run_pair(pair: Pair) -> dict[str, Any]:
     best = {m: max(baselines, key=lambda b, m=m: baselines[b][m]) for m in ("psnr", "ssim")}
     record: dict[str, Any] = {"setting": pair.setting, "task": pair.task, "seed": pair.seed,
                               "iters": result.progress.total_iters, "psnr": scores["val_psnr"],
-                              "ssim": scores["val_ssim"], "wall_s": wall, "baselines": baselines}
+                              "ssim": scores["val_ssim"], "wall_s": wall, "precision": trainer.precision.name,
+                              "baselines": baselines}
     for metric in ("psnr", "ssim"):
         record[f"best_baseline_{metric}"] = best[metric]
         record[f"baseline_{metric}"] = baselines[best[metric]][metric]
@@ -132,7 +133,7 @@ def progress_line(record: dict[str, Any]) -> str:
     """One finished pair, for stderr while the rest run (a suite takes hours)."""
     return (f"[{record['setting']}] {record['task']} seed {record['seed']}: {record['psnr']:.2f} dB / "
             f"{record['ssim']:.3f}, margin {record['margin_psnr']:+.2f} / {record['margin_ssim']:+.3f}, "
-            f"goal {'yes' if record['goal'] else 'no'}, {record['wall_s']:.0f} s")
+            f"goal {'yes' if record['goal'] else 'no'}, {record['wall_s']:.0f} s, {record['precision']}")
 
 
 def run_pairs(pairs: list[Pair], jobs: int) -> list[dict[str, Any]]:
@@ -155,11 +156,11 @@ def run_pairs(pairs: list[Pair], jobs: int) -> list[dict[str, Any]]:
 
 def format_table(records: list[dict[str, Any]]) -> str:
     header = ["task", "seed", "PSNR (dB)", "SSIM", "best baseline PSNR / SSIM", "margin PSNR (dB)", "margin SSIM",
-              "goal", "wall (s)"]
+              "goal", "wall (s)", "precision"]
     rows = [[r["task"], r["seed"], f"{r['psnr']:.2f}", f"{r['ssim']:.3f}",
              f"{r['baseline_psnr']:.2f} ({r['best_baseline_psnr']}) / {r['baseline_ssim']:.3f} "
              f"({r['best_baseline_ssim']})", f"{r['margin_psnr']:+.2f}", f"{r['margin_ssim']:+.3f}",
-             "yes" if r["goal"] else "no", f"{r['wall_s']:.0f}"] for r in records]
+             "yes" if r["goal"] else "no", f"{r['wall_s']:.0f}", r.get("precision", "")] for r in records]
     return markdown_table(header, rows)
 
 

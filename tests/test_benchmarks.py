@@ -297,7 +297,7 @@ def test_learning_suite_prints_one_row_per_task_and_seed(tmp_path):
         capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=500)
     assert completed.returncode == 0, completed.stderr[-3000:]
     rows = table_rows(completed.stdout)
-    assert len(rows) == 3 and all(len(row) == len(rows[0]) == 9 for row in rows)  # header, rule, one pair
+    assert len(rows) == 3 and all(len(row) == len(rows[0]) == 10 for row in rows)  # header, rule, one pair
     assert rows[0][:4] == ["task", "seed", "PSNR (dB)", "SSIM"] and rows[2][:2] == ["zebra", "0"]
     assert rows[2][7] in ("yes", "no") and float(rows[2][5]) == pytest.approx(float(rows[2][2]) - float(
         rows[2][4].split()[0]), abs=0.011)
@@ -305,6 +305,7 @@ def test_learning_suite_prints_one_row_per_task_and_seed(tmp_path):
     report = json.loads(out.read_text())
     (record,) = report["settings"]["quick"]
     assert record["task"] == "zebra" and record["iters"] == 2 and record["wall_s"] > 0
+    assert record["precision"] in ("fp32", "bf16") and rows[2][9] == record["precision"]
     assert record["margin_psnr"] == pytest.approx(record["psnr"] - record["baseline_psnr"])
     assert set(record["baselines"]) == {"doing nothing", "constant image", "colour transfer", "histogram matching"}
 
