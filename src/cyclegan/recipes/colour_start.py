@@ -234,9 +234,18 @@ def fit_colour_start(generator: nn.Module, source_images: torch.Tensor, target_i
         with torch.no_grad():
             closeness = [float(sliced_wasserstein(source[:count] @ m.T, target[:count], directions))
                          for _, m in permutations[1:]]
-        ranked = [permutations[0]] + [permutations[1 + i] for i in
-                                      sorted(range(len(closeness)), key=closeness.__getitem__)[:CANDIDATES]]
-        starts = [_Start(name, matrix) for name, matrix in ranked] + [matched]
+        order = sorted(range(len(closeness)), key=closeness.__getitem__)
+        ranked = [permutations[0]] + [permutations[1 + i] for i in order[:CANDIDATES]]
+        # Also the closest plain permutation (no channel negated), fitted last so that the other starts'
+        # fits draw what they drew without it: a hue rotation between two of the cube's symmetries lies
+        # raw-closest to a signed one whose fit ends far from the truth (hue150: (b, -g, -r)).
+        plain = next(permutations[1 + i] for i in order if bool((permutations[1 + i][1] >= 0).all()))
+        if all(plain[0] != name for name, _ in ranked):
+            ranked_after = [plain]
+        else:
+            ranked_after = []
+        starts = [_Start(name, matrix) for name, matrix in ranked] + [matched] + [
+            _Start(name, matrix) for name, matrix in ranked_after]
     fitted = []
     for start in starts:
         work.load_state_dict(initial)
