@@ -65,8 +65,11 @@ class ColourStart:
     start: str
     distance: float
     identity_distance: float | None
+    given: str | None = None  # why the start was given rather than chosen (``fit_colour_start``'s mix)
 
     def describe(self) -> str:
+        if self.given is not None:
+            return f"colour start: {self.start}, {self.given} (colour distance {self.distance:.4f})"
         if self.start == "identity":
             return f"colour start: near the identity (colour distance {self.distance:.4f})"
         if self.identity_distance is None:
@@ -193,9 +196,10 @@ def _fit(branch: nn.Module, source: torch.Tensor, target: torch.Tensor, start: _
 
 
 def fit_colour_start(generator: nn.Module, source_images: torch.Tensor, target_images: torch.Tensor, steps: int,
-                     seed: int = 0) -> ColourStart:
+                     seed: int = 0, mix: torch.Tensor | None = None, given: str = "given") -> ColourStart:
     """Fit ``generator.colour`` (in place, on the CPU, then back to its device) so that the colours of
-    G(source) follow those of ``target`` (see the module docstring); returns what it chose.
+    G(source) follow those of ``target`` (see the module docstring); returns what it chose. With
+    ``mix`` (a signed permutation) the fit starts from it alone, and ``given`` says why.
 
     Deterministic for the same images, seed and initial weights. The body is left as it is (its last
     convolution zeroed, so G is the colour map alone at the start).
@@ -225,7 +229,10 @@ def fit_colour_start(generator: nn.Module, source_images: torch.Tensor, target_i
     into_grey = off_axis_share(target_images) <= GREY_DOMAIN_SHARE
     identity = torch.eye(*work.mix.shape)
     matched = _Start("histogram matching", identity, histogram_matching(source, target))
-    if grey_into_colour:
+    if mix is not None:
+        names = {tuple(matrix.flatten().tolist()): name for name, matrix in signed_permutations(source.shape[1])}
+        starts = [_Start(names[tuple(mix.flatten().tolist())], mix.float().cpu())]
+    elif grey_into_colour:
         starts = [matched]
     elif into_grey:
         starts = [_Start("identity", identity)]
@@ -260,4 +267,6 @@ def fit_colour_start(generator: nn.Module, source_images: torch.Tensor, target_i
         for kept, fitted_param in zip(branch.parameters(), work.parameters(), strict=True):
             kept.copy_(fitted_param.to(device, kept.dtype))
         branch.set_mix(work.mix)
+    if mix is not None:
+        return ColourStart(name, distance, None, given)
     return ColourStart(name, distance, None if grey_into_colour else fitted[0][0])

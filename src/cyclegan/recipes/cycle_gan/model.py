@@ -12,6 +12,7 @@ One step computes what the reference's optimize_parameters computes:
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -194,10 +195,37 @@ class CycleGANModel(TrainingRecipe):
             for offset, (name, images) in enumerate((("G_A", batch["A"]), ("G_B", batch["B"]))):
                 identity_warm_start(self.nets[name], images, steps, precision, seed=self.seed + offset)
         if self.cfg.colour_warmup_steps > 0:
-            for offset, (name, source, target) in enumerate((("G_A", "A", "B"), ("G_B", "B", "A"))):
-                start = fit_colour_start(self.nets[name], batch[source], batch[target], self.cfg.colour_warmup_steps,
-                                         seed=self.seed + offset)
-                log.info("%s %s", name, start.describe())
+            self.fit_colour_starts(batch)
+
+    def fit_colour_starts(self, batch: dict[str, Any]) -> None:
+        """Each generator's colour start (``fit_colour_start``); then, where both kept channel permutations
+        that are not each other's inverse, the less certain one (its fit's distance the larger share of
+        its identity's) is fitted again from the inverse of the other's: a cycle needs M_B = M_A^-1. On a
+        hue rotation between two of the cube's symmetries one direction's fits tell the permutations apart
+        and the other's do not (benchmarks/README.md, hue150)."""
+        directions = {"G_A": ("A", "B", 0), "G_B": ("B", "A", 1)}
+        initial = {name: copy.deepcopy(self.nets[name].colour.state_dict()) for name in directions}
+        starts = {}
+        for name, (source, target, offset) in directions.items():
+            starts[name] = fit_colour_start(self.nets[name], batch[source], batch[target],
+                                            self.cfg.colour_warmup_steps, seed=self.seed + offset)
+            log.info("%s %s", name, starts[name].describe())
+        mixes = {name: self.nets[name].colour.mix.detach().cpu().clone() for name in directions}
+        if not all(self.nets[name].colour.mixes for name in directions) or torch.equal(
+                mixes["G_A"] @ mixes["G_B"], torch.eye(len(mixes["G_A"]))):
+            return
+        share = {name: start.distance / start.identity_distance for name, start in starts.items()
+                 if start.identity_distance}
+        if len(share) < 2:
+            return
+        sure = min(share, key=share.__getitem__)
+        other = "G_B" if sure == "G_A" else "G_A"
+        source, target, offset = directions[other]
+        self.nets[other].colour.load_state_dict(initial[other])
+        start = fit_colour_start(self.nets[other], batch[source], batch[target], self.cfg.colour_warmup_steps,
+                                 seed=self.seed + offset, mix=mixes[sure].T.contiguous(),
+                                 given=f"the inverse of {sure}'s, so that the cycle closes")
+        log.info("%s %s", other, start.describe())
 
     def choose_loss_weights(self, batch: dict[str, Any]) -> None:
         """``--lambda_cycle_far`` on both cycles when the batch's A and B colours lie farther apart than
