@@ -11,13 +11,14 @@ pictures of each domain.
 Matching colour distributions alone has many answers, and a descent from the identity finds the
 nearest, which is wrong for far maps. So the fit starts from the identity, from the one of the 48
 signed channel permutations (the symmetries of the RGB cube; a hue rotation by 120 or 240 degrees is
-one) that brings A's colours closest to B's (set as the skip's channel mix,
-``PointwiseColourMap.mix``, so the start is the permutation exactly), and from per-channel histogram matching (a grey domain has no channels to
-permute: its three identical channels go through three different curves, which c is first fitted to
-reach), and keeps the one that ends closest, but the identity unless another ends clearly closer
-(:data:`ACCEPT_RATIO`): a map near the identity stays near it. From a grey domain into a colour one,
-histogram matching takes the identity's place; into a grey domain the identity is the only start.
-Training then refines the map and lets the convolutional body learn what a colour map cannot.
+one) that brings A's colours closest to B's and from the closest that negates no channel (each set as
+the skip's channel mix, ``PointwiseColourMap.mix``, so the start is the permutation exactly), and from
+per-channel histogram matching (a grey domain has no channels to permute: its three identical channels
+go through three different curves, which c is first fitted to reach), and keeps the one that ends
+closest, but the identity unless another ends clearly closer (:data:`ACCEPT_RATIO`): a map near the
+identity stays near it. From a grey domain into a colour one, histogram matching takes the identity's
+place; into a grey domain the identity is the only start. CycleGAN then makes its two generators'
+permutations each other's inverse (``CycleGANModel.fit_colour_starts``). Training then refines the map and lets the convolutional body learn what a colour map cannot.
 """
 
 from __future__ import annotations
