@@ -18,7 +18,8 @@ go through three different curves, which c is first fitted to reach), and keeps 
 closest, but the identity unless another ends clearly closer (:data:`ACCEPT_RATIO`): a map near the
 identity stays near it. From a grey domain into a colour one, histogram matching takes the identity's
 place; into a grey domain the identity is the only start. CycleGAN then makes its two generators'
-permutations each other's inverse (``CycleGANModel.fit_colour_starts``). Training then refines the map and lets the convolutional body learn what a colour map cannot.
+permutations each other's inverse (``CycleGANModel.fit_colour_starts``). Training then refines the map
+and lets the convolutional body learn what a colour map cannot.
 """
 
 from __future__ import annotations
@@ -248,12 +249,9 @@ def fit_colour_start(generator: nn.Module, source_images: torch.Tensor, target_i
         # fits draw what they drew without it: a hue rotation between two of the cube's symmetries lies
         # raw-closest to a signed one whose fit ends far from the truth (hue150: (b, -g, -r)).
         plain = next(permutations[1 + i] for i in order if bool((permutations[1 + i][1] >= 0).all()))
-        if all(plain[0] != name for name, _ in ranked):
-            ranked_after = [plain]
-        else:
-            ranked_after = []
+        after = [] if any(plain[0] == name for name, _ in ranked) else [plain]
         starts = [_Start(name, matrix) for name, matrix in ranked] + [matched] + [
-            _Start(name, matrix) for name, matrix in ranked_after]
+            _Start(name, matrix) for name, matrix in after]
     fitted = []
     for start in starts:
         work.load_state_dict(initial)
