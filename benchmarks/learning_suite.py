@@ -160,7 +160,7 @@ def format_table(records: list[dict[str, Any]]) -> str:
     rows = [[r["task"], r["seed"], f"{r['psnr']:.2f}", f"{r['ssim']:.3f}",
              f"{r['baseline_psnr']:.2f} ({r['best_baseline_psnr']}) / {r['baseline_ssim']:.3f} "
              f"({r['best_baseline_ssim']})", f"{r['margin_psnr']:+.2f}", f"{r['margin_ssim']:+.3f}",
-             "yes" if r["goal"] else "no", f"{r['wall_s']:.0f}", r.get("precision", "")] for r in records]
+             "yes" if r["goal"] else "no", f"{r['wall_s']:.0f}", r["precision"]] for r in records]
     return markdown_table(header, rows)
 
 

@@ -214,10 +214,8 @@ class CycleGANModel(TrainingRecipe):
         if not all(self.nets[name].colour.mixes for name in directions) or torch.equal(
                 mixes["G_A"] @ mixes["G_B"], torch.eye(len(mixes["G_A"]))):
             return
-        share = {name: start.distance / start.identity_distance for name, start in starts.items()
-                 if start.identity_distance}
-        if len(share) < 2:
-            return
+        # A kept permutation beat its identity's fit (ACCEPT_RATIO), so that distance is there and above 0.
+        share = {name: start.distance / start.identity_distance for name, start in starts.items()}
         sure = min(share, key=share.__getitem__)
         other = "G_B" if sure == "G_A" else "G_A"
         source, target, offset = directions[other]
