@@ -15,6 +15,7 @@ from cyclegan.losses import (
     gan_loss,
     gradient_penalty,
     identity_loss,
+    sorted_projections,
     sphere_directions,
 )
 from cyclegan.networks import define_D
@@ -152,3 +153,18 @@ def test_colour_distribution_loss_compares_palettes_not_layouts():
     fake = shifted.clone().requires_grad_(True)
     colour_distribution_loss(fake, images, directions).backward()
     assert fake.grad is not None and fake.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_sorted_projections_are_the_same_with_and_without_a_gradient(dtype):
+    # Without a gradient the projections are sorted by numpy (faster); with one, by torch.sort (which
+    # backward needs). Both must give the same values, ties and the bf16 of mixed precision included.
+    directions = sphere_directions(16)
+    generator = torch.Generator().manual_seed(0)
+    points = ((torch.rand(3000, 3, generator=generator) * 8).round() / 8).to(dtype)  # many ties
+    with torch.no_grad():
+        without = sorted_projections(points, directions.to(dtype))
+    with_gradient = sorted_projections(points.clone().requires_grad_(True), directions.to(dtype))
+    assert with_gradient.requires_grad and without.dtype == dtype
+    assert torch.equal(without, with_gradient.detach())
+    assert torch.equal(without, (points @ directions.to(dtype).T).sort(dim=0).values)

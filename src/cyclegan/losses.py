@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -138,10 +139,23 @@ def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, directions: torch.Tenso
     n = min(len(a), len(b))
     a = a[torch.linspace(0, len(a) - 1, n, device=a.device).long()] if len(a) > n else a
     b = b[torch.linspace(0, len(b) - 1, n, device=b.device).long()] if len(b) > n else b
-    directions = directions.to(a.device).T
-    projected_a, _ = (a @ directions).sort(dim=0)
-    projected_b, _ = (b @ directions).sort(dim=0)
-    return (projected_a - projected_b).pow(2).mean()
+    return quantile_distance(sorted_projections(a, directions), sorted_projections(b, directions))
+
+
+def sorted_projections(points: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+    """A point cloud (P×C) projected on each of ``directions`` (D×C), each projection sorted: P×D."""
+    projected = points @ directions.to(points.device).T
+    if projected.requires_grad or projected.device.type != "cpu":
+        return projected.sort(dim=0).values
+    # Without a gradient no indices are needed, and numpy's SIMD sort is several times faster than
+    # torch.sort on a CPU; the sorted values are the same.
+    return torch.from_numpy(np.sort(projected.float().numpy(), axis=0)).to(projected.dtype)
+
+
+def quantile_distance(sorted_a: torch.Tensor, sorted_b: torch.Tensor) -> torch.Tensor:
+    """The mean squared distance between two sets of sorted projections of equal size (the sliced
+    Wasserstein-2 distance of the clouds they came from)."""
+    return (sorted_a - sorted_b).pow(2).mean()
 
 
 def colour_distribution_loss(fake: torch.Tensor, real: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:

@@ -32,7 +32,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from cyclegan.losses import pixel_cloud, sliced_wasserstein, sphere_directions
+from cyclegan.losses import (
+    pixel_cloud,
+    quantile_distance,
+    sliced_wasserstein,
+    sorted_projections,
+    sphere_directions,
+)
 
 # Another start replaces the identity only when its fit ends this much closer to B's colours: the
 # identity's fit is the right answer for maps near it, and two fits can end a little apart by chance.
@@ -175,9 +181,10 @@ class _Start:
 
 
 def _fit(branch: nn.Module, source: torch.Tensor, target: torch.Tensor, start: _Start, steps: int, clamp: float,
-         directions: torch.Tensor, chooser: torch.Generator) -> float:
+         directions: torch.Tensor, chooser: torch.Generator, sorted_target: torch.Tensor) -> float:
     """Set the start's channel mix; with a map to reach, a third of the steps bring c(x) to it (L2); the
-    rest fit the colours to B's (sliced W2). Returns the final distance on a fixed sample."""
+    rest fit the colours to B's (sliced W2). Returns the final distance to ``sorted_target``, the sorted
+    projections of the fixed sample of B's colours that the source's first pixels are compared with."""
     branch.set_mix(start.mix)
     optimizer = torch.optim.Adam(branch.parameters(), lr=LEARNING_RATE)
     reach = steps // 3 if start.reach is not None else 0
@@ -193,8 +200,8 @@ def _fit(branch: nn.Module, source: torch.Tensor, target: torch.Tensor, start: _
         loss.backward()
         optimizer.step()
     with torch.no_grad():
-        count = min(len(source), len(target), 8 * SAMPLE_PIXELS)
-        return float(sliced_wasserstein(_mapped(branch, source[:count], clamp), target[:count], directions))
+        mapped = sorted_projections(_mapped(branch, source[:len(sorted_target)], clamp), directions)
+        return float(quantile_distance(mapped, sorted_target))
 
 
 def fit_colour_start(generator: nn.Module, source_images: torch.Tensor, target_images: torch.Tensor, steps: int,
@@ -219,6 +226,7 @@ def fit_colour_start(generator: nn.Module, source_images: torch.Tensor, target_i
     directions = sphere_directions(DIRECTIONS, source.shape[1])
     clamp = generator.residual_clamp
     count = min(len(source), len(target), 8 * SAMPLE_PIXELS)
+    sorted_target = sorted_projections(target[:count], directions)  # what every fit is scored against
     # From a grey domain into a colour one, the start is histogram matching alone: the identity would
     # leave the pictures grey, and a permutation of equal channels is the identity or its negative. The
     # fits' distances cannot choose there: G's colours of a grey picture lie on one curve, which cannot
@@ -241,7 +249,7 @@ def fit_colour_start(generator: nn.Module, source_images: torch.Tensor, target_i
     else:
         permutations = signed_permutations(source.shape[1])
         with torch.no_grad():
-            closeness = [float(sliced_wasserstein(source[:count] @ m.T, target[:count], directions))
+            closeness = [float(quantile_distance(sorted_projections(source[:count] @ m.T, directions), sorted_target))
                          for _, m in permutations[1:]]
         order = sorted(range(len(closeness)), key=closeness.__getitem__)
         ranked = [permutations[0]] + [permutations[1 + i] for i in order[:CANDIDATES]]
@@ -255,7 +263,7 @@ def fit_colour_start(generator: nn.Module, source_images: torch.Tensor, target_i
     fitted = []
     for start in starts:
         work.load_state_dict(initial)
-        distance = _fit(work, source, target, start, steps, clamp, directions, chooser)
+        distance = _fit(work, source, target, start, steps, clamp, directions, chooser, sorted_target)
         fitted.append((distance, start.name, copy.deepcopy(work.state_dict())))
     # Another start replaces the identity only when its fit ends clearly closer (from or into grey there is one).
     distance, name, state = min(fitted, key=lambda item: item[0])
