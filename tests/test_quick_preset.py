@@ -322,3 +322,58 @@ def test_colour_starts_that_do_not_close_the_cycle_are_refitted_from_the_surer_o
                for key, value in untouched.colour.state_dict().items())  # from G_A's initial branch
     assert any("G_A colour start: (b, r, g), the inverse of G_B's, so that the cycle closes" in r.getMessage()
                for r in caplog.records)
+
+
+@pytest.mark.parametrize("inverse_share, kept", [(1.5, False), (0.5, True)])
+def test_a_permutation_that_the_other_generator_does_not_share_is_weighed_against_the_identity(
+        tmp_path, monkeypatch, caplog, inverse_share, kept):
+    """G_A kept the identity and G_B a permutation P (its fit 0.65 of its identity's distance, as on zebra
+    seed 1). G_A is fitted from P's inverse too: where that fit is 1.5 of G_A's identity's distance
+    (0.65 + 1.5 is not below 1 + 1), P goes and G_B starts from the identity, fitted as its own identity
+    fit was, while G_A keeps its own start; where it is 0.5, both keep the permutation pair."""
+    from cyclegan.recipes.colour_start import ColourStart, signed_permutations
+    from cyclegan.recipes.cycle_gan import model as cycle_gan_model
+
+    permutations = dict(signed_permutations())
+    real_fit, calls = cycle_gan_model.fit_colour_start, []
+
+    def fit(generator, source, target, steps, seed=0, mix=None, given="given"):
+        calls.append(mix)
+        if mix is not None:
+            start = real_fit(generator, source, target, steps, seed=seed, mix=mix, given=given)
+            share = inverse_share if len(calls) == 3 else 1.0
+            return dataclasses.replace(start, distance=0.0030 * share)
+        if len(calls) == 1:  # G_A: the identity, fitted (its branch changed), kept
+            real_fit(generator, source, target, steps, seed=seed, mix=permutations["identity"])
+            return ColourStart("identity", 0.0030, 0.0030, weighed_permutations=True)
+        generator.colour.set_mix(permutations["(-b, g, -r)"])
+        return ColourStart("(-b, g, -r)", 0.00317, 0.00485, weighed_permutations=True)
+
+    monkeypatch.setattr(cycle_gan_model, "fit_colour_start", fit)
+    data = tiny_dataset(tmp_path / "data", n=4)
+    model = CycleGANModel(tiny_config(data, tmp_path / "ck", model__norm="none", model__residual_output=True,
+                                      model__colour_branch=8, model__colour_warmup_steps=4,
+                                      cycle_gan__lambda_identity=0.0))
+    untouched = copy.deepcopy(model.nets)
+    generator = torch.Generator().manual_seed(0)
+    batch = {d: torch.rand(4, 3, 32, 32, generator=generator) * 2 - 1 for d in ("A", "B")}
+    with caplog.at_level("INFO", logger="cyclegan.train"):
+        model.data_dependent_init(batch, Precision("fp32", torch.device("cpu")))
+    inverse = permutations["(-b, g, -r)"].T
+    assert torch.equal(calls[2], inverse)
+    if kept:
+        assert len(calls) == 3
+        assert torch.equal(model.nets["G_A"].colour.mix, inverse) and model.nets["G_B"].colour.mixes
+        return
+    assert len(calls) == 4 and torch.equal(calls[3], permutations["identity"])
+    assert not model.nets["G_A"].colour.mixes and not model.nets["G_B"].colour.mixes
+    expected = {}
+    for name, (source, target, offset) in {"G_A": ("A", "B", 0), "G_B": ("B", "A", 1)}.items():
+        real_fit(untouched[name], batch[source], batch[target], 4, seed=model.seed + offset,
+                 mix=permutations["identity"])
+        expected[name] = untouched[name].colour.state_dict()
+    for name in ("G_A", "G_B"):  # each as its own identity fit left it
+        assert all(torch.equal(value, model.nets[name].colour.state_dict()[key])
+                   for key, value in expected[name].items())
+    assert any("the identity instead" in r.getMessage() for r in caplog.records)
+    assert any("G_B colour start: identity, as G_A keeps no permutation" in r.getMessage() for r in caplog.records)

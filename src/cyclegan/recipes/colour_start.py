@@ -74,6 +74,7 @@ class ColourStart:
     distance: float
     identity_distance: float | None
     given: str | None = None  # why the start was given rather than chosen (``fit_colour_start``'s mix)
+    weighed_permutations: bool = False  # whether channel permutations were among the starts fitted
 
     def describe(self) -> str:
         if self.given is not None:
@@ -276,4 +277,5 @@ def fit_colour_start(generator: nn.Module, source_images: torch.Tensor, target_i
         branch.set_mix(work.mix)
     if mix is not None:
         return ColourStart(name, distance, None, given)
-    return ColourStart(name, distance, None if grey_into_colour else fitted[0][0])
+    return ColourStart(name, distance, None if grey_into_colour else fitted[0][0],
+                       weighed_permutations=not (grey_into_colour or into_grey))

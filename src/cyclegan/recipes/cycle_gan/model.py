@@ -28,6 +28,7 @@ from cyclegan.recipes.base import MODELS, Direction, StepResult, TrainingRecipe,
 from cyclegan.recipes.colour_start import (
     FAR_MAP_DISTANCE,
     FIT_IMAGES,
+    ColourStart,
     choose_grey_output,
     colour_distance,
     fit_colour_start,
@@ -198,11 +199,20 @@ class CycleGANModel(TrainingRecipe):
             self.fit_colour_starts(batch)
 
     def fit_colour_starts(self, batch: dict[str, Any]) -> None:
-        """Each generator's colour start (``fit_colour_start``); then, where both kept channel permutations
-        that are not each other's inverse, the less certain one (its fit's distance the larger share of
-        its identity's) is fitted again from the inverse of the other's: a cycle needs M_B = M_A^-1. On a
-        hue rotation between two of the cube's symmetries one direction's fits tell the permutations apart
-        and the other's do not (benchmarks/README.md, hue150)."""
+        """Each generator's colour start (``fit_colour_start``), then one that closes the cycle, which
+        needs M_B = M_A^-1:
+
+        - where both kept channel permutations that are not each other's inverse, the less certain one
+          (its fit's distance the larger share of its identity's) is fitted again from the inverse of the
+          other's. On a hue rotation between two of the cube's symmetries one direction's fits tell the
+          permutations apart and the other's do not (benchmarks/README.md, hue150).
+        - where one kept a permutation and the other none (both having weighed them), the other is fitted
+          from the permutation's inverse too, and the two fits' shares of their identities' distances are
+          summed; unless that sum is below the permutation-free pair's (the other's own share, and 1 for
+          the permutation's generator fitted again from the identity), the permutation goes. On stripes
+          added to shapes (zebra seed 1), G_B kept a negating permutation whose fit was 0.65 of the
+          identity's while G_A kept the identity.
+        """
         directions = {"G_A": ("A", "B", 0), "G_B": ("B", "A", 1)}
         initial = {name: copy.deepcopy(self.nets[name].colour.state_dict()) for name in directions}
         starts = {}
@@ -211,19 +221,39 @@ class CycleGANModel(TrainingRecipe):
                                             self.cfg.colour_warmup_steps, seed=self.seed + offset)
             log.info("%s %s", name, starts[name].describe())
         mixes = {name: self.nets[name].colour.mix.detach().cpu().clone() for name in directions}
-        if not all(self.nets[name].colour.mixes for name in directions) or torch.equal(
-                mixes["G_A"] @ mixes["G_B"], torch.eye(len(mixes["G_A"]))):
-            return
-        # A kept permutation beat its identity's fit (ACCEPT_RATIO), so that distance is there and above 0.
-        share = {name: start.distance / start.identity_distance for name, start in starts.items()}
-        sure = min(share, key=share.__getitem__)
-        other = "G_B" if sure == "G_A" else "G_A"
-        source, target, offset = directions[other]
-        self.nets[other].colour.load_state_dict(initial[other])
-        start = fit_colour_start(self.nets[other], batch[source], batch[target], self.cfg.colour_warmup_steps,
-                                 seed=self.seed + offset, mix=mixes[sure].T.contiguous(),
-                                 given=f"the inverse of {sure}'s, so that the cycle closes")
-        log.info("%s %s", other, start.describe())
+        permuted = [name for name in directions if self.nets[name].colour.mixes]
+
+        def refit(name: str, mix: torch.Tensor, why: str) -> ColourStart:
+            source, target, offset = directions[name]
+            self.nets[name].colour.load_state_dict(initial[name])
+            start = fit_colour_start(self.nets[name], batch[source], batch[target], self.cfg.colour_warmup_steps,
+                                     seed=self.seed + offset, mix=mix, given=why)
+            log.info("%s %s", name, start.describe())
+            return start
+
+        def share(name: str) -> float:
+            # Where permutations were weighed the identity was fitted too, and a fit's distance is above 0.
+            return starts[name].distance / starts[name].identity_distance
+
+        if len(permuted) == 2:
+            if torch.equal(mixes["G_A"] @ mixes["G_B"], torch.eye(len(mixes["G_A"]))):
+                return
+            sure = min(directions, key=share)
+            other = "G_B" if sure == "G_A" else "G_A"
+            refit(other, mixes[sure].T.contiguous(), f"the inverse of {sure}'s, so that the cycle closes")
+        elif len(permuted) == 1 and all(start.weighed_permutations for start in starts.values()):
+            keeper = permuted[0]
+            other = "G_B" if keeper == "G_A" else "G_A"
+            own = copy.deepcopy(self.nets[other].colour.state_dict())
+            inverse = refit(other, mixes[keeper].T.contiguous(), f"the inverse of {keeper}'s, weighed")
+            with_permutation = share(keeper) + inverse.distance / starts[other].identity_distance
+            without = share(other) + 1.0
+            log.info("%s's permutation and its inverse fit %.2f of their identities' distances, %s's own start and "
+                     "the identity %.2f: %s", keeper, with_permutation, other, without,
+                     "kept" if with_permutation < without else "the identity instead")
+            if with_permutation >= without:
+                self.nets[other].colour.load_state_dict(own)
+                refit(keeper, torch.eye(len(mixes[keeper])), f"as {other} keeps no permutation")
 
     def choose_loss_weights(self, batch: dict[str, Any]) -> None:
         """``--lambda_cycle_far`` on both cycles when the batch's A and B colours lie farther apart than
