@@ -155,7 +155,7 @@ def test_colour_distribution_loss_compares_palettes_not_layouts():
     assert fake.grad is not None and fake.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
 def test_sorted_projections_are_the_same_with_and_without_a_gradient(dtype):
     # Without a gradient the projections are sorted by numpy (faster); with one, by torch.sort (which
     # backward needs). Both must give the same values, ties and the bf16 of mixed precision included.

@@ -148,8 +148,9 @@ def sorted_projections(points: torch.Tensor, directions: torch.Tensor) -> torch.
     if projected.requires_grad or projected.device.type != "cpu":
         return projected.sort(dim=0).values
     # Without a gradient no indices are needed, and numpy's SIMD sort is several times faster than
-    # torch.sort on a CPU; the sorted values are the same.
-    return torch.from_numpy(np.sort(projected.float().numpy(), axis=0)).to(projected.dtype)
+    # torch.sort on a CPU; the sorted values are the same (bf16 and fp16 go through fp32 exactly).
+    exact = projected if projected.dtype in (torch.float32, torch.float64) else projected.float()
+    return torch.from_numpy(np.sort(exact.numpy(), axis=0)).to(projected.dtype)
 
 
 def quantile_distance(sorted_a: torch.Tensor, sorted_b: torch.Tensor) -> torch.Tensor:
