@@ -110,6 +110,9 @@ def run_pair(pair: Pair) -> dict[str, Any]:
     with contextlib.redirect_stdout(io.StringIO()):
         trainer = TimedTrainer(config, resume="never")
         result = trainer.fit()
+        if result.stopped_by_signal is not None:  # a half-trained run is no record of the fixed budget
+            raise RuntimeError(f"{pair.task} seed {pair.seed}: stopped by {result.stopped_by_signal} after "
+                               f"{result.progress.total_iters} of {pair.iters} iterations; no record written")
         scores = final_scores(trainer, result.progress.validation)
     wall = time.perf_counter() - started
     found = dataset_baselines(dataroot, "val")
