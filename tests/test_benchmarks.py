@@ -431,3 +431,26 @@ def test_outside_steps_benchmark_splits_a_run_with_and_without_validation(tmp_pa
         assert result["outside_s"] == pytest.approx(result["fit_s"] - phases["steps"]["s"])
         assert ("validation (generator passes, scores)" in phases) == (name == "val")
     assert not (tmp_path / "work" / "data_noval" / "valA").exists() and (tmp_path / "work" / "data_val" / "valA").is_dir()
+
+
+@pytest.mark.slow
+def test_learning_suite_refuses_a_run_stopped_by_a_signal(tmp_path, monkeypatch):
+    """A run that the trainer stopped on SIGTERM (it saves and returns) trained less than the fixed
+    budget: the suite raises, naming the pair and the iterations, instead of writing its scores as a record."""
+    import dataclasses as dc
+
+    import learning_suite
+
+    from cyclegan.data.synthetic_tasks import write_task_dataset
+
+    data = write_task_dataset("tint", tmp_path / "data", n=4, size=32, seed=0, n_test=2)
+    real_fit = learning_suite.TimedTrainer.fit
+
+    def stopped_fit(self):
+        return dc.replace(real_fit(self), stopped_by_signal="SIGTERM")  # as the trainer's handler leaves it
+
+    monkeypatch.setattr(learning_suite.TimedTrainer, "fit", stopped_fit)
+    pair = learning_suite.Pair(setting="quick", task="tint", seed=0, iters=2, size=32, threads=1,
+                               dataroot=str(data), workdir=str(tmp_path / "work"))
+    with pytest.raises(RuntimeError, match=r"tint seed 0: stopped by SIGTERM after 2 of 2 iterations; no record"):
+        learning_suite.run_pair(pair)
