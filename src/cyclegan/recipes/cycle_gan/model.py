@@ -214,6 +214,7 @@ class CycleGANModel(TrainingRecipe):
           identity's while G_A kept the identity.
         """
         directions = {"G_A": ("A", "B", 0), "G_B": ("B", "A", 1)}
+        partner = {"G_A": "G_B", "G_B": "G_A"}
         initial = {name: copy.deepcopy(self.nets[name].colour.state_dict()) for name in directions}
         starts = {}
         for name, (source, target, offset) in directions.items():
@@ -239,11 +240,11 @@ class CycleGANModel(TrainingRecipe):
             if torch.equal(mixes["G_A"] @ mixes["G_B"], torch.eye(len(mixes["G_A"]))):
                 return
             sure = min(directions, key=share)
-            other = "G_B" if sure == "G_A" else "G_A"
+            other = partner[sure]
             refit(other, mixes[sure].T.contiguous(), f"the inverse of {sure}'s, so that the cycle closes")
         elif len(permuted) == 1 and all(start.weighed_permutations for start in starts.values()):
             keeper = permuted[0]
-            other = "G_B" if keeper == "G_A" else "G_A"
+            other = partner[keeper]
             own = copy.deepcopy(self.nets[other].colour.state_dict())
             inverse = refit(other, mixes[keeper].T.contiguous(), f"the inverse of {keeper}'s, weighed")
             with_permutation = share(keeper) + inverse.distance / starts[other].identity_distance
