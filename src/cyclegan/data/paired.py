@@ -23,6 +23,7 @@ from cyclegan.data.synthetic import (
     SYNTHETIC_DEFAULTS,
     draw_scene,
     prepare_output_folder,
+    save_png,
     synthetic_map,
     write_synthetic_dataset,
 )
@@ -40,11 +41,6 @@ class PairingError(ValueError):
 def side_by_side(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``H × W × 3`` A and B as one ``H × 2W × 3`` image, A on the left (the aligned layout)."""
     return np.concatenate([a, b], axis=1)
-
-
-def _save_png(array: np.ndarray, path: Path) -> None:
-    # Fixed PNG settings and no metadata, so the bytes depend only on the pixels.
-    atomic_write(path, lambda handle: Image.fromarray(array).save(handle, format="PNG", compress_level=6))
 
 
 def write_paired_synthetic_dataset(
@@ -68,7 +64,7 @@ def write_paired_synthetic_dataset(
         (root / split).mkdir(parents=True, exist_ok=True)
         for i in range(count):
             a = draw_scene(np.random.default_rng([seed, _A_STREAMS[split], i]), size)
-            _save_png(side_by_side(a, synthetic_map(a)), root / split / f"A_{i:05d}.png")
+            save_png(side_by_side(a, synthetic_map(a)), root / split / f"A_{i:05d}.png")
     metadata: dict[str, Any] = {
         "paired": True, "n": n, "size": size, "seed": seed, "n_test": n_test, "n_val": n_val,
         "layout": "A | B side by side, B = T(A)", "map_AtoB": "(r, g, b) -> (g, b, 255 - r)",
@@ -93,8 +89,8 @@ def write_synthetic_pictures(
     for split, count in (("train", n), ("test", n_test), ("val", n_val)):
         (root / split).mkdir(parents=True, exist_ok=True)
         for i in range(count):
-            _save_png(draw_scene(np.random.default_rng([seed, _A_STREAMS[split], i]), size),
-                      root / split / f"A_{i:05d}.png")
+            save_png(draw_scene(np.random.default_rng([seed, _A_STREAMS[split], i]), size),
+                     root / split / f"A_{i:05d}.png")
     metadata = {"pictures": True, "n": n, "size": size, "seed": seed, "n_test": n_test, "n_val": n_val}
     atomic_write(root / METADATA_FILENAME, json.dumps(metadata, indent=2, sort_keys=True) + "\n")
     return root
@@ -153,7 +149,7 @@ def combine_folders(fold_A: str | Path, fold_B: str | Path, out: str | Path) -> 
         dir_out.mkdir(parents=True, exist_ok=True)
         for path_A, path_B in pairs:
             pair = side_by_side(np.asarray(load_image(path_A, 3)), np.asarray(load_image(path_B, 3)))
-            _save_png(pair, dir_out / f"{path_A.stem}.png")
+            save_png(pair, dir_out / f"{path_A.stem}.png", durable=True)
         counts[split] = len(pairs)
     return counts
 

@@ -54,6 +54,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from cyclegan.core.fileio import atomic_write
+
 SYNTHETIC_DEFAULTS: dict[str, int] = {"n": 200, "size": 64, "seed": 0, "n_test": 20}
 
 # Found by a search over {0, 85, 170, 255}^3 (see the module docstring): six colours at least 150
@@ -155,9 +157,11 @@ def draw_scene(rng: np.random.Generator, size: int) -> np.ndarray:
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def _save(array: np.ndarray, path: Path) -> None:
-    # Fixed PNG settings and no metadata, so the bytes depend only on the pixels.
-    Image.fromarray(array).save(path, format="PNG", compress_level=6, optimize=False)
+def save_png(array: np.ndarray, path: Path, durable: bool = False) -> None:
+    """Write one picture atomically, with fixed PNG settings and no metadata, so the bytes depend only on
+    the pixels. ``durable``: fsync it too (not for generated sets, which are written again in seconds)."""
+    atomic_write(path, lambda handle: Image.fromarray(array).save(handle, format="PNG", compress_level=6),
+                 durable=durable)
 
 
 def prepare_output_folder(out_dir: str | Path, folders: tuple[str, ...], n: int, n_test: int, size: int,
@@ -202,16 +206,16 @@ def write_synthetic_dataset(
         return draw_scene(np.random.default_rng([seed, _STREAMS[split], i]), size)
 
     for i in range(n):
-        _save(scene("trainA", i), root / "trainA" / f"A_{i:05d}.png")
-        _save(synthetic_map(scene("trainB", i)), root / "trainB" / f"B_{i:05d}.png")
+        save_png(scene("trainA", i), root / "trainA" / f"A_{i:05d}.png")
+        save_png(synthetic_map(scene("trainB", i)), root / "trainB" / f"B_{i:05d}.png")
     for split, count in (("test", n_test), ("val", n_val)):
         for i in range(count):
             a = scene(f"{split}A", i)
-            _save(a, root / f"{split}A" / f"A_{i:05d}.png")
-            _save(synthetic_map(a), root / f"{split}A_gt" / f"A_{i:05d}.png")
+            save_png(a, root / f"{split}A" / f"A_{i:05d}.png")
+            save_png(synthetic_map(a), root / f"{split}A_gt" / f"A_{i:05d}.png")
             b_scene = scene(f"{split}B", i)
-            _save(synthetic_map(b_scene), root / f"{split}B" / f"B_{i:05d}.png")
-            _save(b_scene, root / f"{split}B_gt" / f"B_{i:05d}.png")
+            save_png(synthetic_map(b_scene), root / f"{split}B" / f"B_{i:05d}.png")
+            save_png(b_scene, root / f"{split}B_gt" / f"B_{i:05d}.png")
 
     metadata: dict[str, Any] = {
         "n": n,
@@ -224,5 +228,5 @@ def write_synthetic_dataset(
         "palette_A": PALETTE_A.tolist(),
         "palette_weights": PALETTE_WEIGHTS.tolist(),
     }
-    (root / METADATA_FILENAME).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
+    atomic_write(root / METADATA_FILENAME, json.dumps(metadata, indent=2, sort_keys=True) + "\n", durable=False)
     return root

@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
+from cyclegan.core.fileio import atomic_write
 from cyclegan.core.registry import Registry
 from cyclegan.data.paired import side_by_side, write_paired_synthetic_dataset
 from cyclegan.data.synthetic import (
@@ -46,6 +46,7 @@ from cyclegan.data.synthetic import (
     SYNTHETIC_DEFAULTS,
     draw_scene,
     prepare_output_folder,
+    save_png,
     synthetic_map,
     write_synthetic_dataset,
 )
@@ -328,11 +329,6 @@ def colourize(rgb: np.ndarray) -> np.ndarray:
 # --- writers -----------------------------------------------------------------------------------------
 
 
-def _save_png(array: np.ndarray, path: Path) -> None:
-    # The built-in set's PNG settings and no metadata, so the bytes depend only on the pixels.
-    Image.fromarray(array).save(path, format="PNG", compress_level=6, optimize=False)
-
-
 def _metadata(task: SyntheticTask, **sizes: Any) -> str:
     return json.dumps({**sizes, "task": task.name, "group": task.group, "map_AtoB": task.formula,
                        "ground_truth_BtoA": task.invertible}, indent=2, sort_keys=True) + "\n"
@@ -371,18 +367,19 @@ def write_task_dataset(
         return spec.pair(spec.scene(seed, _STREAMS[split], i, size))
 
     for i in range(n):
-        _save_png(pair("trainA", i)[0], root / "trainA" / f"A_{i:05d}.png")
-        _save_png(pair("trainB", i)[1], root / "trainB" / f"B_{i:05d}.png")
+        save_png(pair("trainA", i)[0], root / "trainA" / f"A_{i:05d}.png")
+        save_png(pair("trainB", i)[1], root / "trainB" / f"B_{i:05d}.png")
     for split, count in (("test", n_test), ("val", n_val)):
         for i in range(count):
             a, a_truth = pair(f"{split}A", i)
-            _save_png(a, root / f"{split}A" / f"A_{i:05d}.png")
-            _save_png(a_truth, root / f"{split}A_gt" / f"A_{i:05d}.png")
+            save_png(a, root / f"{split}A" / f"A_{i:05d}.png")
+            save_png(a_truth, root / f"{split}A_gt" / f"A_{i:05d}.png")
             b_truth, b = pair(f"{split}B", i)
-            _save_png(b, root / f"{split}B" / f"B_{i:05d}.png")
+            save_png(b, root / f"{split}B" / f"B_{i:05d}.png")
             if spec.invertible:
-                _save_png(b_truth, root / f"{split}B_gt" / f"B_{i:05d}.png")
-    (root / METADATA_FILENAME).write_text(_metadata(spec, n=n, size=size, seed=seed, n_test=n_test, n_val=n_val))
+                save_png(b_truth, root / f"{split}B_gt" / f"B_{i:05d}.png")
+    atomic_write(root / METADATA_FILENAME, _metadata(spec, n=n, size=size, seed=seed, n_test=n_test, n_val=n_val),
+                 durable=False)
     return root
 
 
@@ -410,9 +407,9 @@ def write_paired_task_dataset(
         (root / split).mkdir(parents=True, exist_ok=True)
         for i in range(count):
             a, b = spec.pair(spec.scene(seed, _STREAMS[f"{split}A"], i, size))
-            _save_png(side_by_side(a, b), root / split / f"A_{i:05d}.png")
-    (root / METADATA_FILENAME).write_text(_metadata(spec, paired=True, n=n, size=size, seed=seed, n_test=n_test,
-                                                    n_val=n_val))
+            save_png(side_by_side(a, b), root / split / f"A_{i:05d}.png")
+    atomic_write(root / METADATA_FILENAME, _metadata(spec, paired=True, n=n, size=size, seed=seed, n_test=n_test,
+                                                     n_val=n_val), durable=False)
     return root
 
 
