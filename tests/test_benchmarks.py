@@ -25,6 +25,7 @@ from .conftest import REPO_ROOT
 BENCHMARKS = REPO_ROOT / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
+from colour_branch_split import split_scores  # noqa: E402
 from common import (  # noqa: E402
     BenchConfig,
     ConcurrentCyclesStep,
@@ -308,6 +309,19 @@ def test_learning_suite_prints_one_row_per_task_and_seed(tmp_path):
     assert record["precision"] in ("fp32", "bf16") and rows[2][9] == record["precision"]
     assert record["margin_psnr"] == pytest.approx(record["psnr"] - record["baseline_psnr"])
     assert set(record["baselines"]) == {"doing nothing", "constant image", "colour transfer", "histogram matching"}
+    # colour_branch_split.py on the same run: its "doing nothing" is the suite's baseline exactly (the same
+    # pictures and scores), its whole generator the suite's score (which ran under the run's precision).
+    split = split_scores(tmp_path / "work" / "zebra_seed0" / "runs" / "quick", tmp_path / "work" / "data" / "zebra_seed0")
+    assert list(split) == ["whole generator", "colour branch alone", "doing nothing"]
+    assert split["doing nothing"]["psnr"] == pytest.approx(record["baselines"]["doing nothing"]["psnr"], abs=1e-4)
+    assert split["doing nothing"]["ssim"] == pytest.approx(record["baselines"]["doing nothing"]["ssim"], abs=1e-4)
+    assert split["whole generator"]["psnr"] == pytest.approx(record["psnr"], abs=0.1)
+
+
+def test_colour_branch_split_names_the_folder_without_truths(tmp_path):
+    (tmp_path / "valA").mkdir()
+    with pytest.raises(FileNotFoundError, match="valA_gt"):
+        split_scores(tmp_path / "run", tmp_path)
 
 
 def test_vs_reference_pure_parts_without_their_checkouts(tmp_path):
