@@ -18,9 +18,8 @@ import argparse
 from pathlib import Path
 
 import torch
-from torchvision.transforms.v2.functional import pil_to_tensor
 
-from cyclegan.data.images import load_image
+from cyclegan.data.transforms import unit_image_tensor
 from cyclegan.inference.translator import Translator
 from cyclegan.metrics.paired import PSNR_CAP_DB, psnr, ssim
 from cyclegan.recipes.codec import inner_network
@@ -39,14 +38,13 @@ def split_scores(run_dir: Path, dataroot: Path, direction: str = "AtoB", epoch: 
     outputs = {"whole generator": generator, "colour branch alone": generator.colour_only,
                "doing nothing": lambda x: x}
     sums = {name: {"psnr": 0.0, "ssim": 0.0} for name in outputs}
-    for name in names:
-        source = pil_to_tensor(load_image(sources / name, 3)).float()[None] / 127.5 - 1
-        truth = pil_to_tensor(load_image(truths / name, 3)).float()[None] / 255
-        for label, output in outputs.items():
-            with torch.no_grad():
+    with torch.no_grad():
+        for name in names:
+            source, truth = unit_image_tensor(sources / name, 3) * 2 - 1, unit_image_tensor(truths / name, 3)
+            for label, output in outputs.items():
                 fake = (output(source).clamp(-1, 1) + 1) / 2
-            sums[label]["psnr"] += min(float(psnr(fake, truth)), PSNR_CAP_DB) / len(names)
-            sums[label]["ssim"] += float(ssim(fake, truth)) / len(names)
+                sums[label]["psnr"] += min(float(psnr(fake, truth)), PSNR_CAP_DB) / len(names)
+                sums[label]["ssim"] += float(ssim(fake, truth)) / len(names)
     return sums
 
 

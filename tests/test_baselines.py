@@ -91,9 +91,9 @@ def small_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _model_scores(outputs: list[torch.Tensor], truths: list[Path]) -> dict[str, float]:
-    from cyclegan.metrics.baselines import _unit_tensor
+    from cyclegan.data.transforms import unit_image_tensor
 
-    pairs = [(out, _unit_tensor(t, 3)) for out, t in zip(outputs, truths, strict=True)]
+    pairs = [(out, unit_image_tensor(t, 3)[0]) for out, t in zip(outputs, truths, strict=True)]
     return {"psnr": float(np.mean([float(psnr(o, t)) for o, t in pairs])),
             "ssim": float(np.mean([float(ssim(o, t)) for o, t in pairs]))}
 
@@ -102,7 +102,7 @@ def test_constant_or_noise_model_does_not_beat_the_baselines(small_set: Path) ->
     """The quality bar the demo asserts: a model that outputs a constant or noise has no margin,
     while the true translation has a large one."""
     from cyclegan.data import synthetic_map
-    from cyclegan.metrics.baselines import _unit_tensor
+    from cyclegan.data.transforms import unit_image_tensor
 
     found = dataset_baselines(small_set, "test")
     assert found is not None
@@ -112,7 +112,7 @@ def test_constant_or_noise_model_does_not_beat_the_baselines(small_set: Path) ->
     constant = _model_scores([torch.full((3, 32, 32), 0.5) for _ in sources], truths)
     noise = _model_scores([torch.rand(3, 32, 32, generator=generator) for _ in sources], truths)
     learned = _model_scores(
-        [torch.from_numpy(synthetic_map((_unit_tensor(p, 3).permute(1, 2, 0).numpy() * 255).round()))
+        [torch.from_numpy(synthetic_map((unit_image_tensor(p, 3)[0].permute(1, 2, 0).numpy() * 255).round()))
          .permute(2, 0, 1).float() / 255 * 0.98 + 0.01 for p in sources], truths)
     for bad in (constant, noise):
         found_margin = margins(bad, found["baselines"])

@@ -29,9 +29,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torchvision.transforms.v2 import functional as TF
 
-from cyclegan.data.images import list_images, load_image
+from cyclegan.data.images import list_images
+from cyclegan.data.transforms import unit_image_tensor
 from cyclegan.metrics.evaluate import split_label
 from cyclegan.metrics.paired import PSNR_CAP_DB, psnr, ssim
 
@@ -64,10 +64,6 @@ class DomainStatistics:
     source: str  # where they came from, for the reader
 
 
-def _unit_tensor(path: Path, channels: int) -> torch.Tensor:
-    return TF.to_dtype(TF.to_image(load_image(path, channels=channels)), torch.float32, scale=True)
-
-
 def domain_statistics(folder: str | Path, channels: int = 3, limit: int | None = 500) -> DomainStatistics:
     """Mean, std and CDF per channel over (up to ``limit``) images of a domain's folder."""
     folder = Path(folder)
@@ -77,7 +73,7 @@ def domain_statistics(folder: str | Path, channels: int = 3, limit: int | None =
     histogram = torch.zeros(channels, _HISTOGRAM_BINS, dtype=torch.float64)
     count = 0
     for path in paths:
-        image = _unit_tensor(path, channels).to(torch.float64).flatten(1)  # (C, H*W)
+        image = unit_image_tensor(path, channels)[0].to(torch.float64).flatten(1)  # (C, H*W)
         total += image.sum(1)
         total_sq += image.pow(2).sum(1)
         levels = (image * 255).round().long().clamp(0, 255)
@@ -158,7 +154,7 @@ def score_baselines(
     """Mean PSNR / SSIM of every baseline against the true translations, file pair by file pair."""
     if len(sources) != len(truths) or not sources:
         raise ValueError(f"need as many sources as truths, and at least one (got {len(sources)}, {len(truths)})")
-    pairs = [(_unit_tensor(Path(source), input_nc), _unit_tensor(Path(truth), target.mean.shape[0]))
+    pairs = [(unit_image_tensor(Path(source), input_nc)[0], unit_image_tensor(Path(truth), target.mean.shape[0])[0])
              for source, truth in zip(sources, truths, strict=True)]
     return score_baseline_pairs(pairs, target, source_domain)
 
@@ -253,7 +249,7 @@ def folder_baselines(stems: Collection[str], source_dir: str | Path, truth_dir: 
     stems = [s for s in sorted(stems) if s in sources and s in truths]
     if not stems:
         return None
-    pairs = [(_unit_tensor(sources[s], input_nc), _unit_tensor(truths[s], output_nc)) for s in stems]
+    pairs = [(unit_image_tensor(sources[s], input_nc)[0], unit_image_tensor(truths[s], output_nc)[0]) for s in stems]
     if target_domain is not None:
         target_stats = domain_statistics(target_domain, output_nc)
     else:  # the scored truths themselves (an oracle: it favours the baselines)
