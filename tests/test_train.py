@@ -452,3 +452,16 @@ def test_loss_trace_of_a_tiny_seeded_run_is_stable(tmp_path):
     # the recipe (a weight, a loss, the data order) moves these by far more.
     for name, values in stored.items():
         assert trace[name] == pytest.approx(values, rel=1e-2), name
+
+
+def test_train_log_keeps_what_the_first_batch_chose(tmp_path):
+    """The first batch's choices are logged while the trainer is built, before train.log opens in fit():
+    they are written into it first, once, and a trainer never fitted writes no file."""
+    data = tiny_dataset(tmp_path / "data", n=2)
+    config = tiny_config(data, tmp_path / "ck", optim__max_iters=1, cycle_gan__lambda_cycle_far=2.0)
+    trainer = Trainer(config)
+    assert not trainer.run_dir.exists()
+    trainer.fit()
+    lines = (trainer.run_dir / "train.log").read_text().splitlines()
+    chosen = [line for line in lines if "A and B colours" in line and "cycle weights" in line]
+    assert len(chosen) == 1 and lines.index(chosen[0]) < next(i for i, line in enumerate(lines) if "finished" in line)

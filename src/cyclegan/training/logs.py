@@ -6,9 +6,11 @@ server or touches the network.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,31 @@ def format_loss_line(epoch: int, iters: int, compute_s: float, data_s: float, lo
     """The reference's loss_log.txt line, so its log parsers keep working."""
     message = f"(epoch: {epoch}, iters: {iters}, time: {compute_s:.3f}, data: {data_s:.3f}) "
     return message + " ".join(f"{name}: {value:.3f}" for name, value in losses.items())
+
+
+class _Keep(logging.Handler):
+    def __init__(self, records: list[logging.LogRecord]) -> None:
+        super().__init__(logging.INFO)
+        self.records = records
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@contextlib.contextmanager
+def kept_lines() -> Iterator[list[logging.LogRecord]]:
+    """The run log's INFO lines and above inside the block (what the first batch chose: colour starts, loss
+    weights), for ``RunLogger.write_earlier``: train.log opens later, in ``Trainer.fit``."""
+    records: list[logging.LogRecord] = []
+    handler, previous = _Keep(records), log.level
+    if log.getEffectiveLevel() > logging.INFO:
+        log.setLevel(logging.INFO)
+    log.addHandler(handler)
+    try:
+        yield records
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(previous)
 
 
 class RunLogger:
@@ -68,6 +95,12 @@ class RunLogger:
         self._plot_spent = dict.fromkeys(PLOTS, 0.0)  # plot -> seconds spent drawing it so far
         self._plot_cost = dict.fromkeys(PLOTS, 0.0)  # plot -> its last drawing time
         self._pending_validation: list[dict[str, float]] | None = None
+
+    def write_earlier(self, records: list[logging.LogRecord]) -> None:
+        """Lines logged before this logger opened train.log (``kept_lines``), into it alone: the console
+        showed them when they were logged."""
+        for record in records:
+            self._file_handler.handle(record)
 
     def info(self, message: str) -> None:
         log.info(message)

@@ -45,7 +45,7 @@ from cyclegan.networks.compat import strip_module_prefix
 from cyclegan.recipes import create_model
 from cyclegan.training.averaging import WeightAverage
 from cyclegan.training.distributed import DistributedContext, convert_sync_batchnorm
-from cyclegan.training.logs import RunLogger
+from cyclegan.training.logs import RunLogger, kept_lines
 from cyclegan.training.placement import (
     batch_to_device,
     channels_last_weights,
@@ -121,8 +121,10 @@ class Trainer:
         self.validator = Validator(config, self.seed) if Validator.available(config) else None
 
         self._prepare_networks()
+        self._first_batch_lines: list[logging.LogRecord] = []  # for train.log, which fit() opens
         if self.model.needs_first_batch:
-            self.model.data_dependent_init(self._first_batch(), self.precision, fresh=existing is None)
+            with kept_lines() as self._first_batch_lines:
+                self.model.data_dependent_init(self._first_batch(), self.precision, fresh=existing is None)
         self.model.build_optimizers()
         self.average = None
         if config.optim.ema_decay:  # 0: off; WeightAverage refuses a value outside (0, 1)
@@ -315,6 +317,8 @@ class Trainer:
                                resumed=self.resumed_from is not None, progress_losses=self.model.progress_losses,
                                title=f"{self.model.title} training: {config.runtime.name}",
                                visual_names=self.model.visual_names)
+            logger.write_earlier(self._first_batch_lines)
+            self._first_batch_lines = []
         else:
             logger = QuietLogger()
         if self.resumed_from is not None:
