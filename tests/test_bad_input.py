@@ -165,6 +165,7 @@ def test_a_checkpoint_pickle_carrying_code_is_refused_by_test(tmp_path: Path, ca
     (run / "latest_net_G.pth").write_bytes(code_pickle(marker, legacy=True))
     image(tmp_path / "in" / "a.png")
     code = main(["test", "--dataroot", str(tmp_path / "in"), "--name", "evil", "--checkpoints_dir",
-                 str(tmp_path / "ck"), "--model", "test", "--dataset_mode", "single", "--device", "cpu"])
+                 str(tmp_path / "ck"), "--model", "test", "--dataset_mode", "single", "--device", "cpu",
+                 "--results_dir", str(tmp_path / "results")])
     assert code == 2 and "refused to load" in capsys.readouterr().err
     assert not marker.exists()

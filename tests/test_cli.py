@@ -100,8 +100,10 @@ def test_test_reads_the_architecture_from_the_saved_run(trained_run, tmp_path):
 
 def test_test_with_missing_weights_names_what_it_looked_for(tmp_path, capsys):
     (tmp_path / "ck" / "nothing").mkdir(parents=True)
-    code = main(["test", "--dataroot", str(tmp_path), "--name", "nothing", "--checkpoints_dir", str(tmp_path / "ck")])
+    code = main(["test", "--dataroot", str(tmp_path), "--name", "nothing", "--checkpoints_dir", str(tmp_path / "ck"),
+                 "--results_dir", str(tmp_path / "results")])
     assert code == 2
+    assert not (tmp_path / "results").exists()  # nothing translated, no folder left behind
     err = capsys.readouterr().err
     assert "latest.safetensors" in err and "latest_net_G_A.pth" in err
 

@@ -103,8 +103,7 @@ def run_test(
     dataroot = Path(dataroot)
     run_dir = Path(checkpoints_dir) / name
     out_dir = Path(results_dir) / name / f"{phase}_{epoch}"
-    images_dir = out_dir / "images"
-    images_dir.mkdir(parents=True, exist_ok=True)
+    images_dir = out_dir / "images"  # made once the networks load: a failed load leaves no empty folders
     # Train mode is the reference's default; ONNX graphs are exported in eval mode, and ``auto``
     # compares paths that all run in eval mode.
     automatic = "auto" in (backend, precision)
@@ -127,6 +126,7 @@ def run_test(
             log.info("networks run in train mode (the reference's default; --eval to change): one image at a time")
             batch_size = 1
         torch.manual_seed(seed)  # dropout masks: the same results on every run
+    images_dir.mkdir(parents=True, exist_ok=True)
     count = run_jobs(jobs, images_dir, num_test, torch_device, _test_preprocess(config.data, preprocess, load_size,
                      crop_size), batch_size, precision if backend == "torch" and not automatic else "fp32")
     scores = None if recipe is None else score_results(recipe, config, layout, images_dir, dataroot, phase, direction)
