@@ -165,3 +165,25 @@ def test_a_channel_mix_makes_a_signed_permutation_exact_and_loads_from_before_it
     assert not old.colour.mixes and torch.equal(old.colour.mix, torch.eye(3))
     net.start_as_identity()
     assert not net.colour.mixes and torch.allclose(net(x), x, atol=1e-6)
+
+
+def test_texture_gap_tells_stripes_added_from_a_colour_map_either_way_round(tmp_path):
+    """Stripes added (zebra's training sets, each side left as it is: no colour map gives stripes) stand
+    above TEXTURE_GAP whichever domain holds them. A tint and a film look carried exactly onto the other
+    side's colours (valA -> valA_gt) are 1, and under the threshold even left unmapped; two flat domains
+    are 1, a flat one against stripes a large gap."""
+    zebra = write_task_dataset("zebra", tmp_path / "zebra", n=32, size=64, n_test=2, seed=0)
+    plain, striped = pictures(zebra / "trainA"), pictures(zebra / "trainB")
+    gap = colour_start.texture_gap(plain, plain, striped, striped)
+    assert gap > colour_start.TEXTURE_GAP
+    assert colour_start.texture_gap(striped, striped, plain, plain) == pytest.approx(gap)
+    for task in ("tint", "film"):
+        root = write_task_dataset(task, tmp_path / task, n=2, size=64, n_test=8, seed=0)
+        source, truth = pictures(root / "valA"), pictures(root / "valA_gt")
+        assert colour_start.texture_gap(source, truth, truth, source) == pytest.approx(1.0)
+        assert colour_start.texture_gap(source, source, truth, truth) < colour_start.TEXTURE_GAP
+    flat = torch.zeros(2, 3, 16, 16)
+    assert colour_start.fine_detail(flat) == 0.0
+    assert colour_start.texture_gap(flat, flat, flat + 0.5, flat + 0.5) == pytest.approx(1.0)
+    flat = torch.zeros_like(striped)
+    assert colour_start.texture_gap(flat, flat, striped, striped) > 1e3

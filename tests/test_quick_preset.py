@@ -377,3 +377,34 @@ def test_a_permutation_that_the_other_generator_does_not_share_is_weighed_agains
                    for key, value in expected[name].items())
     assert any("the identity instead" in r.getMessage() for r in caplog.records)
     assert any("G_B colour start: identity, as G_A keeps no permutation" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("task, texture", [("zebra", True), ("tint", False)])
+def test_a_texture_map_starts_from_the_identity_and_pays_the_body_its_far_weight(tmp_path, monkeypatch, caplog,
+                                                                                  task, texture):
+    """Stripes added to shapes: both colour branches start unfitted (as ``--colour_warmup_steps 0`` leaves
+    them) and the body is paid lambda_body, not lambda_body_near, though the colours lie close; a tint
+    keeps its fitted starts and the near weight. The whole first-batch step, with the trainer's own data
+    loading, on the generated task's training pictures; a resume keeps the weight."""
+    from cyclegan.data.synthetic_tasks import write_task_dataset
+    from cyclegan.recipes import colour_start
+
+    monkeypatch.setattr(colour_start, "SAMPLE_PIXELS", 512)
+    data = write_task_dataset(task, tmp_path / task, n=16, size=64, n_test=2, seed=0)
+    options = {"model__norm": "none", "model__residual_output": True, "model__colour_branch": 8,
+               "model__body_scale": 0.1, "data__load_size": 64, "data__crop_size": 64, "data__batch_size": 16,
+               "cycle_gan__lambda_identity": 0.0, "cycle_gan__lambda_body": 5.0, "cycle_gan__lambda_body_near": 20.0}
+    with caplog.at_level("INFO", logger="cyclegan"):
+        fitted = Trainer(tiny_config(data, tmp_path / "ck", name="fitted", optim__max_iters=1,
+                                     model__colour_warmup_steps=30, **options))
+    unfitted = Trainer(tiny_config(data, tmp_path / "ck", name="unfitted", optim__max_iters=1,
+                                   model__colour_warmup_steps=0, **options))
+    lines = [r.getMessage() for r in caplog.records if "fine detail" in r.getMessage()]
+    assert len(lines) == 1 and ("a texture map" in lines[0]) == texture, lines
+    for name in ("G_A", "G_B"):
+        same = [torch.equal(a, b) for a, b in zip(fitted.model.nets[name].colour.state_dict().values(),
+                                                  unfitted.model.nets[name].colour.state_dict().values(), strict=True)]
+        assert all(same) == texture, (name, same)
+    assert fitted.model.body_weight == (5.0 if texture else 20.0)
+    assert unfitted.model.body_weight == 20.0  # no colour start, no verdict: the colours lie close
+    assert fitted.model.extra_state()["body_weight"] == fitted.model.body_weight

@@ -46,7 +46,8 @@ HELP = {
                   "changes (texture, noise) and leaves colour changes to --colour_branch (ours; 1: as is)",
     "colour_warmup_steps": "steps of a fit of the --colour_branch to the target domain's colours before "
                            "training, from the identity, a channel permutation or per-channel histogram matching, "
-                           "whichever ends closer (ours; 0: none)",
+                           "whichever ends closer; left at the identity where the domains differ in texture "
+                           "(ours; 0: none)",
     "grey_output_for_grey": "a G whose target domain is greyscale on the first batch outputs grey (its channels "
                             "averaged, kept with the weights); needs --colour_branch (ours; quick preset: on)",
     "gan_mode": "lsgan | vanilla | wgangp (gradient penalty applied) | hinge",
@@ -101,7 +102,8 @@ HELP = {
     "lambda_cycle_far": "cycle weight instead of --lambda_A / --lambda_B when the first batch's A and B colours lie "
                         "far apart (a map far from the identity); 0: off (ours; quick preset: 2)",
     "lambda_body_near": "--lambda_body instead when the first batch's A and B colours lie close (a map near the "
-                        "identity); 0: off (ours; quick preset: 20)",
+                        "identity) and, with --colour_warmup_steps, their fine detail does not differ (a texture "
+                        "map keeps --lambda_body); 0: off (ours; quick preset: 20)",
     "lambda_body": "weight of an L1 penalty on what a --residual_output G's body adds to its colour map: the body "
                    "pays for each change a colour map could not make (ours; 0: off)",
     "lambda_colour": "weight of a sliced Wasserstein distance between generated and real pixel colours (ours; "

@@ -18,18 +18,21 @@ go through three different curves, which c is first fitted to reach), and keeps 
 closest, but the identity unless another ends clearly closer (:data:`ACCEPT_RATIO`): a map near the
 identity stays near it. From a grey domain into a colour one, histogram matching takes the identity's
 place; into a grey domain the identity is the only start. CycleGAN then makes its two generators'
-permutations each other's inverse (``CycleGANModel.fit_colour_starts``). Training then refines the map
-and lets the convolutional body learn what a colour map cannot.
+permutations each other's inverse (``CycleGANModel.fit_colour_starts``). Where the domains differ in
+texture, which no colour map gives (``texture_verdict``), CycleGAN puts the fitted branches back to the
+identity. Training then refines the map and lets the convolutional body learn what a colour map cannot.
 """
 
 from __future__ import annotations
 
 import copy
 import itertools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from cyclegan.losses import (
@@ -60,6 +63,11 @@ FIT_IMAGES = 64
 # film look, photographs' grade, stripes, one object recoloured) lie at most 0.15 apart, the far ones
 # (grey <-> colour, channel rotations, a hue rotation, a negative) at least 0.32.
 FAR_MAP_DISTANCE = 0.25
+# Domains whose fine detail differs by more than this factor once each is carried onto the other's
+# colours (texture_gap) differ in texture, which no colour map can give. Measured on benchmarks/
+# learning_suite.py's task family, first batches and fitted colour starts: stripes added (zebra) 1.44 and
+# 1.52; every colour map, near or far, and the photographs' grade at most 1.16 (grey <-> colour).
+TEXTURE_GAP = 1.3
 # A domain whose pixel variance lies this little off the grey axis (off_axis_share) is greyscale; JPEG
 # and resampling leave a grey image's channels a little apart, a colour domain lies far above.
 GREY_DOMAIN_SHARE = 1e-3
@@ -92,6 +100,44 @@ def colour_distance(source_images: torch.Tensor, target_images: torch.Tensor) ->
     Wasserstein-2 distance between their pixel clouds, 0 for the same colours. No random state."""
     source, target = pixel_cloud(source_images.detach().cpu()), pixel_cloud(target_images.detach().cpu())
     return float(sliced_wasserstein(source, target, sphere_directions(DIRECTIONS, source.shape[1])))
+
+
+def fine_detail(images: torch.Tensor) -> float:
+    """How much fine structure (edges, stripes) a batch holds (N×C×H×W in [-1, 1]): the mean absolute
+    difference between its luma (Rec. 601 for 3 channels, the channels' mean otherwise) and the luma's
+    3×3 box blur. A colour map changes it only through the luma's slope; a texture adds to it."""
+    images = images.detach().float()
+    if images.shape[1] == 3:
+        weights = torch.tensor([0.299, 0.587, 0.114], device=images.device).view(1, 3, 1, 1)
+        luma = (images * weights).sum(1, keepdim=True)
+    else:
+        luma = images.mean(1, keepdim=True)
+    blurred = F.avg_pool2d(F.pad(luma, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    return float((luma - blurred).abs().mean())
+
+
+def texture_gap(a: torch.Tensor, a_in_b_colours: torch.Tensor, b: torch.Tensor, b_in_a_colours: torch.Tensor) -> float:
+    """How many times more fine detail (``fine_detail``) one domain holds than the other, beyond what the
+    colour maps between them explain: the geometric mean of detail(B) / detail(A carried onto B's colours)
+    and detail(B carried onto A's) / detail(A), or its inverse where that is below 1. Near 1 when a colour
+    map relates the domains (each carried batch then holds its target's detail), above where one domain
+    has a texture the other lacks, whichever way round (the carried batch keeps its own detail)."""
+    tiny = 1e-8  # a flat batch holds no detail: one flat domain against a textured one is a large gap
+    details = [fine_detail(images) + tiny for images in (b, a_in_b_colours, b_in_a_colours, a)]
+    ratio = details[0] / details[1] * details[2] / details[3]
+    return math.sqrt(max(ratio, 1.0 / ratio))
+
+
+def texture_verdict(a: torch.Tensor, b: torch.Tensor, forward: nn.Module, backward: nn.Module) -> tuple[bool, str]:
+    """Whether domains A and B (first batches) differ in texture, judged with two generators' fitted
+    colour starts (``forward`` carries A onto B's colours, ``backward`` B onto A's; their bodies are
+    still at nothing): ``texture_gap`` above TEXTURE_GAP. Returns it and the log line's words."""
+    with torch.no_grad():
+        gap = texture_gap(a, forward.colour_only(a), b, backward.colour_only(b))
+    texture = gap > TEXTURE_GAP
+    return texture, (f"fine detail {gap:.2f} times apart beyond the colour starts ({'>' if texture else '<='} "
+                     f"{TEXTURE_GAP:g}): " + ("a texture map, the colour starts go back to the identity" if texture
+                                             else "the colour starts stay"))
 
 
 def off_axis_share(images: torch.Tensor) -> float:
