@@ -385,7 +385,7 @@ def test_a_texture_map_starts_from_the_identity_and_pays_the_body_its_far_weight
     """Stripes added to shapes: both colour branches start unfitted (as ``--colour_warmup_steps 0`` leaves
     them) and the body is paid lambda_body, not lambda_body_near, though the colours lie close; a tint
     keeps its fitted starts and the near weight. The whole first-batch step, with the trainer's own data
-    loading, on the generated task's training pictures; a resume keeps the weight."""
+    loading, on the generated task's training pictures; the checkpoint's state carries the weight."""
     from cyclegan.data.synthetic_tasks import write_task_dataset
     from cyclegan.recipes import colour_start
 

@@ -37,6 +37,8 @@ def format_loss_line(epoch: int, iters: int, compute_s: float, data_s: float, lo
 
 
 class _Keep(logging.Handler):
+    """Appends each record it handles to a list (logging's MemoryHandler flushes to a target instead)."""
+
     def __init__(self, records: list[logging.LogRecord]) -> None:
         super().__init__(logging.INFO)
         self.records = records
