@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,17 +20,30 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = REPO_ROOT / "tests" / "fixtures"  # small copies of ../shared/fixtures: see fixtures/slim.py
 
 
+_OWN_CACHE = pytest.StashKey[str]()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Under pytest-xdist (``-n N``) the workers share the cores: each takes its share of threads, and
     so do the subprocesses it starts, instead of N processes each spinning on every core. The per-machine
     caches (--tune's choices, inference paths, exports) go to a folder of the session's, not the user's."""
     if "CYCLEGAN_CACHE" not in os.environ:
         os.environ["CYCLEGAN_CACHE"] = tempfile.mkdtemp(prefix="cyclegan-test-cache-")
+        config.stash[_OWN_CACHE] = os.environ["CYCLEGAN_CACHE"]  # removed at the end (pytest_unconfigure)
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:
         threads = max(1, (os.cpu_count() or 1) // workers)
         os.environ["OMP_NUM_THREADS"] = str(threads)
         torch.set_num_threads(threads)
+
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the cache folder this process made (each xdist worker and the controller make their own)."""
+    folder = config.stash.get(_OWN_CACHE, None)
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
+        os.environ.pop("CYCLEGAN_CACHE", None)
 
 
 @pytest.fixture(autouse=True)
