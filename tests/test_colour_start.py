@@ -185,5 +185,7 @@ def test_texture_gap_tells_stripes_added_from_a_colour_map_either_way_round(tmp_
     flat = torch.zeros(2, 3, 16, 16)
     assert colour_start.fine_detail(flat) == 0.0
     assert colour_start.texture_gap(flat, flat, flat + 0.5, flat + 0.5) == pytest.approx(1.0)
+    for level in (0.3, 0.7, -0.45):  # their blur leaves float32 rounding (0.3 gave a gap of 3.98 on a 1e-8 floor)
+        assert colour_start.texture_gap(flat, flat, flat + level, flat + level) < 1.1 < colour_start.TEXTURE_GAP
     flat = torch.zeros_like(striped)
     assert colour_start.texture_gap(flat, flat, striped, striped) > 1e3

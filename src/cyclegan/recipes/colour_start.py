@@ -122,7 +122,9 @@ def texture_gap(a: torch.Tensor, a_in_b_colours: torch.Tensor, b: torch.Tensor, 
     and detail(B carried onto A's) / detail(A), or its inverse where that is below 1. Near 1 when a colour
     map relates the domains (each carried batch then holds its target's detail), above where one domain
     has a texture the other lacks, whichever way round (the carried batch keeps its own detail)."""
-    tiny = 1e-8  # a flat batch holds no detail: one flat domain against a textured one is a large gap
+    # A flat batch holds no detail, up to float32 rounding in the blur (3e-8 to 6e-8 for most grey levels), which
+    # this floor outweighs: two flat domains are 1, one flat against a textured one a large gap.
+    tiny = 1e-6
     details = [fine_detail(images) + tiny for images in (b, a_in_b_colours, b_in_a_colours, a)]
     ratio = details[0] / details[1] * details[2] / details[3]
     return math.sqrt(max(ratio, 1.0 / ratio))
