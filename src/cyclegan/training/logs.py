@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import logging.handlers
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,15 +38,12 @@ def format_loss_line(epoch: int, iters: int, compute_s: float, data_s: float, lo
     return message + " ".join(f"{name}: {value:.3f}" for name, value in losses.items())
 
 
-class _Keep(logging.Handler):
-    """Appends each record it handles to a list (logging's MemoryHandler flushes to a target instead)."""
-
-    def __init__(self, records: list[logging.LogRecord]) -> None:
-        super().__init__(logging.INFO)
-        self.records = records
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
+def _log_at_info() -> int:
+    """Let the run log pass INFO lines even where the console is quieter; returns the level to restore."""
+    previous = log.level
+    if log.getEffectiveLevel() > logging.INFO:
+        log.setLevel(logging.INFO)
+    return previous
 
 
 @contextlib.contextmanager
@@ -52,15 +51,17 @@ def kept_lines() -> Iterator[list[logging.LogRecord]]:
     """The run log's INFO lines and above inside the block (what the first batch chose: colour starts, loss
     weights), for ``RunLogger.write_earlier``: train.log opens later, in ``Trainer.fit``."""
     records: list[logging.LogRecord] = []
-    handler, previous = _Keep(records), log.level
-    if log.getEffectiveLevel() > logging.INFO:
-        log.setLevel(logging.INFO)
-    log.addHandler(handler)
+    keeper = logging.handlers.BufferingHandler(capacity=sys.maxsize)  # never flushes by itself
+    keeper.setLevel(logging.INFO)
+    previous = _log_at_info()
+    log.addHandler(keeper)
     try:
         yield records
     finally:
-        log.removeHandler(handler)
+        log.removeHandler(keeper)
         log.setLevel(previous)
+        records.extend(keeper.buffer)
+        keeper.close()
 
 
 class RunLogger:
@@ -81,9 +82,7 @@ class RunLogger:
         self._file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         log.addHandler(self._file_handler)
         # The file log records INFO even when the console (root logger) is quieter.
-        self._previous_level = log.level
-        if log.getEffectiveLevel() > logging.INFO:
-            log.setLevel(logging.INFO)
+        self._previous_level = _log_at_info()
         self.writer = None
         if config.runtime.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
